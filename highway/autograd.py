@@ -1,0 +1,26 @@
+"""autograd.Functions that put the fused Triton launchers under PyTorch's autograd."""
+import torch
+
+from kernels import highway_linear_bwd, highway_linear_fwd
+
+
+class HighwayLinearFunction(torch.autograd.Function):
+    """Fused highway layer on a 2-D input. Saves x, W, b and, unless `recompute`, the pre-activations Z.
+
+    Per layer that is 3·M·N saved values (x and Z), as eager PyTorch saves for its linear and activation.
+    With `recompute=True` the backward re-runs the forward GEMM instead of reading Z: M·N saved values (x
+    alone) for a third more GEMM FLOPs in a training step, the trade a very deep, narrow stack wants.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, activation: str, recompute: bool):
+        y, z = highway_linear_fwd(x, weight, bias, activation, store_preactivations=not recompute)
+        ctx.save_for_backward(x, weight, bias, z)
+        ctx.activation = activation
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, bias, z = ctx.saved_tensors
+        dx, dweight, dbias = highway_linear_bwd(dy, x, weight, bias, z, ctx.activation)
+        return dx, dweight, dbias, None, None

@@ -1,0 +1,49 @@
+"""Which implementation runs a layer: "torch" (eager reference), "triton" (fused kernels) or "auto"."""
+import functools
+import os
+
+import torch
+
+BACKENDS = ("auto", "torch", "triton")
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+
+        import kernels  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def triton_interpreting() -> bool:
+    """True when our kernels were (or will be) built for Triton's CPU interpreter."""
+    if triton_available():
+        from kernels import INTERPRET
+
+        return INTERPRET
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def resolve_backend(backend, device: torch.device) -> str:
+    """"torch" or "triton" for tensors on `device`; a clear error for a backend that cannot run there."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+    if backend == "torch":
+        return "torch"
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and triton_available() else "torch"
+    if not triton_available():
+        raise RuntimeError("backend='triton' needs the triton package: pip install triton")
+    if device.type == "cuda":
+        return "triton"
+    if device.type == "cpu" and triton_interpreting():
+        return "triton"
+    if device.type == "cpu":
+        raise RuntimeError(
+            "backend='triton' got CPU tensors, but Triton is not in interpreter mode; move the tensors to a GPU, "
+            "or set TRITON_INTERPRET=1 in the environment before triton is first imported (slow: for testing)"
+        )
+    raise RuntimeError(f"backend='triton' does not support device {device}")

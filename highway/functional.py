@@ -1,0 +1,73 @@
+"""Functional API: `highway_linear(x, weight, bias, activation, backend)`.
+
+Every argument is checked here, before anything is launched, so that a bad call fails with a message
+naming the offending shapes or values instead of a kernel error or, worse, a silently wrong result.
+"""
+import torch
+
+from highway.activations import check_activation
+from highway.backends import resolve_backend
+from highway.reference import highway_linear_reference
+
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def check_same_dtype_and_device(**tensors):
+    """TypeError for a non-tensor, non-floating or mixed-dtype argument; ValueError for mixed devices."""
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    dtypes = {name: t.dtype for name, t in tensors.items()}
+    if len(set(dtypes.values())) > 1:
+        raise TypeError(f"dtypes must match, got {dtypes}")
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        raise ValueError(f"tensors must be on one device, got {devices}")
+
+
+def check_triton_dtype(dtype: torch.dtype):
+    if dtype not in TRITON_DTYPES:
+        raise TypeError(f"backend='triton' supports {[str(d) for d in TRITON_DTYPES]}, got {dtype}")
+
+
+def highway_linear(x, weight, bias, activation: str = "relu", backend: str = "auto", *, recompute: bool = False):
+    """Highway layer `act(x W_Hᵀ + b_H)·T + x·(1 − T)` with `T = σ(x W_Tᵀ + b_T)`.
+
+    Args:
+        x: `(..., N)`, any leading dims and strides.
+        weight: `(2N, N)` in `nn.Linear` convention; rows `[0, N)` are W_H, rows `[N, 2N)` are W_T.
+        bias: `(2N,)`; `bias[:N]` is b_H, `bias[N:]` is b_T.
+        activation: "relu", "tanh", "sigmoid", "gelu" or "identity" (the block state's nonlinearity).
+        backend: "torch" (eager reference), "triton" (fused kernels; CPU tensors only under
+            TRITON_INTERPRET=1), or "auto" (triton for CUDA tensors when Triton is usable, else torch).
+        recompute: triton backend only: keep only x for backward and recompute the gates there.
+    Returns:
+        A tensor of x's shape and dtype, differentiable in x, weight and bias on every backend.
+    """
+    check_same_dtype_and_device(x=x, weight=weight, bias=bias)
+    if x.dim() < 1:
+        raise ValueError("x must have at least one dimension (..., N), got a 0-d tensor")
+    n = x.shape[-1]
+    if weight.shape != (2 * n, n):
+        raise ValueError(
+            f"weight must have shape (2N, N) = ({2 * n}, {n}) for x of shape {tuple(x.shape)} (N = {n}), "
+            f"got {tuple(weight.shape)}"
+        )
+    if bias.shape != (2 * n,):
+        raise ValueError(f"bias must have shape (2N,) = ({2 * n},) for N = {n}, got {tuple(bias.shape)}")
+    check_activation(activation)
+    if resolve_backend(backend, x.device) == "torch":
+        return highway_linear_reference(x, weight, bias, activation)
+
+    check_triton_dtype(x.dtype)
+    from highway.autograd import HighwayLinearFunction
+    from kernels import highway_linear_fwd
+
+    x2d = x.reshape(-1, n)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
+        y = HighwayLinearFunction.apply(x2d, weight, bias, activation, recompute)
+    else:
+        y, _ = highway_linear_fwd(x2d, weight, bias, activation, store_preactivations=False)
+    return y.reshape(x.shape)

@@ -1,0 +1,14 @@
+"""Pure-PyTorch eager reference of the highway layers: the ground truth every backend is tested against."""
+import torch.nn.functional as F
+import torch
+
+from highway.activations import ACTIVATIONS
+
+
+def highway_linear_reference(x, weight, bias, activation: str = "relu"):
+    """y = act(x W_Hᵀ + b_H)·T + x·(1 − T), T = σ(x W_Tᵀ + b_T), with W = [W_H; W_T] of shape (2N, N)."""
+    n = x.shape[-1]
+    z = F.linear(x, weight, bias)
+    h = ACTIVATIONS[activation](z[..., :n])
+    t = torch.sigmoid(z[..., n:])
+    return h * t + x * (1 - t)

@@ -1,0 +1,332 @@
+"""Fused dense highway layer: y = act(x W_Hᵀ + b_H)·T + x·(1 − T), T = σ(x W_Tᵀ + b_T).
+
+`weight` is `(2N, N)` in `nn.Linear` convention: rows `[0, N)` are W_H, rows `[N, 2N)` are W_T, and
+`bias[:N] = b_H`, `bias[N:] = b_T`. Four kernels, in the order a training step runs them:
+
+1. `_fwd_kernel`       one GEMM against [W_H | W_T] with bias, activation, sigmoid and carry in the epilogue.
+2. `_bwd_gates_kernel` the gate math of the backward (paper, appendix A) into dZ = [dz_H | dz_T] and
+                       the carry term (1 − T)·dy, which it writes into dx's buffer.
+3. `_bwd_dx_kernel`    dx = dZ·W, added onto the carry term in the GEMM epilogue.
+4. `_bwd_dw_kernel`    dW = dZᵀ·x and db = Σ_m dZ in one pass over dZ.
+
+The backward is kernels 2–4: three launches, and no elementwise PyTorch op between them.
+
+Tile code that a depth-fused kernel (a whole narrow stack in one launch) needs is in plain `@triton.jit`
+helpers (`tile_coords`, `highway_preactivations`, `highway_epilogue`), separate from the kernels, and the
+launchers are separate from the autograd.Function (which lives in `highway/autograd.py`).
+"""
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.activations import ACTIVATION_CODES, activation_fwd, activation_fwd_bwd
+from kernels.tuning import INTERPRET, configs, tuned
+
+# Under the interpreter, `tl.dot` on bf16 tiles returns garbage (triton 3.9, CPU); the kernels cast bf16
+# tiles to fp32 before `tl.dot` there. On a GPU bf16 goes to the tensor cores as it is.
+_INTERPRET_TILES = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8)
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). The forward keeps two accumulators (H and T), so its
+# tiles are one step smaller than a plain GEMM's; the small ones serve the paper's widths (50, 71).
+_GEMM2_CONFIGS = configs(
+    (128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
+    (64, 64, 32, 4, 5), (32, 64, 64, 4, 4), (32, 32, 64, 2, 4), (16, 32, 64, 2, 4),
+)
+_GEMM_CONFIGS = configs(
+    (128, 256, 64, 8, 3), (128, 128, 64, 8, 4), (128, 128, 32, 4, 4), (128, 64, 64, 4, 4),
+    (64, 128, 64, 4, 4), (64, 64, 64, 4, 4), (32, 64, 64, 4, 4), (16, 32, 64, 2, 4),
+)
+
+
+@triton.jit
+def tile_coords(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """Grouped ordering of output tiles, so that GROUP_M row tiles reuse the same weight columns in L2."""
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+    return pid_m, pid_n
+
+
+@triton.jit
+def highway_preactivations(
+    x_ptr, w_ptr, b_ptr, offs_m, offs_n, M, N,
+    stride_xm, stride_xk, stride_wn, stride_wk,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+):
+    """fp32 tiles z_H = x W_Hᵀ + b_H and z_T = x W_Tᵀ + b_T for rows `offs_m` (int64) and gate columns `offs_n`.
+
+    Each x tile is loaded once and multiplied by the matching column tiles of W_H and W_T.
+    """
+    offs_k = tl.arange(0, BLOCK_K)
+    m_mask = offs_m < M
+    n_mask = offs_n < N
+    x_ptrs = x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :] * stride_xk
+    wh_ptrs = w_ptr + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk
+    wt_ptrs = wh_ptrs + N * stride_wn
+    acc_h = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_t = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, N, BLOCK_K):
+        k_mask = (k0 + offs_k) < N
+        x_tile = tl.load(x_ptrs, mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+        wh = tl.load(wh_ptrs, mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+        wt = tl.load(wt_ptrs, mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+        if DOT_FP32:
+            x_tile = x_tile.to(tl.float32)
+            wh = wh.to(tl.float32)
+            wt = wt.to(tl.float32)
+        acc_h = tl.dot(x_tile, wh, acc_h, input_precision=INPUT_PRECISION)
+        acc_t = tl.dot(x_tile, wt, acc_t, input_precision=INPUT_PRECISION)
+        x_ptrs += BLOCK_K * stride_xk
+        wh_ptrs += BLOCK_K * stride_wk
+        wt_ptrs += BLOCK_K * stride_wk
+    b_h = tl.load(b_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)
+    b_t = tl.load(b_ptr + N + offs_n, mask=n_mask, other=0.0).to(tl.float32)
+    return acc_h + b_h[None, :], acc_t + b_t[None, :]
+
+
+@triton.jit
+def highway_epilogue(z_h, z_t, x_carry, ACTIVATION: tl.constexpr):
+    """y = H·T + x·(1 − T), written as the paper writes it so that ±inf in x propagates as in the reference."""
+    h = activation_fwd(z_h, ACTIVATION)
+    t = tl.sigmoid(z_t)
+    return h * t + x_carry * (1.0 - t)
+
+
+@tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=_INTERPRET_TILES)
+@triton.jit
+def _fwd_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr, z_ptr, M, N,
+    stride_xm, stride_xk, stride_wn, stride_wk,
+    ACTIVATION: tl.constexpr, STORE_PREACT: tl.constexpr,
+    DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """Fuses: x·[W_H | W_T]ᵀ (x read once for both), + bias, act, σ, and the carry y = H·T + x·(1 − T).
+
+    The (M, 2N) pre-activations stay in registers. Saved for backward, only when autograd needs it
+    (STORE_PREACT): Z = [z_H | z_T], (M, 2N) in x's dtype. The backward needs H, T and act'(z_H); Z rebuilds
+    all three exactly (H or T alone cannot give gelu' or a precise σ' for nearly closed gates), costs the
+    same bytes as storing H and T, and spares the backward a second GEMM. With `recompute` the launcher
+    skips even that and the backward re-runs this GEMM instead: x alone is kept (for very deep stacks).
+    """
+    pid_m, pid_n = tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    z_h, z_t = highway_preactivations(
+        x_ptr, w_ptr, b_ptr, offs_m, offs_n, M, N, stride_xm, stride_xk, stride_wn, stride_wk,
+        BLOCK_M, BLOCK_N, BLOCK_K, DOT_FP32, INPUT_PRECISION,
+    )
+    mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+    x_carry = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xk, mask=mask, other=0.0)
+    y = highway_epilogue(z_h, z_t, x_carry.to(tl.float32), ACTIVATION)
+    tl.store(y_ptr + offs_m[:, None] * N + offs_n[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
+    if STORE_PREACT:
+        z_ptrs = z_ptr + offs_m[:, None] * (2 * N) + offs_n[None, :]
+        tl.store(z_ptrs, z_h.to(z_ptr.dtype.element_ty), mask=mask)
+        tl.store(z_ptrs + N, z_t.to(z_ptr.dtype.element_ty), mask=mask)
+
+
+@tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=_INTERPRET_TILES)
+@triton.jit
+def _bwd_gates_kernel(
+    dy_ptr, x_ptr, w_ptr, b_ptr, z_ptr, dz_ptr, dx_ptr, M, N,
+    stride_dym, stride_dyn, stride_xm, stride_xk, stride_wn, stride_wk,
+    ACTIVATION: tl.constexpr, RECOMPUTE: tl.constexpr,
+    DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """Fuses the gate backward: dz_H = T·dy·act'(z_H), dz_T = (H − x)·dy·T(1 − T), carry = (1 − T)·dy.
+
+    Reads Z (or, with RECOMPUTE, rebuilds it with the forward's GEMM tile), x and dy; writes dZ (M, 2N) for
+    the two weight-path GEMMs, and the carry term into dx, which `_bwd_dx_kernel` then completes. H, T and
+    act' live only in registers.
+    """
+    pid_m, pid_n = tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+    zz = offs_m[:, None] * (2 * N) + offs_n[None, :]
+    if RECOMPUTE:
+        z_h, z_t = highway_preactivations(
+            x_ptr, w_ptr, b_ptr, offs_m, offs_n, M, N, stride_xm, stride_xk, stride_wn, stride_wk,
+            BLOCK_M, BLOCK_N, BLOCK_K, DOT_FP32, INPUT_PRECISION,
+        )
+    else:
+        z_h = tl.load(z_ptr + zz, mask=mask, other=0.0).to(tl.float32)
+        z_t = tl.load(z_ptr + zz + N, mask=mask, other=0.0).to(tl.float32)
+    h, dh = activation_fwd_bwd(z_h, ACTIVATION)
+    t = tl.sigmoid(z_t)
+    x_carry = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xk, mask=mask, other=0.0)
+    dy = tl.load(dy_ptr + offs_m[:, None] * stride_dym + offs_n[None, :] * stride_dyn, mask=mask, other=0.0)
+    dy = dy.to(tl.float32)
+    dz_h = dy * t * dh
+    dz_t = dy * (h - x_carry.to(tl.float32)) * t * (1.0 - t)
+    tl.store(dz_ptr + zz, dz_h.to(dz_ptr.dtype.element_ty), mask=mask)
+    tl.store(dz_ptr + zz + N, dz_t.to(dz_ptr.dtype.element_ty), mask=mask)
+    tl.store(dx_ptr + offs_m[:, None] * N + offs_n[None, :], (dy * (1.0 - t)).to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=_INTERPRET_TILES, restore_value=["dx_ptr"])
+@triton.jit
+def _bwd_dx_kernel(
+    dz_ptr, w_ptr, dx_ptr, M, N, stride_wn, stride_wk,
+    DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """Fuses dx = dZ·W (K = 2N: the H and T paths in one reduction) with the carry term (1 − T)·dy, which
+    `_bwd_gates_kernel` left in dx and this epilogue adds in fp32 before the one store."""
+    pid_m, pid_n = tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_j = tl.arange(0, BLOCK_K)
+    m_mask = offs_m < M
+    n_mask = offs_n < N
+    dz_ptrs = dz_ptr + offs_m[:, None] * (2 * N) + offs_j[None, :]
+    w_ptrs = w_ptr + offs_j[:, None] * stride_wn + offs_n[None, :] * stride_wk
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for j0 in range(0, 2 * N, BLOCK_K):
+        j_mask = (j0 + offs_j) < 2 * N
+        dz = tl.load(dz_ptrs, mask=m_mask[:, None] & j_mask[None, :], other=0.0)
+        w = tl.load(w_ptrs, mask=j_mask[:, None] & n_mask[None, :], other=0.0)
+        if DOT_FP32:
+            dz = dz.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(dz, w, acc, input_precision=INPUT_PRECISION)
+        dz_ptrs += BLOCK_K
+        w_ptrs += BLOCK_K * stride_wn
+    mask = m_mask[:, None] & n_mask[None, :]
+    dx_ptrs = dx_ptr + offs_m[:, None] * N + offs_n[None, :]
+    carry = tl.load(dx_ptrs, mask=mask, other=0.0).to(tl.float32)
+    tl.store(dx_ptrs, (acc + carry).to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=_INTERPRET_TILES, reset_to_zero=["dw_ptr", "db_ptr"])
+@triton.jit
+def _bwd_dw_kernel(
+    dz_ptr, x_ptr, dw_ptr, db_ptr, M, N, stride_xm, stride_xk,
+    USE_ATOMIC: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """Fuses dW = dZᵀ·x (a (2N, N) output reduced over M) with db = Σ_m dZ from the same dZ tiles.
+
+    Grid axis 1 splits M so that narrow layers (few output tiles, long reduction) still fill the GPU;
+    split partial sums meet in fp32 through `tl.atomic_add` (USE_ATOMIC), which makes dW's last bits depend
+    on the order the splits finish. Programs in the first column of tiles also produce db.
+    """
+    pid_j, pid_n = tile_coords(tl.program_id(0), 2 * N, N, BLOCK_M, BLOCK_N, GROUP_M)
+    num_splits = tl.num_programs(1)
+    m_per_split = tl.cdiv(tl.cdiv(M, num_splits), BLOCK_K) * BLOCK_K
+    m_start = tl.program_id(1) * m_per_split
+    m_end = tl.minimum(M, m_start + m_per_split)
+    offs_j = pid_j * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    j_mask = offs_j < 2 * N
+    n_mask = offs_n < N
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    db = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for m0 in range(m_start, m_end, BLOCK_K):
+        offs_r = (m0 + tl.arange(0, BLOCK_K)).to(tl.int64)
+        r_mask = offs_r < m_end
+        dz_t = tl.load(dz_ptr + offs_r[None, :] * (2 * N) + offs_j[:, None], mask=j_mask[:, None] & r_mask[None, :],
+                       other=0.0)
+        x_tile = tl.load(x_ptr + offs_r[:, None] * stride_xm + offs_n[None, :] * stride_xk,
+                         mask=r_mask[:, None] & n_mask[None, :], other=0.0)
+        db += tl.sum(dz_t.to(tl.float32), axis=1)
+        if DOT_FP32:
+            dz_t = dz_t.to(tl.float32)
+            x_tile = x_tile.to(tl.float32)
+        acc = tl.dot(dz_t, x_tile, acc, input_precision=INPUT_PRECISION)
+    dw_ptrs = dw_ptr + offs_j[:, None] * N + offs_n[None, :]
+    mask = j_mask[:, None] & n_mask[None, :]
+    if USE_ATOMIC:
+        tl.atomic_add(dw_ptrs, acc, mask=mask)
+        if pid_n == 0:
+            tl.atomic_add(db_ptr + offs_j, db, mask=j_mask)
+    else:
+        tl.store(dw_ptrs, acc.to(dw_ptr.dtype.element_ty), mask=mask)
+        if pid_n == 0:
+            tl.store(db_ptr + offs_j, db.to(db_ptr.dtype.element_ty), mask=j_mask)
+
+
+def _dot_options(dtype: torch.dtype) -> dict:
+    # fp32 follows torch.set_float32_matmul_precision, as torch.matmul does: "highest" means IEEE fp32.
+    ieee = dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
+    return dict(DOT_FP32=INTERPRET and dtype == torch.bfloat16, INPUT_PRECISION="ieee" if ieee or INTERPRET else "tf32")
+
+
+def _gemm_grid(M, N):
+    return lambda META: (triton.cdiv(M, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"]),)
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: bool):
+    """Launch the fused forward on a 2-D `x` (M, N). Returns `(y, Z)`; Z is None unless stored.
+
+    Inputs are assumed checked (see `highway.functional`); any strides of x and weight are accepted.
+    """
+    M, N = x.shape
+    y = torch.empty((M, N), device=x.device, dtype=x.dtype)
+    z = torch.empty((M, 2 * N), device=x.device, dtype=x.dtype) if store_preactivations else None
+    if M == 0:
+        return y, z
+    bias = bias.contiguous()
+    _fwd_kernel[_gemm_grid(M, N)](
+        x, weight, bias, y, y if z is None else z, M, N,
+        x.stride(0), x.stride(1), weight.stride(0), weight.stride(1),
+        ACTIVATION=ACTIVATION_CODES[activation], STORE_PREACT=store_preactivations, **_dot_options(x.dtype),
+    )
+    return y, z
+
+
+def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split_m: int | None = None):
+    """Launch the fused backward. `z` is the forward's Z, or None to recompute it here.
+
+    Returns `(dx, dweight, dbias)` in the dtypes of x, weight and bias. `split_m` splits the dW reduction
+    over M into that many programs joined by fp32 atomics; None picks 1 under the interpreter and enough
+    to fill the GPU's SMs otherwise.
+    """
+    M, N = x.shape
+    dx = torch.empty((M, N), device=x.device, dtype=x.dtype)
+    if M == 0:
+        return dx, torch.zeros_like(weight), torch.zeros_like(bias)
+    bias = bias.contiguous()
+    dots = _dot_options(x.dtype)
+    dz = torch.empty((M, 2 * N), device=x.device, dtype=x.dtype)
+    _bwd_gates_kernel[_gemm_grid(M, N)](
+        dy, x, weight, bias, dz if z is None else z, dz, dx, M, N,
+        dy.stride(0), dy.stride(1), x.stride(0), x.stride(1), weight.stride(0), weight.stride(1),
+        ACTIVATION=ACTIVATION_CODES[activation], RECOMPUTE=z is None, **dots,
+    )
+    _bwd_dx_kernel[_gemm_grid(M, N)](dz, weight, dx, M, N, weight.stride(0), weight.stride(1), **dots)
+
+    if split_m is not None and split_m < 1:
+        raise ValueError(f"split_m must be a positive integer or None, got {split_m}")
+    use_atomic = (not INTERPRET) if split_m is None else split_m > 1
+    acc_dtype = torch.float32 if use_atomic else weight.dtype
+    dw = torch.zeros((2 * N, N), device=x.device, dtype=acc_dtype)
+    db = torch.zeros((2 * N,), device=x.device, dtype=acc_dtype)
+
+    def dw_grid(META):
+        tiles = triton.cdiv(2 * N, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"])
+        if split_m is not None:
+            return (tiles, split_m)
+        if INTERPRET:
+            return (tiles, 1)
+        # Fill the SMs about twice, but give every split at least four BLOCK_K rows of M.
+        want = max(1, (2 * _sm_count(x.device.index or 0)) // tiles)
+        return (tiles, max(1, min(want, triton.cdiv(M, 4 * META["BLOCK_K"]))))
+
+    _bwd_dw_kernel[dw_grid](dz, x, dw, db, M, N, x.stride(0), x.stride(1), USE_ATOMIC=use_atomic, **dots)
+    return dx, dw.to(weight.dtype), db.to(bias.dtype)

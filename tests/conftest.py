@@ -1,0 +1,39 @@
+"""Test set-up: without a GPU, our Triton kernels run under Triton's CPU interpreter.
+
+TRITON_INTERPRET must be set before triton is first imported (Triton reads it when a kernel is
+decorated), so it is set here, at collection time, before any test module imports `kernels`.
+"""
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+# Kernels under the interpreter cost about a second an example: keep hypothesis's runs short there.
+settings.register_profile("interpreter", max_examples=12, deadline=None, derandomize=True)
+settings.register_profile("gpu", max_examples=100, deadline=None)
+settings.load_profile("gpu" if torch.cuda.is_available() else "interpreter")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (bf16 kernels, large shapes); skipped on CPU")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: Triton's CPU interpreter computes bf16 tl.dot wrongly")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def device():
+    return DEVICE

@@ -1,0 +1,34 @@
+"""Inputs and float64 reference results shared by the layer tests."""
+import math
+
+import torch
+
+from highway.functional import highway_linear
+from highway.reference import highway_linear_reference
+
+ACTIVATION_NAMES = ["relu", "tanh", "sigmoid", "gelu", "identity"]
+
+
+def linear_inputs(m, n, dtype, device, seed=0, lead=()):
+    """x (*lead, m, n), weight (2n, n), bias (2n,) with a negative gate bias, as a highway layer starts."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*lead, m, n, generator=g)
+    w = torch.randn(2 * n, n, generator=g) / math.sqrt(n)
+    b = 0.5 * torch.randn(2 * n, generator=g)
+    b[n:] -= 1.5
+    return tuple(t.to(device=device, dtype=dtype) for t in (x, w, b))
+
+
+def run_with_grads(fn, tensors, dy, dtype=None):
+    """fn(*tensors) and the gradients of <fn, dy> for leaf copies of `tensors` cast to `dtype`."""
+    leaves = [t.detach().to(dtype or t.dtype).requires_grad_() for t in tensors]
+    y = fn(*leaves)
+    y.backward(dy.to(y.dtype))
+    return y.detach(), [leaf.grad for leaf in leaves]
+
+
+def reference_and_triton(x, w, b, activation, dy, **kwargs):
+    """(reference y and grads in float64 from the same rounded inputs, triton y and grads)."""
+    ref = run_with_grads(lambda *t: highway_linear_reference(*t, activation), (x, w, b), dy, torch.float64)
+    tri = run_with_grads(lambda *t: highway_linear(*t, activation, backend="triton", **kwargs), (x, w, b), dy)
+    return ref, tri

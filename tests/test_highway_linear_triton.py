@@ -1,0 +1,142 @@
+"""The fused Triton highway layer against the float64 reference: forward and all three gradients.
+
+On CPU these run under Triton's interpreter. bf16 runs on a GPU (`gpu` mark); on CPU one extra test runs it
+with the interpreter's workaround (tiles cast to fp32 before tl.dot), which checks the kernel's bf16 loads,
+stores and epilogue but not bf16 tensor-core GEMMs.
+"""
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from highway.functional import highway_linear
+from highway.reference import highway_linear_reference
+from highway.tolerances import assert_close
+from highway_cases import ACTIVATION_NAMES, linear_inputs, reference_and_triton
+from kernels import highway_linear_bwd, highway_linear_fwd
+
+FLOAT_DTYPES = [torch.float32, torch.float16]
+
+
+def check_layer(m, n, activation, dtype, device, lead=(), seed=0, **kwargs):
+    x, w, b = linear_inputs(m, n, dtype, device, seed=seed, lead=lead)
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 1)).to(device, dtype)
+    (y_ref, g_ref), (y, g) = reference_and_triton(x, w, b, activation, dy, **kwargs)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_close(y, y_ref, dtype, "y")
+    for name, actual, expected in zip(("dx", "dweight", "dbias"), g, g_ref):
+        assert actual.dtype == dtype
+        assert_close(actual, expected, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("n", [16, 50, 64, 71, 128])
+@pytest.mark.parametrize("m", [0, 1, 7, 128, 300])
+def test_shapes_match_reference(m, n, dtype, device):
+    check_layer(m, n, "relu", dtype, device)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+@pytest.mark.parametrize("m,n", [(7, 50), (130, 71)])
+def test_activations_match_reference(m, n, activation, dtype, device):
+    check_layer(m, n, activation, dtype, device)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_recompute_matches_reference(activation, dtype, device):
+    check_layer(70, 71, activation, dtype, device, recompute=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+@pytest.mark.parametrize("m,n", [(1, 16), (7, 50), (300, 71), (1000, 128), (257, 1024)])
+def test_bf16_matches_reference_on_gpu(m, n, activation, device):
+    check_layer(m, n, activation, torch.bfloat16, device)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("n", [2048, 4096, 8192])
+def test_wide_layers_on_gpu(n, dtype, device):
+    check_layer(33, n, "relu", dtype, device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="covers the interpreter's bf16 workaround")
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_bf16_under_interpreter_with_fp32_dot(activation, device):
+    check_layer(70, 71, activation, torch.bfloat16, device)
+
+
+def test_wider_layer(device):
+    check_layer(3, 1024, "tanh", torch.float32, device)
+
+
+@pytest.mark.parametrize("lead", [(2, 3), (4,)])
+def test_leading_batch_dims(lead, device):
+    check_layer(5, 50, "tanh", torch.float32, device, lead=lead)
+
+
+def test_non_contiguous_inputs(device):
+    x, w, b = linear_inputs(40, 71, torch.float32, device)
+    x_nc = x.t().contiguous().t()  # column-major view
+    w_nc = torch.cat([w, w], dim=1)[:, ::2]  # column stride 2
+    b_nc = torch.stack([b, b], dim=1)[:, 0]  # stride 2
+    dy = torch.randn(40, 71).to(device).t().contiguous().t()
+    assert not (x_nc.is_contiguous() or w_nc.is_contiguous() or b_nc.is_contiguous() or dy.is_contiguous())
+    (y_ref, g_ref), (y, g) = reference_and_triton(x_nc, w_nc, b_nc, "relu", dy)
+    assert_close(y, y_ref, torch.float32, "y")
+    for actual, expected in zip(g, g_ref):
+        assert_close(actual, expected, torch.float32, "grad")
+
+
+@pytest.mark.parametrize("split_m", [2, 5])
+def test_split_reduction_with_atomics(split_m, device):
+    x, w, b = linear_inputs(300, 50, torch.float32, device)
+    dy = torch.randn(300, 50).to(device)
+    y, z = highway_linear_fwd(x, w, b, "relu", store_preactivations=True)
+    got = highway_linear_bwd(dy, x, w, b, z, "relu", split_m=split_m)
+    want = highway_linear_bwd(dy, x, w, b, z, "relu", split_m=1)
+    for a, e in zip(got, want):
+        assert_close(a, e.double(), torch.float32)
+
+
+def test_forward_without_grad_stores_nothing(device):
+    x, w, b = linear_inputs(9, 16, torch.float32, device)
+    with torch.no_grad():
+        y = highway_linear(x, w, b, "relu", backend="triton")
+    assert not y.requires_grad
+    assert_close(y, highway_linear_reference(x.double(), w.double(), b.double(), "relu"), torch.float32)
+    y2, z = highway_linear_fwd(x, w, b, "relu", store_preactivations=False)
+    assert z is None and torch.equal(y, y2)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_input_propagates_like_reference(bad, device):
+    x, w, b = linear_inputs(8, 16, torch.float32, device)
+    x[3, 5] = bad
+    y = highway_linear(x, w, b, "tanh", backend="triton")
+    ref = highway_linear_reference(x.double(), w.double(), b.double(), "tanh")
+    assert torch.equal(y.isnan(), ref.isnan()) and torch.equal(y.isinf(), ref.isinf())
+    assert_close(y, ref, torch.float32)
+
+
+@given(
+    m=st.integers(0, 150),
+    n=st.integers(1, 140),
+    lead=st.lists(st.integers(1, 3), max_size=2).map(tuple),
+    activation=st.sampled_from(ACTIVATION_NAMES),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    scale=st.floats(0.01, 4.0),
+    seed=st.integers(0, 2**16),
+)
+def test_hypothesis_shapes_and_values(m, n, lead, activation, dtype, scale, seed):
+    from conftest import DEVICE
+
+    x, w, b = linear_inputs(m, n, dtype, DEVICE, seed=seed, lead=lead)
+    x = (x.float() * scale).to(dtype)
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(DEVICE, dtype)
+    (y_ref, g_ref), (y, g) = reference_and_triton(x, w, b, activation, dy)
+    assert_close(y, y_ref, dtype, "y")
+    for name, actual, expected in zip(("dx", "dweight", "dbias"), g, g_ref):
+        assert_close(actual, expected, dtype, name)

@@ -12,21 +12,16 @@
 The backward is kernels 2–4: three launches, and no elementwise PyTorch op between them.
 
 Tile code that a depth-fused kernel (a whole narrow stack in one launch) needs is in plain `@triton.jit`
-helpers (`tile_coords`, `highway_preactivations`, `highway_epilogue`), separate from the kernels, and the
-launchers are separate from the autograd.Function (which lives in `highway/autograd.py`).
+helpers (`highway_preactivations` here; the epilogue and gate math in `kernels/highway_tiles.py`), separate
+from the kernels, and the launchers are separate from the autograd.Function (in `highway/autograd.py`).
 """
-import functools
-
 import torch
 import triton
 import triton.language as tl
 
-from kernels.activations import ACTIVATION_CODES, activation_fwd, activation_fwd_bwd
-from kernels.tuning import INTERPRET, configs, tuned
-
-# Under the interpreter, `tl.dot` on bf16 tiles returns garbage (triton 3.9, CPU); the kernels cast bf16
-# tiles to fp32 before `tl.dot` there. On a GPU bf16 goes to the tensor cores as it is.
-_INTERPRET_TILES = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8)
+from kernels.activations import ACTIVATION_CODES
+from kernels.highway_tiles import highway_epilogue, highway_gate_grads, tile_coords
+from kernels.tuning import INTERPRET, INTERPRET_TILES, configs, dot_options, reduction_splits, tuned
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). The forward keeps two accumulators (H and T), so its
 # tiles are one step smaller than a plain GEMM's; the small ones serve the paper's widths (50, 71).
@@ -38,20 +33,6 @@ _GEMM_CONFIGS = configs(
     (128, 256, 64, 8, 3), (128, 128, 64, 8, 4), (128, 128, 32, 4, 4), (128, 64, 64, 4, 4),
     (64, 128, 64, 4, 4), (64, 64, 64, 4, 4), (32, 64, 64, 4, 4), (16, 32, 64, 2, 4),
 )
-
-
-@triton.jit
-def tile_coords(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    """Grouped ordering of output tiles, so that GROUP_M row tiles reuse the same weight columns in L2."""
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
-    return pid_m, pid_n
 
 
 @triton.jit
@@ -92,15 +73,7 @@ def highway_preactivations(
     return acc_h + b_h[None, :], acc_t + b_t[None, :]
 
 
-@triton.jit
-def highway_epilogue(z_h, z_t, x_carry, ACTIVATION: tl.constexpr):
-    """y = H·T + x·(1 − T), written as the paper writes it so that ±inf in x propagates as in the reference."""
-    h = activation_fwd(z_h, ACTIVATION)
-    t = tl.sigmoid(z_t)
-    return h * t + x_carry * (1.0 - t)
-
-
-@tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=_INTERPRET_TILES)
+@tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES)
 @triton.jit
 def _fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, z_ptr, M, N,
@@ -134,7 +107,7 @@ def _fwd_kernel(
         tl.store(z_ptrs + N, z_t.to(z_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=_INTERPRET_TILES)
+@tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES)
 @triton.jit
 def _bwd_gates_kernel(
     dy_ptr, x_ptr, w_ptr, b_ptr, z_ptr, dz_ptr, dx_ptr, M, N,
@@ -162,19 +135,15 @@ def _bwd_gates_kernel(
     else:
         z_h = tl.load(z_ptr + zz, mask=mask, other=0.0).to(tl.float32)
         z_t = tl.load(z_ptr + zz + N, mask=mask, other=0.0).to(tl.float32)
-    h, dh = activation_fwd_bwd(z_h, ACTIVATION)
-    t = tl.sigmoid(z_t)
     x_carry = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xk, mask=mask, other=0.0)
     dy = tl.load(dy_ptr + offs_m[:, None] * stride_dym + offs_n[None, :] * stride_dyn, mask=mask, other=0.0)
-    dy = dy.to(tl.float32)
-    dz_h = dy * t * dh
-    dz_t = dy * (h - x_carry.to(tl.float32)) * t * (1.0 - t)
+    dz_h, dz_t, carry = highway_gate_grads(z_h, z_t, x_carry.to(tl.float32), dy.to(tl.float32), ACTIVATION)
     tl.store(dz_ptr + zz, dz_h.to(dz_ptr.dtype.element_ty), mask=mask)
     tl.store(dz_ptr + zz + N, dz_t.to(dz_ptr.dtype.element_ty), mask=mask)
-    tl.store(dx_ptr + offs_m[:, None] * N + offs_n[None, :], (dy * (1.0 - t)).to(dx_ptr.dtype.element_ty), mask=mask)
+    tl.store(dx_ptr + offs_m[:, None] * N + offs_n[None, :], carry.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=_INTERPRET_TILES, restore_value=["dx_ptr"])
+@tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES, restore_value=["dx_ptr"])
 @triton.jit
 def _bwd_dx_kernel(
     dz_ptr, w_ptr, dx_ptr, M, N, stride_wn, stride_wk,
@@ -208,7 +177,7 @@ def _bwd_dx_kernel(
     tl.store(dx_ptrs, (acc + carry).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=_INTERPRET_TILES, reset_to_zero=["dw_ptr", "db_ptr"])
+@tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES, reset_to_zero=["dw_ptr", "db_ptr"])
 @triton.jit
 def _bwd_dw_kernel(
     dz_ptr, x_ptr, dw_ptr, db_ptr, M, N, stride_xm, stride_xk,
@@ -256,19 +225,8 @@ def _bwd_dw_kernel(
             tl.store(db_ptr + offs_j, db.to(db_ptr.dtype.element_ty), mask=j_mask)
 
 
-def _dot_options(dtype: torch.dtype) -> dict:
-    # fp32 follows torch.set_float32_matmul_precision, as torch.matmul does: "highest" means IEEE fp32.
-    ieee = dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
-    return dict(DOT_FP32=INTERPRET and dtype == torch.bfloat16, INPUT_PRECISION="ieee" if ieee or INTERPRET else "tf32")
-
-
 def _gemm_grid(M, N):
     return lambda META: (triton.cdiv(M, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"]),)
-
-
-@functools.lru_cache(maxsize=None)
-def _sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
 def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: bool):
@@ -285,7 +243,7 @@ def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: b
     _fwd_kernel[_gemm_grid(M, N)](
         x, weight, bias, y, y if z is None else z, M, N,
         x.stride(0), x.stride(1), weight.stride(0), weight.stride(1),
-        ACTIVATION=ACTIVATION_CODES[activation], STORE_PREACT=store_preactivations, **_dot_options(x.dtype),
+        ACTIVATION=ACTIVATION_CODES[activation], STORE_PREACT=store_preactivations, **dot_options(x.dtype),
     )
     return y, z
 
@@ -302,7 +260,7 @@ def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split_m: int | N
     if M == 0:
         return dx, torch.zeros_like(weight), torch.zeros_like(bias)
     bias = bias.contiguous()
-    dots = _dot_options(x.dtype)
+    dots = dot_options(x.dtype)
     dz = torch.empty((M, 2 * N), device=x.device, dtype=x.dtype)
     _bwd_gates_kernel[_gemm_grid(M, N)](
         dy, x, weight, bias, dz if z is None else z, dz, dx, M, N,
@@ -320,13 +278,7 @@ def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split_m: int | N
 
     def dw_grid(META):
         tiles = triton.cdiv(2 * N, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"])
-        if split_m is not None:
-            return (tiles, split_m)
-        if INTERPRET:
-            return (tiles, 1)
-        # Fill the SMs about twice, but give every split at least four BLOCK_K rows of M.
-        want = max(1, (2 * _sm_count(x.device.index or 0)) // tiles)
-        return (tiles, max(1, min(want, triton.cdiv(M, 4 * META["BLOCK_K"]))))
+        return (tiles, reduction_splits(tiles, M, META["BLOCK_K"], x.device, split_m))
 
     _bwd_dw_kernel[dw_grid](dz, x, dw, db, M, N, x.stride(0), x.stride(1), USE_ATOMIC=use_atomic, **dots)
     return dx, dw.to(weight.dtype), db.to(bias.dtype)

@@ -7,8 +7,10 @@ and large enough to exercise masking on the shapes the tests use.
 
 Triton decides interpreter or compiler when a function is decorated, so this is read once, at import.
 """
+import functools
 import os
 
+import torch
 import triton
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -48,3 +50,36 @@ def configs(*rows, names=("BLOCK_M", "BLOCK_N", "BLOCK_K")):
         triton.Config({**dict(zip(names, row[: len(names)])), "GROUP_M": 8}, num_warps=row[-2], num_stages=row[-1])
         for row in rows
     ]
+
+
+# Under the interpreter every program costs Python time, so its tiles are as large as the tests' shapes
+# allow while still spanning several tiles on the larger ones (masking is exercised at N = 50, 71, 128).
+INTERPRET_TILES = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8)
+
+
+def dot_options(dtype: torch.dtype) -> dict:
+    """Meta-parameters for `tl.dot` in our kernels.
+
+    DOT_FP32: under the interpreter, `tl.dot` on bf16 tiles returns garbage (triton 3.9, CPU), so bf16 tiles
+    are cast to fp32 before the dot there; on a GPU bf16 goes to the tensor cores as it is.
+    INPUT_PRECISION: fp32 follows `torch.set_float32_matmul_precision`, as torch.matmul does ("highest" is
+    IEEE fp32, anything else TF32).
+    """
+    ieee = INTERPRET or (dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest")
+    return dict(DOT_FP32=INTERPRET and dtype == torch.bfloat16, INPUT_PRECISION="ieee" if ieee else "tf32")
+
+
+@functools.lru_cache(maxsize=None)
+def sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def reduction_splits(tiles: int, rows: int, block_rows: int, device: torch.device, split: int | None) -> int:
+    """How many programs share one long reduction (dW over M): enough to fill the GPU's SMs about twice,
+    each with at least four blocks of rows; 1 under the interpreter; `split` when the caller fixes it."""
+    if split is not None:
+        return split
+    if INTERPRET:
+        return 1
+    want = max(1, (2 * sm_count(device.index or 0)) // tiles)
+    return max(1, min(want, triton.cdiv(rows, 4 * block_rows)))

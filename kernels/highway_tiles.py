@@ -1,0 +1,42 @@
+"""Tile-level pieces shared by every highway kernel (dense, conv, and the depth-fused stack to come).
+
+These are `@triton.jit` helpers on fp32 register tiles: they load and store nothing, so each kernel keeps
+its own memory layout and only the highway math is written once.
+"""
+import triton
+import triton.language as tl
+
+from kernels.activations import activation_fwd, activation_fwd_bwd
+
+
+@triton.jit
+def tile_coords(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """Grouped ordering of output tiles, so that GROUP_M row tiles reuse the same weight columns in L2."""
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+    return pid_m, pid_n
+
+
+@triton.jit
+def highway_epilogue(z_h, z_t, x_carry, ACTIVATION: tl.constexpr):
+    """y = H·T + x·(1 − T), written as the paper writes it so that ±inf in x propagates as in the reference."""
+    h = activation_fwd(z_h, ACTIVATION)
+    t = tl.sigmoid(z_t)
+    return h * t + x_carry * (1.0 - t)
+
+
+@triton.jit
+def highway_gate_grads(z_h, z_t, x_carry, dy, ACTIVATION: tl.constexpr):
+    """The paper's backward (appendix A) through act and σ: (dz_H, dz_T, carry) with
+    dz_H = T·dy·act'(z_H), dz_T = (H − x)·dy·T(1 − T), carry = (1 − T)·dy (x's own share of dx)."""
+    h, dh = activation_fwd_bwd(z_h, ACTIVATION)
+    t = tl.sigmoid(z_t)
+    dz_h = dy * t * dh
+    dz_t = dy * (h - x_carry) * t * (1.0 - t)
+    return dz_h, dz_t, dy * (1.0 - t)

@@ -1,7 +1,7 @@
 """autograd.Functions that put the fused Triton launchers under PyTorch's autograd."""
 import torch
 
-from kernels import highway_linear_bwd, highway_linear_fwd
+from kernels import highway_conv2d_bwd, highway_conv2d_fwd, highway_linear_bwd, highway_linear_fwd
 
 
 class HighwayLinearFunction(torch.autograd.Function):
@@ -24,3 +24,19 @@ class HighwayLinearFunction(torch.autograd.Function):
         x, weight, bias, z = ctx.saved_tensors
         dx, dweight, dbias = highway_linear_bwd(dy, x, weight, bias, z, ctx.activation)
         return dx, dweight, dbias, None, None
+
+
+class HighwayConv2dFunction(torch.autograd.Function):
+    """Fused convolutional highway layer. Saves x, W, b only; the backward recomputes the gates."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, activation: str):
+        ctx.save_for_backward(x, weight, bias)
+        ctx.activation = activation
+        return highway_conv2d_fwd(x, weight, bias, activation)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, bias = ctx.saved_tensors
+        dx, dweight, dbias = highway_conv2d_bwd(dy, x, weight, bias, ctx.activation)
+        return dx, dweight, dbias, None

@@ -1,4 +1,4 @@
-"""Functional API: `highway_linear(x, weight, bias, activation, backend)`.
+"""Functional API: `highway_linear` and `highway_conv2d` (x, weight, bias, activation, backend).
 
 Every argument is checked here, before anything is launched, so that a bad call fails with a message
 naming the offending shapes or values instead of a kernel error or, worse, a silently wrong result.
@@ -7,7 +7,7 @@ import torch
 
 from highway.activations import check_activation
 from highway.backends import resolve_backend
-from highway.reference import highway_linear_reference
+from highway.reference import highway_conv2d_reference, highway_linear_reference
 
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -71,3 +71,39 @@ def highway_linear(x, weight, bias, activation: str = "relu", backend: str = "au
     else:
         y, _ = highway_linear_fwd(x2d, weight, bias, activation, store_preactivations=False)
     return y.reshape(x.shape)
+
+
+def highway_conv2d(x, weight, bias, activation: str = "relu", backend: str = "auto"):
+    """Convolutional highway layer `act(conv(x, W_H) + b_H)·T + x·(1 − T)`, `T = σ(conv(x, W_T) + b_T)`.
+
+    Args:
+        x: `(B, C, H, W)`, NCHW or channels_last.
+        weight: `(2C, C, k, k)` with odd k; output channels `[0, C)` are W_H, `[C, 2C)` are W_T.
+        bias: `(2C,)`.
+        activation, backend: as for `highway_linear`.
+    Stride 1 and "same" zero padding (k // 2), so y has x's shape, dtype (and, on triton, memory layout).
+    """
+    check_same_dtype_and_device(x=x, weight=weight, bias=bias)
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    if weight.dim() != 4 or weight.shape[:2] != (2 * c, c) or weight.shape[2] != weight.shape[3]:
+        raise ValueError(
+            f"weight must have shape (2C, C, k, k) = ({2 * c}, {c}, k, k) for x with C = {c} channels, "
+            f"got {tuple(weight.shape)}"
+        )
+    if weight.shape[-1] % 2 == 0:
+        raise ValueError(f"kernel size must be odd for 'same' padding, got k = {weight.shape[-1]}")
+    if bias.shape != (2 * c,):
+        raise ValueError(f"bias must have shape (2C,) = ({2 * c},) for C = {c}, got {tuple(bias.shape)}")
+    check_activation(activation)
+    if resolve_backend(backend, x.device) == "torch":
+        return highway_conv2d_reference(x, weight, bias, activation)
+
+    check_triton_dtype(x.dtype)
+    from highway.autograd import HighwayConv2dFunction
+    from kernels import highway_conv2d_fwd
+
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
+        return HighwayConv2dFunction.apply(x, weight, bias, activation)
+    return highway_conv2d_fwd(x, weight, bias, activation)

@@ -15,17 +15,19 @@ from highway.activations import GAINS, check_activation
 
 
 @torch.no_grad()
-def init_plain_linear_(weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "identity"):
-    fan_in = weight.shape[1]
+def init_plain_layer_(weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "identity"):
+    """In place, for linear `(out, in)` and conv `(out, in, k, k)` weights alike: fan_in = in·k²."""
+    fan_in = weight[0].numel()
     weight.normal_(0.0, GAINS[check_activation(activation)] / math.sqrt(fan_in))
     if bias is not None:
         bias.zero_()
 
 
 @torch.no_grad()
-def init_highway_linear_(weight: torch.Tensor, bias: torch.Tensor, activation: str, gate_bias: float):
-    """In place: W_H ~ N(0, gain²/N), W_T ~ N(0, 1/N), b_H = 0, b_T = gate_bias."""
+def init_highway_layer_(weight: torch.Tensor, bias: torch.Tensor, activation: str, gate_bias: float):
+    """In place: W_H ~ N(0, gain²/fan_in), W_T ~ N(0, 1/fan_in), b_H = 0, b_T = gate_bias; weight is
+    `(2N, N)` (dense, fan_in = N) or `(2C, C, k, k)` (conv, fan_in = C·k²)."""
     n = weight.shape[1]
-    init_plain_linear_(weight[:n], bias[:n], activation)
-    init_plain_linear_(weight[n:], None, "identity")
+    init_plain_layer_(weight[:n], bias[:n], activation)
+    init_plain_layer_(weight[n:], None, "identity")
     bias[n:].fill_(gate_bias)

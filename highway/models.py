@@ -8,7 +8,7 @@ highway and 71 for plain nets, about 5000 parameters per layer each.
 from torch import nn
 
 from highway.activations import activation_module
-from highway.init import init_plain_linear_
+from highway.init import init_plain_layer_
 from highway.modules import HighwayLinear
 
 
@@ -36,7 +36,7 @@ class DeepMLP(nn.Module):
 def plain_layer(in_features: int, out_features: int, activation: str) -> nn.Sequential:
     """Linear + activation with the variance-preserving init of `highway.init`."""
     linear = nn.Linear(in_features, out_features)
-    init_plain_linear_(linear.weight, linear.bias, activation)
+    init_plain_layer_(linear.weight, linear.bias, activation)
     return nn.Sequential(linear, activation_module(activation))
 
 
@@ -50,7 +50,7 @@ def _mlp(kind, in_features, width, depth, num_classes, activation, hidden):
     _check_sizes(in_features, width, depth, num_classes)
     stem = nn.Sequential(nn.Flatten(), *plain_layer(in_features, width, activation))
     head = nn.Linear(width, num_classes)
-    init_plain_linear_(head.weight, head.bias)
+    init_plain_layer_(head.weight, head.bias)
     return DeepMLP(kind, stem, [hidden() for _ in range(depth - 1)], head)
 
 

@@ -6,8 +6,15 @@ from torch import nn
 
 from highway.activations import check_activation
 from highway.backends import BACKENDS
-from highway.functional import highway_linear
-from highway.init import init_highway_linear_
+from highway.functional import highway_conv2d, highway_linear
+from highway.init import init_highway_layer_
+
+
+def _check_layer_args(gate_bias, backend):
+    if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)) or not math.isfinite(gate_bias):
+        raise ValueError(f"gate_bias must be a finite number, got {gate_bias!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
 
 
 class HighwayLinear(nn.Module):
@@ -23,10 +30,7 @@ class HighwayLinear(nn.Module):
         super().__init__()
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, got {width!r}")
-        if not isinstance(gate_bias, (int, float)) or not math.isfinite(gate_bias):
-            raise ValueError(f"gate_bias must be a finite number, got {gate_bias!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+        _check_layer_args(gate_bias, backend)
         self.width = width
         self.activation = check_activation(activation)
         self.gate_bias = float(gate_bias)
@@ -37,10 +41,45 @@ class HighwayLinear(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init_highway_linear_(self.weight, self.bias, self.activation, self.gate_bias)
+        init_highway_layer_(self.weight, self.bias, self.activation, self.gate_bias)
 
     def forward(self, x):
         return highway_linear(x, self.weight, self.bias, self.activation, self.backend, recompute=self.recompute)
 
     def extra_repr(self):
         return f"width={self.width}, activation={self.activation!r}, gate_bias={self.gate_bias}, backend={self.backend!r}"
+
+
+class HighwayConv2d(nn.Module):
+    """Convolutional highway layer of `channels` blocks: H and T are "same"-padded stride-1 convolutions
+    with one receptive field, `kernel_size` (odd). Parameters `weight (2C, C, k, k)` = [W_H; W_T] and
+    `bias (2C,)` = [b_H; b_T]. The FAQ's guide for `gate_bias` in conv nets: −1 near depth 10–20, −2 near
+    20–30, −3 near 30–40."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, activation: str = "relu", gate_bias: float = -1.0,
+                 backend: str = "auto", device=None, dtype=None):
+        super().__init__()
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
+        _check_layer_args(gate_bias, backend)
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.activation = check_activation(activation)
+        self.gate_bias = float(gate_bias)
+        self.backend = backend
+        self.weight = nn.Parameter(torch.empty(2 * channels, channels, kernel_size, kernel_size, device=device,
+                                               dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(2 * channels, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init_highway_layer_(self.weight, self.bias, self.activation, self.gate_bias)
+
+    def forward(self, x):
+        return highway_conv2d(x, self.weight, self.bias, self.activation, self.backend)
+
+    def extra_repr(self):
+        return (f"channels={self.channels}, kernel_size={self.kernel_size}, activation={self.activation!r}, "
+                f"gate_bias={self.gate_bias}, backend={self.backend!r}")

@@ -12,3 +12,12 @@ def highway_linear_reference(x, weight, bias, activation: str = "relu"):
     h = ACTIVATIONS[activation](z[..., :n])
     t = torch.sigmoid(z[..., n:])
     return h * t + x * (1 - t)
+
+
+def highway_conv2d_reference(x, weight, bias, activation: str = "relu"):
+    """The convolutional highway layer: H and T from "same"-padded stride-1 convolutions of x."""
+    c = x.shape[1]
+    z = F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
+    h = ACTIVATIONS[activation](z[:, :c])
+    t = torch.sigmoid(z[:, c:])
+    return h * t + x * (1 - t)

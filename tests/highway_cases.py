@@ -21,7 +21,7 @@ def linear_inputs(m, n, dtype, device, seed=0, lead=()):
 
 def run_with_grads(fn, tensors, dy, dtype=None):
     """fn(*tensors) and the gradients of <fn, dy> for leaf copies of `tensors` cast to `dtype`."""
-    leaves = [t.detach().to(dtype or t.dtype).requires_grad_() for t in tensors]
+    leaves = [t.detach().to(dtype or t.dtype).requires_grad_() for t in tensors]  # .to keeps memory format
     y = fn(*leaves)
     y.backward(dy.to(y.dtype))
     return y.detach(), [leaf.grad for leaf in leaves]
@@ -31,4 +31,26 @@ def reference_and_triton(x, w, b, activation, dy, **kwargs):
     """(reference y and grads in float64 from the same rounded inputs, triton y and grads)."""
     ref = run_with_grads(lambda *t: highway_linear_reference(*t, activation), (x, w, b), dy, torch.float64)
     tri = run_with_grads(lambda *t: highway_linear(*t, activation, backend="triton", **kwargs), (x, w, b), dy)
+    return ref, tri
+
+
+def conv_inputs(b, c, h, w, k, dtype, device, seed=0, channels_last=False):
+    """x (b, c, h, w), weight (2c, c, k, k), bias (2c,) with a negative gate bias."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, c, h, w, generator=g)
+    wt = torch.randn(2 * c, c, k, k, generator=g) / math.sqrt(c * k * k)
+    bias = 0.5 * torch.randn(2 * c, generator=g)
+    bias[c:] -= 1.0
+    x = x.to(device=device, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    return x, wt.to(device=device, dtype=dtype), bias.to(device=device, dtype=dtype)
+
+
+def conv_reference_and_triton(x, w, b, activation, dy):
+    from highway.functional import highway_conv2d
+    from highway.reference import highway_conv2d_reference
+
+    ref = run_with_grads(lambda *t: highway_conv2d_reference(*t, activation), (x, w, b), dy, torch.float64)
+    tri = run_with_grads(lambda *t: highway_conv2d(*t, activation, backend="triton"), (x, w, b), dy)
     return ref, tri

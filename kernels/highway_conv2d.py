@@ -1,0 +1,291 @@
+"""Fused convolutional highway layer (stride 1, "same" zero padding, odd kernel size k):
+
+    y = act(conv(x, W_H) + b_H)·T + x·(1 − T),   T = σ(conv(x, W_T) + b_T)
+
+`weight` is `(2C, C, k, k)`: output channels `[0, C)` are W_H, `[C, 2C)` are W_T; `bias` is `(2C,)`.
+Every kernel is an implicit GEMM over output pixels p = (b, h, w) and channels: no im2col buffer. x, y,
+dy and dx are addressed through their four strides, so NCHW and channels_last tensors run without a
+copy; pixels-by-channels tiles are contiguous along channels for channels_last inputs, the fast layout.
+
+1. `_fwd_kernel`       H and T from the same input tiles, bias, act, σ and carry in the epilogue; it
+                       writes y and nothing else (nothing of size (B, 2C, H, W)).
+2. `_bwd_gates_kernel` recomputes z_H, z_T with the forward's tile code, then the gate math into
+                       dZ (B·H·W, 2C) and the carry (1 − T)·dy into dx.
+3. `_bwd_dx_kernel`    dx = conv_transpose(dZ, W) as an implicit GEMM (K = 2C·k²) + carry in the epilogue.
+4. `_bwd_dw_kernel`    dW[:, :, i, j] = dZᵀ·shift_ij(x) per tap, and db = Σ dZ, split over pixels.
+
+All four are Triton; no cuDNN is involved in the backward.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from kernels.activations import ACTIVATION_CODES
+from kernels.highway_tiles import highway_epilogue, highway_gate_grads, tile_coords
+from kernels.tuning import INTERPRET, INTERPRET_TILES, configs, dot_options, reduction_splits, tuned
+
+_CONV2_CONFIGS = configs(
+    (128, 64, 64, 4, 4), (128, 128, 32, 8, 3), (64, 64, 64, 4, 4), (64, 32, 32, 4, 4),
+    (32, 32, 32, 2, 4), (128, 32, 32, 4, 4), (64, 16, 16, 2, 4),
+)
+_CONV_CONFIGS = configs(
+    (128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 64, 64, 4, 4), (64, 32, 32, 4, 4),
+    (128, 32, 32, 4, 4), (32, 32, 32, 2, 4), (64, 16, 16, 2, 4),
+)
+# Small tiles under the interpreter: channel counts in the tests are 8–48, so BLOCK_N/K of 16 still mask.
+_INTERPRET_CONV_TILES = {**INTERPRET_TILES, "BLOCK_N": 16, "BLOCK_K": 16}
+
+
+@triton.jit
+def pixel_coords(offs_p, H, W):
+    """(batch, row, column) of flattened output pixels."""
+    hw = offs_p % (H * W)
+    return offs_p // (H * W), hw // W, hw % W
+
+
+@triton.jit
+def highway_conv_preactivations(
+    x_ptr, w_ptr, b_ptr, offs_p, offs_c, P, C, H, W,
+    stride_xb, stride_xc, stride_xh, stride_xw, stride_wo, stride_wi, stride_wh, stride_ww,
+    KS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+):
+    """fp32 tiles z_H, z_T for pixels `offs_p` (int64) and gate channels `offs_c`: for each of the k² taps,
+    one shifted input tile (zero outside the image) feeds both the W_H and the W_T GEMM."""
+    bi, oh, ow = pixel_coords(offs_p, H, W)
+    p_mask = offs_p < P
+    c_mask = offs_c < C
+    offs_k = tl.arange(0, BLOCK_K)
+    acc_h = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_t = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kh in tl.static_range(KS):
+        ih = oh + kh - KS // 2
+        for kw in tl.static_range(KS):
+            iw = ow + kw - KS // 2
+            inside = p_mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            x_rows = x_ptr + bi * stride_xb + ih * stride_xh + iw * stride_xw
+            w_tap = w_ptr + kh * stride_wh + kw * stride_ww
+            for c0 in range(0, C, BLOCK_K):
+                ci = c0 + offs_k
+                ci_mask = ci < C
+                x_tile = tl.load(x_rows[:, None] + ci[None, :] * stride_xc, mask=inside[:, None] & ci_mask[None, :],
+                                 other=0.0)
+                w_mask = ci_mask[:, None] & c_mask[None, :]
+                wh = tl.load(w_tap + offs_c[None, :] * stride_wo + ci[:, None] * stride_wi, mask=w_mask, other=0.0)
+                wt = tl.load(w_tap + (offs_c[None, :] + C) * stride_wo + ci[:, None] * stride_wi, mask=w_mask,
+                             other=0.0)
+                if DOT_FP32:
+                    x_tile = x_tile.to(tl.float32)
+                    wh = wh.to(tl.float32)
+                    wt = wt.to(tl.float32)
+                acc_h = tl.dot(x_tile, wh, acc_h, input_precision=INPUT_PRECISION)
+                acc_t = tl.dot(x_tile, wt, acc_t, input_precision=INPUT_PRECISION)
+    b_h = tl.load(b_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)
+    b_t = tl.load(b_ptr + C + offs_c, mask=c_mask, other=0.0).to(tl.float32)
+    return acc_h + b_h[None, :], acc_t + b_t[None, :]
+
+
+@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=_INTERPRET_CONV_TILES)
+@triton.jit
+def _fwd_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr, P, C, H, W,
+    stride_xb, stride_xc, stride_xh, stride_xw, stride_wo, stride_wi, stride_wh, stride_ww,
+    stride_yb, stride_yc, stride_yh, stride_yw,
+    ACTIVATION: tl.constexpr, KS: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """Fuses both convolutions (one read of each input tile), bias, act, σ and the carry. Saves nothing for
+    backward beyond x, W, b: the backward recomputes z_H and z_T, because storing them would write the
+    (B, 2C, H, W) tensor this kernel exists to avoid, and a conv layer's activations dwarf its weights."""
+    pid_p, pid_c = tile_coords(tl.program_id(0), P, C, BLOCK_M, BLOCK_N, GROUP_M)
+    offs_p = (pid_p * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_c = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
+    z_h, z_t = highway_conv_preactivations(
+        x_ptr, w_ptr, b_ptr, offs_p, offs_c, P, C, H, W, stride_xb, stride_xc, stride_xh, stride_xw,
+        stride_wo, stride_wi, stride_wh, stride_ww, KS, BLOCK_M, BLOCK_N, BLOCK_K, DOT_FP32, INPUT_PRECISION,
+    )
+    bi, oh, ow = pixel_coords(offs_p, H, W)
+    mask = (offs_p < P)[:, None] & (offs_c < C)[None, :]
+    x_off = (bi * stride_xb + oh * stride_xh + ow * stride_xw)[:, None] + offs_c[None, :] * stride_xc
+    x_carry = tl.load(x_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
+    y = highway_epilogue(z_h, z_t, x_carry, ACTIVATION)
+    y_off = (bi * stride_yb + oh * stride_yh + ow * stride_yw)[:, None] + offs_c[None, :] * stride_yc
+    tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=_INTERPRET_CONV_TILES)
+@triton.jit
+def _bwd_gates_kernel(
+    dy_ptr, x_ptr, w_ptr, b_ptr, dz_ptr, dx_ptr, P, C, H, W,
+    stride_xb, stride_xc, stride_xh, stride_xw, stride_wo, stride_wi, stride_wh, stride_ww,
+    stride_dyb, stride_dyc, stride_dyh, stride_dyw, stride_dxb, stride_dxc, stride_dxh, stride_dxw,
+    ACTIVATION: tl.constexpr, KS: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """Fuses the recomputed forward tile with the gate backward; writes dZ (P, 2C) and the carry into dx."""
+    pid_p, pid_c = tile_coords(tl.program_id(0), P, C, BLOCK_M, BLOCK_N, GROUP_M)
+    offs_p = (pid_p * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_c = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
+    z_h, z_t = highway_conv_preactivations(
+        x_ptr, w_ptr, b_ptr, offs_p, offs_c, P, C, H, W, stride_xb, stride_xc, stride_xh, stride_xw,
+        stride_wo, stride_wi, stride_wh, stride_ww, KS, BLOCK_M, BLOCK_N, BLOCK_K, DOT_FP32, INPUT_PRECISION,
+    )
+    bi, oh, ow = pixel_coords(offs_p, H, W)
+    mask = (offs_p < P)[:, None] & (offs_c < C)[None, :]
+    x_off = (bi * stride_xb + oh * stride_xh + ow * stride_xw)[:, None] + offs_c[None, :] * stride_xc
+    dy_off = (bi * stride_dyb + oh * stride_dyh + ow * stride_dyw)[:, None] + offs_c[None, :] * stride_dyc
+    x_carry = tl.load(x_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
+    dy = tl.load(dy_ptr + dy_off, mask=mask, other=0.0).to(tl.float32)
+    dz_h, dz_t, carry = highway_gate_grads(z_h, z_t, x_carry, dy, ACTIVATION)
+    dz_ptrs = dz_ptr + offs_p[:, None] * (2 * C) + offs_c[None, :]
+    tl.store(dz_ptrs, dz_h.to(dz_ptr.dtype.element_ty), mask=mask)
+    tl.store(dz_ptrs + C, dz_t.to(dz_ptr.dtype.element_ty), mask=mask)
+    dx_off = (bi * stride_dxb + oh * stride_dxh + ow * stride_dxw)[:, None] + offs_c[None, :] * stride_dxc
+    tl.store(dx_ptr + dx_off, carry.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@tuned(_CONV_CONFIGS, key=["P", "C", "KS"], interpret_config=_INTERPRET_CONV_TILES, restore_value=["dx_ptr"])
+@triton.jit
+def _bwd_dx_kernel(
+    dz_ptr, w_ptr, dx_ptr, P, C, H, W,
+    stride_wo, stride_wi, stride_wh, stride_ww, stride_dxb, stride_dxc, stride_dxh, stride_dxw,
+    KS: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """Fuses dx = Σ_taps shift(dZ)·W_tap (the transposed convolution, H and T paths in one reduction of
+    length 2C·k²) with the carry term that `_bwd_gates_kernel` left in dx."""
+    pid_p, pid_c = tile_coords(tl.program_id(0), P, C, BLOCK_M, BLOCK_N, GROUP_M)
+    offs_p = (pid_p * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_c = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_j = tl.arange(0, BLOCK_K)
+    bi, oh, ow = pixel_coords(offs_p, H, W)
+    p_mask = offs_p < P
+    c_mask = offs_c < C
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kh in tl.static_range(KS):
+        zh = oh + KS // 2 - kh  # the output row whose tap kh reads this input row
+        for kw in tl.static_range(KS):
+            zw = ow + KS // 2 - kw
+            inside = p_mask & (zh >= 0) & (zh < H) & (zw >= 0) & (zw < W)
+            dz_rows = dz_ptr + ((bi * H + zh) * W + zw) * (2 * C)
+            w_tap = w_ptr + kh * stride_wh + kw * stride_ww
+            for j0 in range(0, 2 * C, BLOCK_K):
+                j = j0 + offs_j
+                j_mask = j < 2 * C
+                dz = tl.load(dz_rows[:, None] + j[None, :], mask=inside[:, None] & j_mask[None, :], other=0.0)
+                w = tl.load(w_tap + j[:, None] * stride_wo + offs_c[None, :] * stride_wi,
+                            mask=j_mask[:, None] & c_mask[None, :], other=0.0)
+                if DOT_FP32:
+                    dz = dz.to(tl.float32)
+                    w = w.to(tl.float32)
+                acc = tl.dot(dz, w, acc, input_precision=INPUT_PRECISION)
+    mask = p_mask[:, None] & c_mask[None, :]
+    dx_ptrs = dx_ptr + (bi * stride_dxb + oh * stride_dxh + ow * stride_dxw)[:, None] + offs_c[None, :] * stride_dxc
+    carry = tl.load(dx_ptrs, mask=mask, other=0.0).to(tl.float32)
+    tl.store(dx_ptrs, (acc + carry).to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@tuned(_CONV_CONFIGS, key=["P", "C", "KS"], interpret_config=_INTERPRET_CONV_TILES, reset_to_zero=["dw_ptr", "db_ptr"])
+@triton.jit
+def _bwd_dw_kernel(
+    dz_ptr, x_ptr, dw_ptr, db_ptr, P, C, H, W,
+    stride_xb, stride_xc, stride_xh, stride_xw,
+    KS: tl.constexpr, USE_ATOMIC: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """Fuses, per tap (grid axis 1), dW_tap = dZᵀ·shift_tap(x) with db = Σ_p dZ (tap 0, first channel tile).
+
+    Grid axis 2 splits the pixels; partial sums meet in fp32 through `tl.atomic_add` (USE_ATOMIC), which
+    makes dW's last bits depend on the order the splits finish. dW is written contiguous (2C, C, k, k).
+    """
+    pid_j, pid_c = tile_coords(tl.program_id(0), 2 * C, C, BLOCK_M, BLOCK_N, GROUP_M)
+    tap = tl.program_id(1)
+    kh = tap // KS
+    kw = tap % KS
+    num_splits = tl.num_programs(2)
+    p_per_split = tl.cdiv(tl.cdiv(P, num_splits), BLOCK_K) * BLOCK_K
+    p_start = tl.program_id(2) * p_per_split
+    p_end = tl.minimum(P, p_start + p_per_split)
+    offs_j = pid_j * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_c = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
+    j_mask = offs_j < 2 * C
+    c_mask = offs_c < C
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    db = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for p0 in range(p_start, p_end, BLOCK_K):
+        offs_r = (p0 + tl.arange(0, BLOCK_K)).to(tl.int64)
+        r_mask = offs_r < p_end
+        bi, oh, ow = pixel_coords(offs_r, H, W)
+        ih = oh + kh - KS // 2
+        iw = ow + kw - KS // 2
+        inside = r_mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        dz_t = tl.load(dz_ptr + offs_r[None, :] * (2 * C) + offs_j[:, None], mask=j_mask[:, None] & r_mask[None, :],
+                       other=0.0)
+        x_rows = x_ptr + bi * stride_xb + ih * stride_xh + iw * stride_xw
+        x_tile = tl.load(x_rows[:, None] + offs_c[None, :] * stride_xc, mask=inside[:, None] & c_mask[None, :],
+                         other=0.0)
+        db += tl.sum(dz_t.to(tl.float32), axis=1)
+        if DOT_FP32:
+            dz_t = dz_t.to(tl.float32)
+            x_tile = x_tile.to(tl.float32)
+        acc = tl.dot(dz_t, x_tile, acc, input_precision=INPUT_PRECISION)
+    dw_ptrs = dw_ptr + (offs_j[:, None] * C + offs_c[None, :]) * (KS * KS) + tap
+    mask = j_mask[:, None] & c_mask[None, :]
+    first = (tap == 0) & (pid_c == 0)
+    if USE_ATOMIC:
+        tl.atomic_add(dw_ptrs, acc, mask=mask)
+        if first:
+            tl.atomic_add(db_ptr + offs_j, db, mask=j_mask)
+    else:
+        tl.store(dw_ptrs, acc.to(dw_ptr.dtype.element_ty), mask=mask)
+        if first:
+            tl.store(db_ptr + offs_j, db.to(db_ptr.dtype.element_ty), mask=j_mask)
+
+
+def _grid(P, C):
+    return lambda META: (triton.cdiv(P, META["BLOCK_M"]) * triton.cdiv(C, META["BLOCK_N"]),)
+
+
+def highway_conv2d_fwd(x, weight, bias, activation: str):
+    """Launch the fused forward on x (B, C, H, W), NCHW or channels_last; y has x's memory layout."""
+    B, C, H, W = x.shape
+    y = torch.empty_like(x)
+    P = B * H * W
+    if P == 0:
+        return y
+    _fwd_kernel[_grid(P, C)](
+        x, weight, bias.contiguous(), y, P, C, H, W, *x.stride(), *weight.stride(), *y.stride(),
+        ACTIVATION=ACTIVATION_CODES[activation], KS=weight.shape[-1], **dot_options(x.dtype),
+    )
+    return y
+
+
+def highway_conv2d_bwd(dy, x, weight, bias, activation: str, split: int | None = None):
+    """Launch the fused backward. Returns `(dx, dweight, dbias)`; `split` as in `highway_linear_bwd`."""
+    B, C, H, W = x.shape
+    P, KS = B * H * W, weight.shape[-1]
+    dx = torch.empty_like(x)
+    if P == 0:
+        return dx, torch.zeros_like(weight), torch.zeros_like(bias)
+    bias = bias.contiguous()
+    dots = dot_options(x.dtype)
+    dz = torch.empty((P, 2 * C), device=x.device, dtype=x.dtype)
+    _bwd_gates_kernel[_grid(P, C)](
+        dy, x, weight, bias, dz, dx, P, C, H, W, *x.stride(), *weight.stride(), *dy.stride(), *dx.stride(),
+        ACTIVATION=ACTIVATION_CODES[activation], KS=KS, **dots,
+    )
+    _bwd_dx_kernel[_grid(P, C)](dz, weight, dx, P, C, H, W, *weight.stride(), *dx.stride(), KS=KS, **dots)
+
+    if split is not None and split < 1:
+        raise ValueError(f"split must be a positive integer or None, got {split}")
+    use_atomic = (not INTERPRET) if split is None else split > 1
+    acc_dtype = torch.float32 if use_atomic else weight.dtype
+    dw = torch.zeros((2 * C, C, KS, KS), device=x.device, dtype=acc_dtype)
+    db = torch.zeros((2 * C,), device=x.device, dtype=acc_dtype)
+
+    def dw_grid(META):
+        tiles = triton.cdiv(2 * C, META["BLOCK_M"]) * triton.cdiv(C, META["BLOCK_N"])
+        return (tiles, KS * KS, reduction_splits(tiles * KS * KS, P, META["BLOCK_K"], x.device, split))
+
+    _bwd_dw_kernel[dw_grid](dz, x, dw, db, P, C, H, W, *x.stride(), KS=KS, USE_ATOMIC=use_atomic, **dots)
+    return dx, dw.to(weight.dtype), db.to(bias.dtype)

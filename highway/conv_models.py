@@ -104,3 +104,17 @@ def cifar_convnet(arch: str = "A", kind: str = "highway", num_classes: int = 10,
         init_plain_layer_(conv.weight, conv.bias)
         return ConvNet(kind, features, nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten()))
     raise ValueError(f"head must be 'linear' or 'gap', got {head!r}")
+
+
+def highway_conv_stack(channels: int, depth: int, kernel_size: int = 3, activation: str = "relu",
+                       gate_bias: float = -1.0, backend: str = "auto") -> nn.Sequential:
+    """`depth` HighwayConv2d layers of `channels` and nothing else: what the benchmarks time."""
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    return nn.Sequential(*(HighwayConv2d(channels, kernel_size, activation, gate_bias, backend) for _ in range(depth)))
+
+
+def plain_conv_stack(channels: int, depth: int, kernel_size: int = 3, activation: str = "relu") -> nn.Sequential:
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    return nn.Sequential(*(plain_conv(channels, channels, kernel_size, activation) for _ in range(depth)))

@@ -65,3 +65,16 @@ def plain_mlp(in_features: int, width: int, depth: int, num_classes: int, activa
     """The paper's plain net: `depth` Linear + activation layers of `width`, then a linear head."""
     return _mlp("plain", in_features, width, depth, num_classes, activation,
                 lambda: plain_layer(width, width, activation))
+
+
+def highway_stack(width: int, depth: int, activation: str = "relu", gate_bias: float = -2.0,
+                  backend: str = "auto") -> nn.Sequential:
+    """`depth` HighwayLinear layers of `width` and nothing else: what the benchmarks time."""
+    _check_sizes(width, width, depth, 1)
+    return nn.Sequential(*(HighwayLinear(width, activation, gate_bias, backend) for _ in range(depth)))
+
+
+def plain_stack(width: int, depth: int, activation: str = "relu") -> nn.Sequential:
+    """`depth` plain Linear + activation layers of `width`: the plain twin of `highway_stack`."""
+    _check_sizes(width, width, depth, 1)
+    return nn.Sequential(*(plain_layer(width, width, activation) for _ in range(depth)))

@@ -1,0 +1,70 @@
+"""Profile one configuration: a Chrome trace and a per-kernel table from `torch.profiler`, and, on a GPU
+with Triton's proton available, a proton profile beside them.
+"""
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from bench.operators import BACKENDS, Config, build_stack, make_inputs, make_step
+
+
+def _kernel_table(prof, on_gpu: bool) -> pd.DataFrame:
+    rows = []
+    for e in prof.key_averages():
+        total = (getattr(e, "self_device_time_total", 0) if on_gpu else e.self_cpu_time_total) or 0
+        if total > 0:
+            rows.append({"name": e.key, "calls": e.count, "total_ms": total / 1e3, "mean_us": total / max(e.count, 1)})
+    df = pd.DataFrame(rows, columns=["name", "calls", "total_ms", "mean_us"])
+    if df.empty:
+        return df.assign(share=[])
+    df = df.sort_values("total_ms", ascending=False).reset_index(drop=True)
+    df["share"] = df["total_ms"] / df["total_ms"].sum()
+    return df
+
+
+def profile_config(cfg: Config, out, steps: int = 5, warmup: int = 3, device=None) -> pd.DataFrame:
+    """Profile `steps` steps of `cfg` after `warmup` (compilation and autotuning stay out of the trace).
+    Writes `trace.json` (chrome://tracing, Perfetto) and `kernels.csv` to `out`; returns the kernel table,
+    timed on the GPU (self device time) or, on a CPU, by self CPU time."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    backend = BACKENDS[cfg.backend]
+    reason = backend.unsupported(cfg, device)
+    if reason:
+        raise ValueError(f"cannot profile {cfg.describe()}: {reason}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    x, dy = make_inputs(cfg, device)
+    step = make_step(cfg.mode, backend.prepare(build_stack(cfg, backend.layer_backend, device)), x, dy)
+    for _ in range(warmup):
+        step()
+    on_gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        if on_gpu:
+            torch.cuda.synchronize()
+    prof.export_chrome_trace(str(out / "trace.json"))
+    table = _kernel_table(prof, on_gpu)
+    table.to_csv(out / "kernels.csv", index=False)
+    if on_gpu:
+        _proton(step, steps, out)
+    return table
+
+
+def _proton(step, steps, out: Path):
+    """A proton profile (Triton's own profiler) when this triton has it; silently nothing otherwise."""
+    try:
+        import triton.profiler as proton
+    except ImportError:
+        return
+    try:
+        proton.start(str(out / "proton"), hook="triton")
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        proton.finalize()
+    except Exception as e:  # proton's API moves between releases; the torch.profiler outputs stand alone
+        print(f"proton profile skipped: {type(e).__name__}: {e}")

@@ -1,0 +1,208 @@
+"""Throughput sweeps: the cross product of model, layer, depth, width, dtype, batch, backend and mode.
+
+    from bench.throughput import throughput_sweep
+    df = throughput_sweep("results/", model=["highway"], depth=[1, 10, 100], width=[256], backend=["torch", "compile"])
+
+Each configuration is built, run once (timed on its own: compilation, autotuning), checked against a float64
+reference (a backend that disagrees gets status `mismatch` and is not timed), timed, measured for peak
+memory, and appended to the results store at once. A configuration that cannot run (a backend with no GPU,
+out of memory, an exception) becomes a row whose status says why, and the sweep goes on.
+"""
+import copy
+import itertools
+import math
+from dataclasses import replace
+
+import pandas as pd
+import torch
+
+from bench.devices import peak_for
+from bench.environment import environment
+from bench.flops import stack_work
+from bench.operators import BACKENDS, DTYPES, KERNEL_SIZE, KEY_COLUMNS, LAYERS, MODELS, MODES, Config, build_stack, \
+    correctness_error, make_inputs, make_step
+from bench.store import ResultStore
+from bench.timing import cpu_time, cuda_time, first_call, peak_memory_mb
+
+DEFAULT_DEPTHS = [1, 10, 20, 50, 100, 200, 500, 1000]
+RESULTS_FILE = "results.csv"
+RESULT_COLUMNS = KEY_COLUMNS + [
+    "status", "median_ms", "p20_ms", "p80_ms", "q1_ms", "q3_ms", "first_call_ms", "repeats", "timer",
+    "samples_per_s", "tflops", "gbps", "pct_peak_flops", "pct_peak_bw", "peak_mem_mb", "speedup_vs_torch",
+    "max_error", "device", "device_type", "commit", "run_id", "timestamp",
+]
+
+PRESETS = {
+    # A laptop CPU in about a minute: eager PyTorch vs torch.compile, highway vs plain, dense layers.
+    "quick": [dict(model=["highway", "plain"], layer=["dense"], depth=[1, 10, 50], width=[64], dtype=["fp32"],
+                   batch=[128], backend=["torch", "compile"], mode=["fwd", "train"])],
+    # The paper's thin nets: highway width 50 vs plain width 71 (≈ 5000 parameters a layer), SGD steps.
+    "paper": [dict(model=["highway"], layer=["dense"], depth=[10, 20, 50, 100, 200, 500, 1000], width=[50],
+                   dtype=["fp32"], batch=[128], backend=["torch", "compile", "triton"], mode=["train"]),
+              dict(model=["plain"], layer=["dense"], depth=[10, 20, 50, 100, 200, 500, 1000], width=[71],
+                   dtype=["fp32"], batch=[128], backend=["torch", "compile"], mode=["train"])],
+    # A GPU: every backend, widths from the paper's to GEMM-bound, the depth preset up to 1000.
+    "full": [dict(model=["highway", "plain"], layer=["dense"], depth=[1, 10, 100, 1000], width=[64, 256, 1024, 4096],
+                  dtype=["bf16", "fp32"], batch=[256], backend=list(BACKENDS), mode=["fwd", "fwd+bwd", "train"]),
+             dict(model=["highway"], layer=["conv"], depth=[1, 10, 50], width=[16, 64, 160], dtype=["bf16"],
+                  batch=[64], backend=list(BACKENDS), mode=["fwd", "train"], spatial=[32])],
+}
+
+
+def expand(model=("highway",), layer=("dense",), depth=tuple(DEFAULT_DEPTHS), width=(64,), dtype=("fp32",), batch=(128,),
+           backend=("torch",), mode=("fwd",), spatial=(16,)) -> list[Config]:
+    """Every configuration of the cross product, with each shape's backends next to each other and the
+    eager baseline first, so that speed-ups can be computed as soon as a row is written."""
+    for name, values, allowed in (("model", model, MODELS), ("layer", layer, LAYERS), ("dtype", dtype, DTYPES),
+                                  ("backend", backend, BACKENDS), ("mode", mode, MODES)):
+        unknown = [v for v in values if v not in allowed]
+        if unknown:
+            raise ValueError(f"unknown {name} {unknown}; expected some of {list(allowed)}")
+    for name, values in (("depth", depth), ("width", width), ("batch", batch), ("spatial", spatial)):
+        if not values or any(not isinstance(v, int) or v < 1 for v in values):
+            raise ValueError(f"{name} must be positive integers, got {list(values)}")
+    backends = sorted(dict.fromkeys(backend), key=lambda b: b != "torch")
+    configs = []
+    for m, lay, d, w, dt, b, mo in itertools.product(model, layer, depth, width, dtype, batch, mode):
+        for s in (spatial if lay == "conv" else (1,)):
+            configs.extend(Config(m, lay, d, w, dt, b, be, mo, s) for be in backends)
+    return list(dict.fromkeys(configs))
+
+
+def _cpu64(outputs):
+    return [t.detach().double().cpu() for t in outputs]
+
+
+class _Baselines:
+    """The float64 reference and eager outputs of each shape, computed once and shared by its backends."""
+
+    def __init__(self, device):
+        self.device = device
+        self.cache = {}
+
+    def get(self, cfg: Config):
+        key = replace(cfg, backend="torch")
+        if key not in self.cache:
+            x, dy = make_inputs(cfg, self.device)
+            eager = build_stack(cfg, "torch", self.device)
+            reference = copy.deepcopy(eager).double()
+            ref_out = _cpu64(make_step(cfg.mode, reference, x.double(), dy.double())())
+            eager_out = _cpu64(make_step(cfg.mode, eager, x, dy)())
+            self.cache = {key: (ref_out, eager_out)}  # one shape at a time: deep stacks are large
+        return self.cache[key]
+
+
+def run_config(cfg: Config, device: torch.device, baselines: _Baselines, timer: str = "events") -> dict:
+    """Run, check and time one configuration; the result row (without the run's environment columns)."""
+    row = {**cfg.__dict__}
+    reason = BACKENDS[cfg.backend].unsupported(cfg, device)
+    if reason:
+        return {**row, "status": f"unsupported: {reason}"}
+    try:
+        x, dy = make_inputs(cfg, device)
+        backend = BACKENDS[cfg.backend]
+        net = backend.prepare(build_stack(cfg, backend.layer_backend, device))
+        step = make_step(cfg.mode, net, x, dy)
+        reference, eager = baselines.get(cfg)
+        outputs, first_ms = first_call(step, device)
+        error = correctness_error(cfg, device, _cpu64(outputs), reference, eager)
+        row["max_error"] = error
+        if not error <= 1.0:
+            return {**row, "status": f"mismatch: {error:.3g}x the tolerance against float64"}
+        if device.type == "cuda":
+            timing = cuda_time(step, cuda_graph=timer == "graph" and cfg.backend != "compile-cudagraphs")
+        else:
+            timing = cpu_time(step)
+        timing.first_call_ms = first_ms
+        row["peak_mem_mb"] = peak_memory_mb(step, device)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return {**row, "status": "oom"}
+    except Exception as e:  # a failing configuration is a result, not the end of the sweep
+        return {**row, "status": f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+    return {**row, **derived_metrics(cfg, device, timing), "status": "ok"}
+
+
+def derived_metrics(cfg: Config, device: torch.device, timing) -> dict:
+    median = timing.median_ms
+    work = stack_work(cfg.model, cfg.layer, cfg.depth, cfg.width, cfg.batch, cfg.mode,
+                      DTYPES[cfg.dtype].itemsize, cfg.spatial, KERNEL_SIZE)
+    tflops = work.flops / (median * 1e-3) / 1e12
+    gbps = work.bytes / (median * 1e-3) / 1e9
+    peak_flops, peak_bw = (None, None)
+    if device.type == "cuda":
+        tf32 = torch.get_float32_matmul_precision() != "highest"
+        peak_flops, peak_bw = peak_for(torch.cuda.get_device_name(device), cfg.dtype, tf32)
+    return {
+        "median_ms": median, "p20_ms": timing.quantile(0.2), "p80_ms": timing.quantile(0.8),
+        "q1_ms": timing.quantile(0.25), "q3_ms": timing.quantile(0.75), "first_call_ms": timing.first_call_ms,
+        "repeats": len(timing.samples), "timer": timing.timer, "samples_per_s": cfg.batch / (median * 1e-3),
+        "tflops": tflops, "gbps": gbps,
+        "pct_peak_flops": 100 * tflops / peak_flops if peak_flops else math.nan,
+        "pct_peak_bw": 100 * gbps / (peak_bw * 1e3) if peak_bw else math.nan,
+    }
+
+
+def _speedup(row: dict, done: pd.DataFrame) -> float:
+    if row.get("status") != "ok" or done.empty:
+        return math.nan
+    same = (done["backend"] == "torch") & (done["status"] == "ok")
+    for c in KEY_COLUMNS:
+        if c != "backend":
+            same &= done[c] == row[c]
+    base = done.loc[same, "median_ms"]
+    return float(base.iloc[-1]) / row["median_ms"] if len(base) else math.nan
+
+
+def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = "events", progress: bool = True,
+                     argv=None, **axes) -> pd.DataFrame:
+    """Run the sweep of `axes` (see `expand`) into the results store in `out`; the rows of this sweep."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    configs = expand(**axes)
+    store = ResultStore(out, RESULTS_FILE, RESULT_COLUMNS, KEY_COLUMNS)
+    env = environment(device, argv)
+    store.record_run(env)
+    done = set() if overwrite else store.done_keys()
+    todo = [c for c in configs if c.key() not in done]
+    baselines = _Baselines(device)
+    bar = _progress(todo, progress)
+    for cfg in bar:
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(cfg.describe())
+        row = run_config(cfg, device, baselines, timer)
+        row["speedup_vs_torch"] = _speedup(row, store.read())
+        row.update({k: env[k] for k in ("device", "device_type", "commit", "run_id", "timestamp")})
+        store.append(row)
+    df = store.read()
+    keys = {c.key() for c in configs}
+    mask = [tuple(r) in keys for r in df[KEY_COLUMNS].itertuples(index=False)]
+    return df[mask].reset_index(drop=True)
+
+
+def _progress(items, enabled):
+    if not enabled:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, unit="config", dynamic_ncols=True)
+
+
+def summary_table(df: pd.DataFrame) -> str:
+    """A short text table: median ms per backend for each shape and mode, plus the status of failures."""
+    if df.empty:
+        return "no results"
+    ok = df[df["status"] == "ok"]
+    lines = []
+    if not ok.empty:
+        table = ok.pivot_table(index=["model", "layer", "depth", "width", "dtype", "batch", "mode"],
+                               columns="backend", values="median_ms", aggfunc="last")
+        lines.append("median ms per step" + (" (CPU)" if (df["device_type"] == "cpu").all() else "") + ":")
+        lines.append(table.round(3).to_string())
+    bad = df[df["status"] != "ok"]
+    if not bad.empty:
+        counts = bad["status"].str.slice(0, 90).value_counts()
+        lines.append(f"\n{len(bad)} configurations did not run:")
+        lines.extend(f"  {n:4d} × {status}" for status, n in counts.items())
+    return "\n".join(lines)

@@ -69,11 +69,11 @@ def expand(model=("highway",), layer=("dense",), depth=tuple(DEFAULT_DEPTHS), wi
     return list(dict.fromkeys(configs))
 
 
-def _cpu64(outputs):
+def outputs_in_float64(outputs):
     return [t.detach().double().cpu() for t in outputs]
 
 
-class _Baselines:
+class Baselines:
     """The float64 reference and eager outputs of each shape, computed once and shared by its backends."""
 
     def __init__(self, device):
@@ -86,13 +86,13 @@ class _Baselines:
             x, dy = make_inputs(cfg, self.device)
             eager = build_stack(cfg, "torch", self.device)
             reference = copy.deepcopy(eager).double()
-            ref_out = _cpu64(make_step(cfg.mode, reference, x.double(), dy.double())())
-            eager_out = _cpu64(make_step(cfg.mode, eager, x, dy)())
+            ref_out = outputs_in_float64(make_step(cfg.mode, reference, x.double(), dy.double())())
+            eager_out = outputs_in_float64(make_step(cfg.mode, eager, x, dy)())
             self.cache = {key: (ref_out, eager_out)}  # one shape at a time: deep stacks are large
         return self.cache[key]
 
 
-def run_config(cfg: Config, device: torch.device, baselines: _Baselines, timer: str = "events") -> dict:
+def run_config(cfg: Config, device: torch.device, baselines: Baselines, timer: str = "events") -> dict:
     """Run, check and time one configuration; the result row (without the run's environment columns)."""
     row = {**cfg.__dict__}
     reason = BACKENDS[cfg.backend].unsupported(cfg, device)
@@ -105,7 +105,7 @@ def run_config(cfg: Config, device: torch.device, baselines: _Baselines, timer: 
         step = make_step(cfg.mode, net, x, dy)
         reference, eager = baselines.get(cfg)
         outputs, first_ms = first_call(step, device)
-        error = correctness_error(cfg, device, _cpu64(outputs), reference, eager)
+        error = correctness_error(cfg, device, outputs_in_float64(outputs), reference, eager)
         row["max_error"] = error
         if not error <= 1.0:
             return {**row, "status": f"mismatch: {error:.3g}x the tolerance against float64"}
@@ -164,7 +164,7 @@ def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = 
     store.record_run(env)
     done = set() if overwrite else store.done_keys()
     todo = [c for c in configs if c.key() not in done]
-    baselines = _Baselines(device)
+    baselines = Baselines(device)
     bar = _progress(todo, progress)
     for cfg in bar:
         if hasattr(bar, "set_postfix_str"):

@@ -1,0 +1,53 @@
+"""pytest-benchmark suite: every backend over a small grid of highway stacks, grouped by shape.
+
+    pytest bench --benchmark-only
+    pytest bench --benchmark-only --benchmark-autosave            # then, after a change:
+    pytest bench --benchmark-only --benchmark-compare --benchmark-compare-fail=median:10%
+
+The timer waits for the GPU before reading the clock, so a round measures finished work, not queued
+launches. Each backend is checked against the float64 reference before it is timed. TFLOP/s and GB/s
+(from `bench/flops.py`) are in each result's `extra_info`. On a CPU the GPU-only backends skip, saying why.
+"""
+import pytest
+import torch
+
+from bench.flops import stack_work
+from bench.operators import BACKENDS, DTYPES, KERNEL_SIZE, Config, build_stack, correctness_error, make_inputs, \
+    make_step
+from bench.throughput import Baselines, outputs_in_float64
+from bench.timing import synchronized_perf_counter
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+ON_GPU = DEVICE.type == "cuda"
+
+SHAPES = [  # (layer, depth, width, batch, dtype): small on a CPU, GEMM-sized on a GPU
+    ("dense", 10, 64, 128, "fp32"),
+    ("dense", 10, 1024 if ON_GPU else 256, 256, "bf16" if ON_GPU else "fp32"),
+    ("conv", 4, 32, 8, "bf16" if ON_GPU else "fp32"),
+]
+_baselines = Baselines(DEVICE)
+
+
+@pytest.mark.benchmark(timer=synchronized_perf_counter)
+@pytest.mark.parametrize("mode", ["fwd", "train"])
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "{}-d{}-w{}-b{}-{}".format(*s))
+def test_highway_stack(benchmark, shape, backend, mode):
+    layer, depth, width, batch, dtype = shape
+    cfg = Config("highway", layer, depth, width, dtype, batch, backend, mode, spatial=16)
+    reason = BACKENDS[backend].unsupported(cfg, DEVICE)
+    if reason:
+        pytest.skip(reason)
+    x, dy = make_inputs(cfg, DEVICE)
+    net = BACKENDS[backend].prepare(build_stack(cfg, BACKENDS[backend].layer_backend, DEVICE))
+    step = make_step(mode, net, x, dy)
+    reference, eager = _baselines.get(cfg)
+    error = correctness_error(cfg, DEVICE, outputs_in_float64(step()), reference, eager)
+    assert error <= 1.0, f"{backend} disagrees with the float64 reference: {error:.3g}x the tolerance"
+
+    benchmark.group = f"{layer} depth={depth} width={width} batch={batch} {dtype} {mode}"
+    benchmark.pedantic(step, rounds=10 if ON_GPU else 5, iterations=1, warmup_rounds=2)
+    work = stack_work("highway", layer, depth, width, batch, mode, DTYPES[dtype].itemsize, 16, KERNEL_SIZE)
+    median = benchmark.stats.stats.median
+    benchmark.extra_info.update(device=torch.cuda.get_device_name() if ON_GPU else "cpu", backend=backend,
+                                tflops=work.flops / median / 1e12, gbps=work.bytes / median / 1e9)

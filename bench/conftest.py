@@ -1,0 +1,1 @@
+"""pytest-benchmark suites: `pytest bench --benchmark-only` (see bench/bench_layers.py)."""

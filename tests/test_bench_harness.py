@@ -1,0 +1,168 @@
+"""The benchmark harness on tiny CPU sweeps: rows, resume, failures as rows, the correctness gate, the
+FLOP formulas, the CLI and the profiler."""
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import bench.throughput as tp
+from bench.cli import build_parser, main
+from bench.flops import stack_work
+from bench.operators import BACKENDS, Backend, Config, build_stack, make_inputs, make_step
+from bench.profile import profile_config
+
+TINY = dict(model=["highway"], layer=["dense"], depth=[1, 3], width=[16], dtype=["fp32"], batch=[8],
+            backend=["torch"], mode=["fwd", "fwd+bwd"])
+REQUIRED = ["model", "layer", "depth", "width", "dtype", "batch", "backend", "mode", "status", "median_ms", "p20_ms",
+            "p80_ms", "tflops", "gbps", "peak_mem_mb", "device", "commit"]
+
+
+def sweep(out, **overrides):
+    return tp.throughput_sweep(out, progress=False, device="cpu", **{**TINY, **overrides})
+
+
+def test_rows_are_written_with_the_documented_columns(tmp_path):
+    df = sweep(tmp_path)
+    assert len(df) == 4 and (df["status"] == "ok").all()
+    on_disk = pd.read_csv(tmp_path / "results.csv")
+    assert set(REQUIRED) <= set(on_disk.columns) and len(on_disk) == 4
+    assert (on_disk["median_ms"] > 0).all() and (on_disk["p20_ms"] <= on_disk["p80_ms"]).all()
+    assert (on_disk["device_type"] == "cpu").all() and on_disk["device"].str.startswith("CPU").all()
+    run = json.loads((tmp_path / "runs.jsonl").read_text().splitlines()[0])
+    assert {"torch", "triton", "commit", "command", "timestamp", "device", "cuda", "driver"} <= set(run)
+
+
+def test_rerun_resumes_and_overwrite_redoes(tmp_path, monkeypatch):
+    sweep(tmp_path)
+    calls = []
+    real = tp.run_config
+    monkeypatch.setattr(tp, "run_config", lambda cfg, *a, **k: calls.append(cfg) or real(cfg, *a, **k))
+    df = sweep(tmp_path, depth=[1, 3, 5])
+    assert [c.depth for c in calls] == [5, 5] and len(df) == 6
+    calls.clear()
+    df = sweep(tmp_path, depth=[1], overwrite=True)
+    assert len(calls) == 2 and len(df) == 2
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 8  # appended; readers keep the last row per config
+
+
+def test_an_interrupted_sweep_keeps_finished_rows_and_resumes(tmp_path, monkeypatch):
+    real = tp.run_config
+
+    def interrupt_third(cfg, *a, **k):
+        if cfg.depth == 3 and cfg.mode == "fwd+bwd":
+            raise KeyboardInterrupt
+        return real(cfg, *a, **k)
+
+    monkeypatch.setattr(tp, "run_config", interrupt_third)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(tmp_path)
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 3
+    monkeypatch.setattr(tp, "run_config", real)
+    assert len(sweep(tmp_path)) == 4
+
+
+def test_a_failing_configuration_becomes_a_status_row(tmp_path, monkeypatch):
+    real = tp.build_stack
+
+    def broken(cfg, *a, **k):
+        if cfg.depth == 3:
+            raise RuntimeError("injected failure")
+        return real(cfg, *a, **k)
+
+    monkeypatch.setattr(tp, "build_stack", broken)
+    df = sweep(tmp_path, mode=["fwd"])
+    status = dict(zip(df["depth"], df["status"]))
+    assert status[1] == "ok" and status[3] == "error: RuntimeError: injected failure"
+
+
+def test_unsupported_backends_are_rows_with_a_reason(tmp_path):
+    df = sweep(tmp_path, depth=[1], mode=["fwd"], backend=["torch", "triton", "compile-cudagraphs"])
+    status = dict(zip(df["backend"], df["status"]))
+    assert status["torch"] == "ok"
+    assert status["triton"].startswith("unsupported:") and "GPU" in status["triton"]
+    assert status["compile-cudagraphs"].startswith("unsupported:")
+
+
+@dataclass(frozen=True)
+class OffByOnePercent(Backend):
+    def prepare(self, net):
+        return torch.nn.Sequential(net, ScaleBy(1.01))
+
+
+class ScaleBy(torch.nn.Module):
+    def __init__(self, s):
+        super().__init__()
+        self.s = s
+
+    def forward(self, x):
+        return x * self.s
+
+
+def test_the_correctness_gate_catches_a_wrong_backend(tmp_path, monkeypatch):
+    monkeypatch.setitem(BACKENDS, "wrong", OffByOnePercent("wrong", "torch"))
+    df = sweep(tmp_path, depth=[3], backend=["torch", "wrong"])
+    wrong = df[df["backend"] == "wrong"]
+    assert wrong["status"].str.startswith("mismatch").all() and wrong["median_ms"].isna().all()
+    assert (df[df["backend"] == "torch"]["status"] == "ok").all()
+
+
+def test_speedup_is_against_the_eager_row_of_the_same_shape(tmp_path):
+    df = sweep(tmp_path, depth=[2], mode=["fwd"], backend=["compile", "torch"])
+    torch_ms = df.loc[df["backend"] == "torch", "median_ms"].item()
+    compiled = df[df["backend"] == "compile"].iloc[0]
+    assert compiled["speedup_vs_torch"] == pytest.approx(torch_ms / compiled["median_ms"])
+
+
+@pytest.mark.parametrize("model,layer,mode", [
+    ("highway", "dense", "fwd"), ("highway", "dense", "fwd+bwd"), ("plain", "dense", "fwd"),
+    ("plain", "dense", "fwd+bwd"), ("highway", "conv", "fwd"), ("highway", "conv", "fwd+bwd"),
+    ("plain", "conv", "fwd+bwd"),
+])
+def test_flop_formulas_match_torch_flop_counter(model, layer, mode):
+    cfg = Config(model, layer, 3, 8, "fp32", 4, "torch", mode, spatial=5)
+    x, dy = make_inputs(cfg, "cpu")
+    net = build_stack(cfg, "torch", "cpu")
+    with FlopCounterMode(display=False) as counter:
+        if mode == "fwd":
+            make_step(mode, net, x, dy)()
+        else:  # what make_step's autograd.grad computes; FlopCounterMode cannot follow autograd.grad itself
+            net(x.requires_grad_()).backward(dy)
+    expected = stack_work(model, layer, 3, 8, 4, mode, 4, spatial=5, kernel_size=3).flops
+    assert counter.get_total_flops() == expected
+
+
+def test_expand_orders_eager_first_and_rejects_bad_axes():
+    configs = tp.expand(backend=["compile", "torch"], depth=[1], layer=["dense", "conv"], spatial=[8, 16])
+    assert [c.backend for c in configs[:2]] == ["torch", "compile"]
+    assert len(configs) == 2 * (1 + 2)  # conv expands over spatial sizes, dense does not
+    with pytest.raises(ValueError, match="unknown backend"):
+        tp.expand(backend=["cudnn"])
+    with pytest.raises(ValueError, match="depth must be positive"):
+        tp.expand(depth=[0])
+
+
+def test_cli_runs_a_sweep_and_prints_a_table(tmp_path, capsys):
+    rc = main(["throughput", "--depth", "1", "2", "--width", "16", "--batch", "4", "--backend", "torch", "triton",
+               "--mode", "fwd", "--out", str(tmp_path), "--no-progress", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "median ms per step (CPU)" in out and "did not run" in out
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 4
+
+
+@pytest.mark.parametrize("command", [[], ["throughput"], ["profile"], ["peaks"], ["demo"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*command, "--help"])
+    assert exit_info.value.code == 0 and "usage: highway-bench" in capsys.readouterr().out
+
+
+def test_profile_writes_a_trace_and_a_kernel_table(tmp_path):
+    cfg = Config("highway", "dense", 2, 16, "fp32", 8, "torch", "train")
+    table = profile_config(cfg, tmp_path, steps=2, warmup=1, device="cpu")
+    assert (tmp_path / "trace.json").stat().st_size > 0
+    assert list(table.columns) == ["name", "calls", "total_ms", "mean_us", "share"]
+    assert any("addmm" in name or "linear" in name for name in table["name"])
+    assert table["share"].sum() == pytest.approx(1.0)

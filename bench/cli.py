@@ -1,5 +1,10 @@
-"""`highway-bench`: throughput sweeps, profiles and the demo, from the command line.
+"""`highway-bench`: convergence studies, throughput sweeps, gate analyses, profiles and reports.
 
+    highway-bench quickstart                  # the quick study + the quick sweep + the report, on this machine
+    highway-bench converge --preset quick --out results/converge
+    highway-bench analyze results/converge/checkpoints/fashion-mnist-highway-d50.pt --out results/analysis
+    highway-bench report results/ -o report/
+    highway-bench report --compare old-results/ new-results/
     highway-bench throughput --preset quick --out results/
     highway-bench throughput --model highway plain --depth 1 10 100 1000 --width 64 --dtype fp32 \\
         --batch 128 --backend torch triton --mode fwd train --out results/
@@ -75,6 +80,104 @@ def cmd_peaks(args) -> int:
     return 0
 
 
+def _study(args):
+    from dataclasses import replace
+
+    from bench.converge import PRESETS, SearchSpace, Study
+
+    study = PRESETS[args.preset] if args.preset else Study()
+    changes = {k: getattr(args, k) for k in ("dataset", "trials", "epochs", "batch", "max_train", "seed", "backend")
+               if getattr(args, k) is not None}
+    if args.depth:
+        changes["depths"] = tuple(args.depth)
+    if args.model:
+        changes["models"] = tuple(args.model)
+    if args.name:
+        changes["name"] = args.name
+    fixed = {k: v for k, v in (("lr", args.lr), ("momentum", args.momentum), ("decay", args.decay),
+                               ("activation", args.activation), ("gate_bias", args.gate_bias)) if v is not None}
+    if fixed:
+        changes["search"] = SearchSpace(fixed=fixed)
+    return replace(study, **changes)
+
+
+def cmd_converge(args) -> int:
+    from bench.converge import best_runs, convergence_study
+
+    study = _study(args)
+    try:
+        df = convergence_study(args.out, study, device=args.device, progress=not args.no_progress,
+                               overwrite=args.overwrite, argv=sys.argv)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished trials are in {args.out}/converge.csv; run the same command to resume")
+        return 130
+    print(f"study '{study.name}' on {df['dataset'].iloc[0] if len(df) else study.dataset}: final training loss")
+    print(best_runs(df).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\nresults: {args.out}/converge.csv   checkpoints: {args.out}/checkpoints/")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from bench.analysis import analyze
+
+    for checkpoint in args.checkpoint:
+        target = analyze(checkpoint, args.out, dataset=args.dataset, max_samples=args.samples, device=args.device)
+        print(f"{checkpoint}: gates.npz, lesion.csv, meta.json in {target}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    if args.compare:
+        from reports.compare import compare_throughput
+
+        old, new = args.compare
+        diff = compare_throughput([old], [new], args.threshold)
+        changed = diff[diff["change"] != ""]
+        print(f"{len(diff)} configurations in both; {len(changed)} changed by more than {args.threshold:.0%}:")
+        cols = ["model", "layer", "depth", "width", "dtype", "batch", "backend", "mode", "old_ms", "new_ms", "ratio",
+                "change"]
+        print(changed[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}") if len(changed) else "  none")
+        if args.output:
+            from pathlib import Path
+
+            Path(args.output).mkdir(parents=True, exist_ok=True)
+            diff.to_csv(Path(args.output) / "compare.csv", index=False)
+        return 1 if args.fail_on_slower and (changed["change"] == "slower").any() else 0
+    if not args.results:
+        raise ValueError("give one or more results directories, or --compare OLD NEW")
+    from reports.render import build_report
+
+    page = build_report(args.results, args.output or "report")
+    print(f"report: {page}  (Markdown: {page.with_suffix('.md')})")
+    return 0
+
+
+def cmd_quickstart(args) -> int:
+    """The quick study and the quick sweep on this machine, the best highway net analysed, one report."""
+    from pathlib import Path
+
+    from bench.analysis import analyze
+    from bench.converge import PRESETS, convergence_study
+    from bench.throughput import PRESETS as SWEEPS, throughput_sweep
+    from reports.render import build_report
+
+    out = Path(args.out)
+    print("1/4 convergence study (quick preset): plain vs highway at depths 10, 20, 50, 100")
+    convergence_study(out / "converge", PRESETS["quick"], progress=not args.no_progress, argv=sys.argv)
+    print("2/4 throughput sweep (quick preset)")
+    for axes in SWEEPS["quick"]:
+        throughput_sweep(out / "throughput", progress=not args.no_progress, argv=sys.argv, **axes)
+    print("3/4 gates and lesions of the deepest highway net")
+    checkpoints = sorted((out / "converge" / "checkpoints").glob("*-highway-d*.pt"),
+                         key=lambda p: int(p.stem.rsplit("-d", 1)[1]))
+    if checkpoints:
+        analyze(checkpoints[-1], out / "analysis", max_samples=5000)
+    print("4/4 report")
+    page = build_report([out], out / "report")
+    print(f"\nreport: {page}\n        {page.with_suffix('.md')}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from bench.demo import main as demo
 
@@ -116,6 +219,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("peaks", help="measure this GPU's peak TFLOP/s and TB/s and compare with the table")
     p.set_defaults(func=cmd_peaks)
+
+    p = sub.add_parser("quickstart", help="quick study + quick sweep + gate analysis + report (a few minutes, CPU)")
+    p.add_argument("--out", default="quickstart", help="where results and the report go (default: quickstart)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_quickstart)
+
+    from bench.converge import PRESETS as STUDIES
+
+    p = sub.add_parser("converge", help="plain vs highway optimization at growing depth (the paper's Figure 1)",
+                       description="Random-search convergence study; re-running the same command resumes.")
+    p.add_argument("--preset", choices=list(STUDIES), help="quick: a 2-core CPU in minutes; paper: the paper's protocol")
+    p.add_argument("--dataset", help="digits, fashion-mnist, default, idx:DIR, cifar10:DIR, cifar100:DIR")
+    p.add_argument("--depth", nargs="+", type=int, help="hidden layers (e.g. 10 20 50 100 200 500 1000)")
+    p.add_argument("--model", nargs="+", choices=MODELS)
+    p.add_argument("--trials", type=int, help="random-search trials per (model, depth)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--max-train", type=int, help="use at most this many training images")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--backend", choices=["auto", "torch", "triton"], help="highway layers' backend")
+    p.add_argument("--name", help="study name, part of every row's key (default: the preset's)")
+    p.add_argument("--lr", type=float, help="fix the learning rate instead of searching it")
+    p.add_argument("--momentum", type=float, help="fix the momentum")
+    p.add_argument("--decay", type=float, help="fix the per-epoch learning-rate decay")
+    p.add_argument("--activation", choices=["relu", "tanh"], help="fix the activation")
+    p.add_argument("--gate-bias", type=float, help="fix the transform-gate bias")
+    p.add_argument("--out", default="results/converge")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--device")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_converge)
+
+    p = sub.add_parser("analyze", help="gate statistics and lesions of trained highway nets (Figures 2-4)")
+    p.add_argument("checkpoint", nargs="+", help="checkpoints written by `highway-bench converge`")
+    p.add_argument("--out", default="results/analysis")
+    p.add_argument("--dataset", help="data to analyse on (default: the checkpoint's own)")
+    p.add_argument("--samples", type=int, default=10000, help="training samples to use")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("report", help="HTML and Markdown report from results directories; --compare for regressions")
+    p.add_argument("results", nargs="*", help="results directories (searched for results.csv, converge.csv, gates.npz)")
+    p.add_argument("-o", "--output", help="output directory (default: report)")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two throughput result sets")
+    p.add_argument("--threshold", type=float, default=0.1, help="relative change that counts (default 0.1)")
+    p.add_argument("--fail-on-slower", action="store_true", help="exit 1 when anything got slower (for CI)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="train a plain and a highway net on digits and print both losses")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of python -m bench.demo")

@@ -1,0 +1,222 @@
+"""The paper's optimization experiment (NIPS 2015, section 3.1, Figure 1): plain vs highway nets of growing
+depth, SGD with momentum and an exponentially decaying learning rate, a random search per net.
+
+Nets: a plain first layer (input → width), then depth − 1 highway layers of width 50 or plain layers of
+width 71 (≈ 5000 parameters a layer each), then a softmax layer. A random search draws, per trial, the
+initial learning rate, momentum, the per-epoch decay factor, the activation (relu or tanh) and, for highway
+nets, the transform-gate bias in [−10, −1]. The measure is the cross-entropy on the training set.
+
+Every trial writes one row per epoch (epoch 0 is the net at initialization) to `converge.csv` as it goes;
+a re-run resumes, skipping finished trials. The best trial per (model, depth) keeps its checkpoint in
+`checkpoints/` for `highway-bench analyze`.
+"""
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.datasets import ImageData, load_dataset
+from bench.environment import environment
+from bench.store import ResultStore
+from highway.models import highway_mlp, plain_mlp
+
+CONVERGE_FILE = "converge.csv"
+KEY_COLUMNS = ["study", "dataset", "model", "depth", "trial", "epoch"]
+COLUMNS = KEY_COLUMNS + [
+    "width", "activation", "gate_bias", "lr", "momentum", "decay", "seed", "batch", "train_loss", "val_loss",
+    "val_acc", "seconds", "status", "backend", "device", "commit", "run_id",
+]
+WIDTHS = {"highway": 50, "plain": 71}
+
+
+@dataclass
+class SearchSpace:
+    """Ranges of the random search; each trial draws from them with its own seed."""
+    lr: tuple = (1e-3, 1e-1)  # log-uniform
+    momentum: tuple = (0.8, 0.99)  # 1 − momentum log-uniform
+    decay: tuple = (0.9, 1.0)  # uniform; the learning rate is multiplied by it after every epoch
+    activation: tuple = ("relu", "tanh")
+    gate_bias: tuple = (-10.0, -1.0)  # uniform, highway nets only
+    fixed: dict = field(default_factory=dict)  # values that override the draw, e.g. {"gate_bias": -2.0}
+
+    def draw(self, model: str, rng: np.random.Generator) -> dict:
+        hp = {
+            "lr": float(math.exp(rng.uniform(math.log(self.lr[0]), math.log(self.lr[1])))),
+            "momentum": float(1 - math.exp(rng.uniform(math.log(1 - self.momentum[1]), math.log(1 - self.momentum[0])))),
+            "decay": float(rng.uniform(*self.decay)),
+            "activation": str(rng.choice(self.activation)),
+            "gate_bias": float(rng.uniform(*self.gate_bias)),
+        }
+        hp.update(self.fixed)
+        if model == "plain":
+            hp["gate_bias"] = float("nan")
+        return hp
+
+
+@dataclass
+class Study:
+    """One convergence study: which nets, how long, on what."""
+    name: str = "custom"
+    dataset: str = "default"
+    depths: tuple = (10, 20, 50, 100)
+    models: tuple = ("plain", "highway")
+    trials: int = 3
+    epochs: int = 4
+    batch: int = 64
+    max_train: int | None = 6000
+    seed: int = 0
+    backend: str = "auto"
+    search: SearchSpace = field(default_factory=SearchSpace)
+
+
+PRESETS = {
+    # A 2-core CPU in a few minutes: four depths, three trials each, four epochs on 6000 images.
+    "quick": Study("quick"),
+    # The paper's protocol: 100 random-search trials per net (the NIPS paper's count; the workshop paper used
+    # 40) at its depths and beyond. The paper states no epoch count or ranges; these are ours.
+    "paper": Study("paper", depths=(10, 20, 50, 100, 200, 500, 1000), trials=100, epochs=400, batch=64,
+                   max_train=None),
+}
+
+
+def build_net(model: str, depth: int, data: ImageData, hp: dict, backend: str):
+    if model == "highway":
+        return highway_mlp(data.in_features, WIDTHS["highway"], depth, data.num_classes, hp["activation"],
+                           hp["gate_bias"], backend)
+    return plain_mlp(data.in_features, WIDTHS["plain"], depth, data.num_classes, hp["activation"])
+
+
+@torch.no_grad()
+def evaluate(net, x, y, batch: int = 2048) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over the whole of x, y."""
+    total, correct = 0.0, 0
+    for i in range(0, len(x), batch):
+        logits = net(x[i:i + batch]).float()
+        total += F.cross_entropy(logits, y[i:i + batch], reduction="sum").item()
+        correct += (logits.argmax(1) == y[i:i + batch]).sum().item()
+    return total / len(x), correct / len(x)
+
+
+def train_trial(net, data: ImageData, hp: dict, epochs: int, batch: int, seed: int, device):
+    """Train with SGD + momentum and per-epoch exponential decay; yield (epoch, train_loss, val_loss, val_acc,
+    seconds, status) for epoch 0 (initialization) through `epochs`, stopping early when the loss diverges."""
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=hp["lr"], momentum=hp["momentum"])
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=hp["decay"])
+    g = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    train_loss, _ = evaluate(net, x_train, y_train)
+    val_loss, val_acc = evaluate(net, x_val, y_val)
+    yield 0, train_loss, val_loss, val_acc, 0.0, "ok" if math.isfinite(train_loss) else "diverged"
+    for epoch in range(1, epochs + 1):
+        diverged = False
+        for idx in torch.randperm(len(x_train), generator=g).split(batch):
+            idx = idx.to(device)
+            loss = F.cross_entropy(net(x_train[idx]), y_train[idx])
+            if not torch.isfinite(loss):
+                diverged = True
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+        train_loss, _ = evaluate(net, x_train, y_train)
+        val_loss, val_acc = evaluate(net, x_val, y_val)
+        diverged = diverged or not math.isfinite(train_loss)
+        yield epoch, train_loss, val_loss, val_acc, time.perf_counter() - start, "diverged" if diverged else "ok"
+        if diverged:
+            return
+
+
+def trial_seed(study: Study, model: str, depth: int, trial: int) -> int:
+    """A seed fixed by the trial's identity, so a resumed study redraws the same hyperparameters."""
+    return int(np.random.SeedSequence([study.seed, ["plain", "highway"].index(model), depth, trial]).generate_state(1)[0])
+
+
+def _save_if_best(out, model, depth, data, hp, net, final_loss, trial):
+    directory = out / "checkpoints"
+    directory.mkdir(parents=True, exist_ok=True)
+    index_path = directory / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    name = f"{data.name}-{model}-d{depth}"
+    if name in index and not final_loss < index[name]["train_loss"]:
+        return
+    meta = {"model": model, "depth": depth, "width": WIDTHS[model], "in_features": data.in_features,
+            "num_classes": data.num_classes, "dataset": data.name, "trial": trial, "train_loss": final_loss, **hp}
+    torch.save({"meta": meta, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, directory / f"{name}.pt")
+    index[name] = meta
+    index_path.write_text(json.dumps(index, indent=1))
+
+
+def convergence_study(out, study: Study, device=None, progress: bool = True, overwrite: bool = False, argv=None):
+    """Run `study` into `out/converge.csv` (resuming); returns the study's rows as a DataFrame."""
+    from pathlib import Path
+
+    out = Path(out)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    data = load_dataset(study.dataset, seed=study.seed, max_train=study.max_train)
+    store = ResultStore(out, CONVERGE_FILE, COLUMNS, KEY_COLUMNS)
+    env = environment(device, argv)
+    store.record_run({**env, "study": asdict(study)})
+    done = store.read()
+    finished = set()
+    if not overwrite and not done.empty:
+        last = done[(done["study"] == study.name) & (done["dataset"] == data.name)]
+        for (model, depth, trial), rows in last.groupby(["model", "depth", "trial"]):
+            if rows["epoch"].max() >= study.epochs or (rows["status"] != "ok").any():
+                finished.add((model, int(depth), int(trial)))
+    jobs = [(m, d, t) for d in study.depths for m in study.models for t in range(study.trials)
+            if (m, d, t) not in finished]
+    bar = _progress(jobs, progress)
+    for model, depth, trial in bar:
+        seed = trial_seed(study, model, depth, trial)
+        hp = study.search.draw(model, np.random.default_rng(seed))
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(f"{model} depth {depth} trial {trial}")
+        torch.manual_seed(seed)
+        net = build_net(model, depth, data, hp, study.backend).to(device)
+        final = math.inf
+        for epoch, train_loss, val_loss, val_acc, seconds, status in train_trial(
+                net, data, hp, study.epochs, study.batch, seed, device):
+            store.append({
+                "study": study.name, "dataset": data.name, "model": model, "depth": depth, "trial": trial,
+                "epoch": epoch, "width": WIDTHS[model], **hp, "seed": seed, "batch": study.batch,
+                "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": seconds,
+                "status": status, "backend": study.backend, "device": env["device"], "commit": env["commit"],
+                "run_id": env["run_id"],
+            })
+            final = train_loss if status == "ok" else math.inf
+        if math.isfinite(final):
+            _save_if_best(out, model, depth, data, hp, net, final, trial)
+    df = store.read()
+    return df[(df["study"] == study.name) & (df["dataset"] == data.name)].reset_index(drop=True)
+
+
+def _progress(items, enabled):
+    if not enabled:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, unit="trial", dynamic_ncols=True)
+
+
+def best_runs(df):
+    """Per (model, depth): the final training loss of the best trial and the mean of the top 10 trials."""
+    final = df.sort_values("epoch").groupby(["model", "depth", "trial"]).tail(1)
+    final = final[final["status"] == "ok"]
+    rows = []
+    for (model, depth), g in final.groupby(["model", "depth"]):
+        losses = np.sort(g["train_loss"].to_numpy())
+        rows.append({"model": model, "depth": int(depth), "best_loss": float(losses[0]),
+                     "top10_mean_loss": float(losses[:10].mean()), "trials": int(len(losses)),
+                     "best_trial": int(g.loc[g["train_loss"].idxmin(), "trial"])})
+    import pandas as pd
+
+    return pd.DataFrame(rows)

@@ -1,0 +1,99 @@
+"""The paper's claims that our data speaks to, each with the value measured and whether it holds.
+
+A claim with no data for it says so instead of guessing. Thresholds are the paper's words made exact
+(e.g. "more than 2 orders of magnitude" is a ratio above 100).
+"""
+import pandas as pd
+
+from bench.converge import best_runs
+
+
+def _row(claim, measured, holds, source):
+    verdict = "no data" if holds is None else ("holds" if holds else "does not hold")
+    return {"claim": claim, "measured": measured, "verdict": verdict, "source": source}
+
+
+def convergence_claims(df: pd.DataFrame) -> list[dict]:
+    rows = []
+    if df.empty:
+        return [_row("Plain nets become much harder to optimize with increasing depth; highway nets do not "
+                     "(NIPS 2015, §3.1)", "no convergence results", None, "")]
+    for (study, dataset), d in df.groupby(["study", "dataset"]):
+        src = f"{dataset}, study '{study}'"
+        best = best_runs(d)
+        loss = {(r.model, r.depth): r.best_loss for r in best.itertuples()}
+        depths = sorted(best["depth"].unique())
+        for model, words in (("plain", "Plain nets get harder to optimize as depth grows"),
+                             ("highway", "Highway nets do not suffer from an increase in depth")):
+            have = [dd for dd in depths if (model, dd) in loss]
+            if len(have) < 2:
+                continue
+            deep = have[-1]
+            ratio = loss[(model, deep)] / loss[(model, have[0])]
+            if model == "plain":
+                rows.append(_row(f"{words}: best loss at depth {deep} more than 10x that at depth {have[0]}",
+                                 f"ratio {ratio:.3g}", ratio > 10, src))
+            else:
+                rows.append(_row(f"{words}: best loss at depth {deep} within 10x of that at depth {have[0]}",
+                                 f"ratio {ratio:.3g}", ratio < 10, src))
+        for depth in depths:
+            if depth < 50 or ("plain", depth) not in loss or ("highway", depth) not in loss:
+                continue
+            ratio = loss[("plain", depth)] / loss[("highway", depth)]
+            rows.append(_row(f"At depth {depth} the highway net reaches a training loss more than 100x lower than "
+                             f"the plain net (the paper: 'more than 2 orders of magnitude' at 100 layers)",
+                             f"plain/highway {ratio:.3g}", ratio > 100, src))
+        first = d[(d["epoch"] == 1) & (d["status"] == "ok")].groupby(["model", "depth"])["train_loss"].min()
+        both = [dd for dd in depths if ("plain", dd) in first.index and ("highway", dd) in first.index]
+        if both:
+            faster = [dd for dd in both if first[("highway", dd)] < first[("plain", dd)]]
+            rows.append(_row("Highway nets converge faster than plain ones: lower best loss after one epoch",
+                             f"at {len(faster)} of {len(both)} depths ({', '.join(map(str, faster)) or 'none'})",
+                             len(faster) == len(both), src))
+    return rows
+
+
+def lesion_claims(analyses) -> list[dict]:
+    rows = []
+    for a in analyses:
+        les = a.lesion
+        if les.empty:
+            continue
+        base = les.loc[~les["lesioned"], "train_loss"].iloc[0]
+        rel = les.loc[les["lesioned"], "train_loss"] / base
+        idle = float((rel < 1.05).mean())
+        worst = int(les.loc[les["lesioned"]].iloc[int(rel.to_numpy().argmax())]["layer"])
+        rows.append(_row(f"Lesioning shows layers matter unequally: closing some layer's gates hurts much more than "
+                         f"others', and some layers are nearly idle ({a.name})",
+                         f"worst layer {worst}: loss x{rel.max():.3g}; {100 * idle:.0f}% of layers change it < 5%",
+                         bool(rel.max() > 1.5 and idle > 0), a.name))
+    return rows
+
+
+def throughput_claims(df: pd.DataFrame) -> list[dict]:
+    """Our own targets (issue 5), on a GPU only: CPU numbers cannot speak to them."""
+    gpu = df[(df.get("device_type") == "cuda") & (df["status"] == "ok")] if not df.empty else df
+    claim = "Fused triton at least 1.3x torch.compile for a training step at widths up to 1024 (GPU)"
+    if gpu.empty:
+        return [_row(claim, "no GPU results", None, "")]
+    rows = []
+    keys = ["model", "layer", "depth", "width", "dtype", "batch", "mode", "device"]
+    t = gpu[gpu["backend"] == "triton"].set_index(keys)["median_ms"]
+    c = gpu[gpu["backend"] == "compile"].set_index(keys)["median_ms"]
+    ratio = (c / t).dropna()
+    train = ratio[[k[6] == "train" for k in ratio.index]]
+    narrow = train[[k[3] <= 1024 for k in train.index]]
+    wide = train[[k[3] >= 4096 for k in train.index]]
+    if len(narrow):
+        rows.append(_row(claim, f"min {narrow.min():.2f}x, median {narrow.median():.2f}x over {len(narrow)} configs",
+                         bool(narrow.min() >= 1.3), "throughput"))
+    if len(wide):
+        rows.append(_row("Fused triton never slower than torch.compile for a training step at widths >= 4096 (GPU)",
+                         f"min {wide.min():.2f}x over {len(wide)} configs", bool(wide.min() >= 1.0), "throughput"))
+    return rows or [_row(claim, "no triton/compile pairs", None, "")]
+
+
+def claims_table(data) -> pd.DataFrame:
+    rows = convergence_claims(data.converge) + lesion_claims(data.analyses) + throughput_claims(data.throughput)
+    return pd.DataFrame(rows, columns=["claim", "measured", "verdict", "source"])
+

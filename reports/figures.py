@@ -1,0 +1,212 @@
+"""The report's figures, each from a results table, never from typed-in numbers. Every function returns
+a list of `Figure(title, fig, caption)`, empty when the data for it is missing. Throughput figures are
+drawn per device, so CPU and GPU numbers never share a panel.
+"""
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bench.converge import best_runs  # noqa: E402
+
+sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+MODEL_COLORS = {"plain": "#d55e00", "highway": "#0072b2"}
+MODEL_DASHES = {"plain": (4, 2), "highway": ""}
+
+
+@dataclass
+class Figure:
+    title: str
+    fig: plt.Figure
+    caption: str
+    slug: str
+
+
+def _device_label(device: str, device_type: str) -> str:
+    return f"{device} (CPU numbers)" if device_type == "cpu" else f"{device} (GPU)"
+
+
+def _depth_axis(ax, depths):
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(depths), [str(d) for d in sorted(depths)])
+    ax.minorticks_off()
+
+
+def _image(ax, values, cmap, **kw):
+    ax.grid(False)
+    return ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest", **kw)
+
+
+# --- convergence ---------------------------------------------------------------------------------------
+
+def _curves(df: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    keep = df.merge(trials, on=["model", "depth", "trial"])
+    return keep[keep["status"] == "ok"]
+
+
+def convergence_figures(df: pd.DataFrame) -> list[Figure]:
+    if df.empty:
+        return []
+    out = []
+    for (study, dataset), d in df.groupby(["study", "dataset"]):
+        final = d.sort_values("epoch").groupby(["model", "depth", "trial"]).tail(1)
+        final = final[final["status"] == "ok"]
+        if final.empty:
+            continue
+        best = final.loc[final.groupby(["model", "depth"])["train_loss"].idxmin(), ["model", "depth", "trial"]]
+        top = final.sort_values("train_loss").groupby(["model", "depth"]).head(10)[["model", "depth", "trial"]]
+        depths = sorted(d["depth"].unique())
+        palette = dict(zip(depths, sns.color_palette("viridis", len(depths))))
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+        for ax, trials, title in ((axes[0], best, "best run per depth"), (axes[1], top, "mean of the top 10 runs")):
+            curves = _curves(d, trials).groupby(["model", "depth", "epoch"])["train_loss"].mean().reset_index()
+            sns.lineplot(curves, x="epoch", y="train_loss", hue="depth", style="model", palette=palette,
+                         dashes=MODEL_DASHES, style_order=["highway", "plain"], ax=ax, marker="o", markersize=4)
+            ax.set(yscale="log", title=title, xlabel="epoch", ylabel="training cross-entropy")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        axes[0].get_legend().remove()
+        sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1), fontsize=9, title=None)
+        fig.suptitle(f"Optimization of plain and highway nets ({dataset}, study '{study}') — cf. the paper's Figure 1")
+        fig.tight_layout()
+        out.append(Figure("Training curves by depth", fig,
+                          "Training-set cross-entropy per epoch (epoch 0: at initialization). Solid: highway "
+                          "(width 50), dashed: plain (width 71). Left: each depth's best trial by final loss; "
+                          "right: mean curve of the best ten trials (fewer where fewer ran).", f"curves-{study}"))
+
+        summary = best_runs(d).melt(id_vars=["model", "depth"], value_vars=["best_loss", "top10_mean_loss"],
+                                    var_name="statistic", value_name="final_loss")
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        sns.lineplot(summary, x="depth", y="final_loss", hue="model", style="statistic", markers=True,
+                     palette=MODEL_COLORS, ax=ax)
+        ax.set(yscale="log", xlabel="depth (hidden layers)", ylabel="final training cross-entropy",
+               title=f"Final training loss against depth ({dataset})")
+        _depth_axis(ax, depths)
+        fig.tight_layout()
+        out.append(Figure("Final loss against depth", fig,
+                          "Final training loss of the best trial and the mean of the best ten, per depth. Diverged "
+                          "trials are left out of both.", f"final-loss-{study}"))
+    return out
+
+
+# --- gates and lesions ---------------------------------------------------------------------------------
+
+def gate_figures(analysis) -> list[Figure]:
+    g, name = analysis.gates, analysis.name
+    panels = [("biases", "transform gate biases", "cividis", None), ("mean_gate", "mean transform gate", "viridis",
+              (0, 1)), ("sample_gate", "transform gate, one sample", "viridis", (0, 1)),
+              ("sample_output", "block output, one sample", "magma", None)]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 5.2), sharey=True)
+    for ax, (key, title, cmap, lim) in zip(axes, panels):
+        im = _image(ax, g[key], cmap, **(dict(vmin=lim[0], vmax=lim[1]) if lim else {}))
+        ax.set(title=title, xlabel="block")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    axes[0].set_ylabel("highway layer")
+    fig.suptitle(f"Inside the trained highway net {name} — cf. the paper's Figure 2")
+    fig.tight_layout()
+    out = [Figure(f"Gates of {name}", fig, "Rows are highway layers (first at the top), columns are blocks. The mean "
+                  "gate is over the analysed training samples; the single-sample columns use the first one.",
+                  f"gates-{name}")]
+
+    diffs, classes = g["class_gate_diff"], g["classes"]
+    cols = min(5, len(classes))
+    rows = int(np.ceil(len(classes) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), sharex=True, sharey=True, squeeze=False)
+    bound = np.abs(diffs).max() or 1.0
+    for ax, c, d in zip(axes.flat, classes, diffs):
+        im = _image(ax, d, "RdBu_r", vmin=-bound, vmax=bound)
+        ax.set_title(f"class {c}", fontsize=10)
+    for ax in axes.flat[len(classes):]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label="class mean − overall mean")
+    fig.suptitle(f"Per-class transform-gate activity, {name} — cf. the paper's Figure 3")
+    out.append(Figure(f"Per-class gates of {name}", fig, "Each class's mean transform-gate activity minus the mean "
+                      "over all samples (layers down, blocks across).", f"class-gates-{name}"))
+
+    lesion = analysis.lesion
+    if not lesion.empty:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        les = lesion[lesion["lesioned"]]
+        base = lesion.loc[~lesion["lesioned"], "train_loss"].iloc[0]
+        ax.plot(les["layer"], les["train_loss"], marker="o", color=MODEL_COLORS["highway"], label="one layer lesioned")
+        ax.axhline(base, ls="--", color="gray", label="not lesioned")
+        ax.set(xlabel="lesioned highway layer", ylabel="training cross-entropy", yscale="log",
+               title=f"Lesioning one layer at a time, {name} — cf. the paper's Figure 4")
+        ax.legend()
+        fig.tight_layout()
+        out.append(Figure(f"Lesions of {name}", fig, "Training loss with all transform gates of one layer closed "
+                          "(T = 0, the layer copies its input).", f"lesion-{name}"))
+    return out
+
+
+# --- throughput ----------------------------------------------------------------------------------------
+
+def throughput_figures(df: pd.DataFrame) -> list[Figure]:
+    ok = df[df["status"] == "ok"] if not df.empty else df
+    if ok.empty:
+        return []
+    out = []
+    for (device, device_type), d in ok.groupby(["device", "device_type"]):
+        label = _device_label(device, device_type)
+        slug = "cpu" if device_type == "cpu" else device.replace(" ", "-")
+        for layer, dl in d.groupby("layer"):
+            dl = dl.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(dl["width"], dl["dtype"], dl["batch"])])
+            modes = sorted(dl["mode"].unique(), key=["fwd", "fwd+bwd", "train"].index)
+            g = sns.relplot(dl, x="depth", y="samples_per_s", hue="backend", style="model", col="mode",
+                            col_order=modes, row="shape", kind="line", markers=True, height=3.2, aspect=1.25,
+                            errorbar=None, facet_kws=dict(sharey=False))
+            g.set(yscale="log")
+            for ax in g.axes.flat:
+                _depth_axis(ax, dl["depth"].unique())
+            g.set_axis_labels("depth (layers)", "samples / s")
+            g.figure.suptitle(f"Throughput against depth, {layer} layers — {label}", y=1.02)
+            out.append(Figure(f"Throughput, {layer} ({label})", g.figure,
+                              "Samples per second of a stack of `depth` layers (median of the timed calls), per "
+                              "backend; rows are shapes (width, dtype, batch), columns are modes.", f"throughput-{layer}-{slug}"))
+
+            speed = dl.dropna(subset=["speedup_vs_torch"])
+            speed = speed[speed["backend"] != "torch"]
+            if not speed.empty:
+                keys = sorted(speed.groupby(["backend", "mode", "model"]).groups)
+                cols = min(3, len(keys))
+                rows = int(np.ceil(len(keys) / cols))
+                fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
+                for ax, (backend, mode, model) in zip(axes.flat, keys):
+                    sel = speed[(speed["backend"] == backend) & (speed["mode"] == mode) & (speed["model"] == model)]
+                    grid = sel.pivot_table(index="width", columns="depth", values="speedup_vs_torch", aggfunc="last")
+                    sns.heatmap(grid, annot=True, fmt=".2f", cmap="RdBu", center=1.0, vmin=0.0, vmax=2.0, ax=ax,
+                                cbar=False, annot_kws={"fontsize": 9})
+                    ax.set_title(f"{model} · {backend} · {mode}", fontsize=10)
+                for ax in axes.flat[len(keys):]:
+                    ax.axis("off")
+                fig.suptitle(f"Speed-up over eager PyTorch, {layer} layers — {label}")
+                fig.tight_layout()
+                out.append(Figure(f"Speed-ups, {layer} ({label})", fig, "Eager time ÷ backend time for the same "
+                                  "configuration: blue is faster than eager, red slower (one colour scale, 0 to 2).", f"speedup-{layer}-{slug}"))
+
+            fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+            heaviest = modes[-1]  # memory of the mode that keeps the most alive
+            mem = dl[dl["mode"] == heaviest]
+            sns.lineplot(mem, x="depth", y="peak_mem_mb", hue="backend", style="model", markers=True, errorbar=None,
+                         ax=axes[0])
+            axes[0].set(xlabel="depth (layers)", ylabel="peak memory (MB)", title=f"peak memory of one {heaviest} step")
+            _depth_axis(axes[0], dl["depth"].unique())
+            roof = dl.dropna(subset=["pct_peak_flops"])
+            if roof.empty:
+                axes[1].text(0.5, 0.5, "percent of peak needs a GPU in the peak table", ha="center", va="center")
+                axes[1].set_axis_off()
+            else:
+                sns.lineplot(roof, x="depth", y="pct_peak_flops", hue="backend", style="mode", markers=True,
+                             errorbar=None, ax=axes[1])
+                axes[1].set(xlabel="depth (layers)", ylabel="% of peak TFLOP/s", title="roofline share")
+                _depth_axis(axes[1], roof["depth"].unique())
+            fig.suptitle(f"Memory and roofline, {layer} layers — {label}")
+            fig.tight_layout()
+            out.append(Figure(f"Memory and roofline, {layer} ({label})", fig, "Left: peak memory a step adds (GPU: "
+                              "allocator peak; CPU: growth of the process's peak RSS), mean over shapes. Right: achieved TFLOP/s as "
+                              "a share of the device's peak.", f"memory-{layer}-{slug}"))
+    return out

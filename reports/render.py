@@ -1,0 +1,86 @@
+"""Assemble a report: a self-contained HTML page (figures embedded) and a Markdown file with PNGs beside it,
+from whatever results the given paths hold."""
+import base64
+import html
+import io
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from reports.claims import claims_table
+from reports.figures import convergence_figures, gate_figures, throughput_figures
+from reports.loading import load_results
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+h1{border-bottom:2px solid #0072b2}figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}
+table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .5em}
+th{background:#f0f4f8}.holds{color:#067d3a;font-weight:600}.fails{color:#b00020;font-weight:600}"""
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cells = [[str(c) for c in df.columns]] + [[str(v).replace("|", "\\|") for v in row] for row in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
+    return "\n".join(lines)
+
+
+def _environment_table(runs) -> pd.DataFrame:
+    keys = ["timestamp", "device", "driver", "cuda", "torch", "triton", "commit", "command"]
+    df = pd.DataFrame(runs)
+    if df.empty:
+        return df
+    return df[[k for k in keys if k in df.columns]].drop_duplicates(subset=["device", "commit", "command"])
+
+
+def build_report(paths, out, title: str = "Highway networks: depth, speed and gates") -> Path:
+    """Write `out/report.html` and `out/report.md` (with `out/figures/*.png`); return the HTML's path."""
+    data = load_results(paths)
+    if data.empty:
+        raise ValueError(f"no results.csv, converge.csv or gates.npz under {', '.join(map(str, paths))}")
+    out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    sections = [
+        ("Optimization: plain vs highway at growing depth", convergence_figures(data.converge)),
+        ("Inside trained highway nets", [f for a in data.analyses for f in gate_figures(a)]),
+        ("Throughput and memory", throughput_figures(data.throughput)),
+    ]
+    claims = claims_table(data)
+    env = _environment_table(data.runs)
+
+    md = [f"# {title}", "", f"Made from: {', '.join(data.sources)}", "", "## Claims", "", _md_table(claims), ""]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>Made from: {html.escape(', '.join(data.sources))}</p>",
+            "<h2>Claims</h2>", _claims_html(claims)]
+    for heading, figures in sections:
+        if not figures:
+            continue
+        md += [f"## {heading}", ""]
+        body.append(f"<h2>{html.escape(heading)}</h2>")
+        for f in figures:
+            buf = io.BytesIO()
+            f.fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+            plt.close(f.fig)
+            png = buf.getvalue()
+            (out / "figures" / f"{f.slug}.png").write_bytes(png)
+            md += [f"### {f.title}", "", f"![{f.title}](figures/{f.slug}.png)", "", f.caption, ""]
+            body.append(f"<figure><h3>{html.escape(f.title)}</h3><img alt='{html.escape(f.title)}' "
+                        f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+                        f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
+    if not env.empty:
+        md += ["## Environment", "", _md_table(env), ""]
+        body += ["<h2>Environment</h2>", env.to_html(index=False, escape=True)]
+    (out / "report.md").write_text("\n".join(md))
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \
+           f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
+    (out / "report.html").write_text(page)
+    return out / "report.html"
+
+
+def _claims_html(claims: pd.DataFrame) -> str:
+    rows = []
+    for r in claims.itertuples(index=False):
+        cls = {"holds": "holds", "does not hold": "fails"}.get(r.verdict, "")
+        rows.append(f"<tr><td>{html.escape(r.claim)}</td><td>{html.escape(str(r.measured))}</td>"
+                    f"<td class='{cls}'>{html.escape(r.verdict)}</td><td>{html.escape(str(r.source))}</td></tr>")
+    return ("<table><tr><th>claim</th><th>measured</th><th>verdict</th><th>data</th></tr>" + "".join(rows)
+            + "</table>")

@@ -63,6 +63,13 @@ def gate_activity(net, x: torch.Tensor, batch: int = 2048):
     return torch.stack([torch.cat(g) for g in gates], 1), torch.stack([torch.cat(o) for o in outputs], 1)
 
 
+def carried_fraction(net, x: torch.Tensor) -> np.ndarray:
+    """Per highway layer l, the mean over samples and blocks of ∏_{k≤l} (1 − T_k): the share of the stack's
+    input that reaches layer l's output along the carry path."""
+    t, _ = gate_activity(net, x)
+    return (1 - t.double()).cumprod(dim=1).mean(dim=(0, 2)).numpy()
+
+
 def gate_statistics(net, x: torch.Tensor, y: torch.Tensor, sample: int = 0) -> dict:
     """Figure 2 and 3 as arrays: biases, mean_gate, sample_gate, sample_output (layers × width) and
     class_gate_diff (classes × layers × width)."""

@@ -95,9 +95,14 @@ def _study(args):
     if args.name:
         changes["name"] = args.name
     fixed = {k: v for k, v in (("lr", args.lr), ("momentum", args.momentum), ("decay", args.decay),
-                               ("activation", args.activation), ("gate_bias", args.gate_bias)) if v is not None}
+                               ("activation", args.activation)) if v is not None}
     if fixed:
-        changes["search"] = SearchSpace(fixed=fixed)
+        changes["search"] = SearchSpace(fixed={**study.search.fixed, **fixed})
+    if args.gate_bias:
+        for rule in args.gate_bias:
+            if rule not in ("search", "auto"):
+                float(rule)  # ValueError for anything else
+        changes["gate_rules"] = tuple(args.gate_bias)
     return replace(study, **changes)
 
 
@@ -244,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, help="fix the momentum")
     p.add_argument("--decay", type=float, help="fix the per-epoch learning-rate decay")
     p.add_argument("--activation", choices=["relu", "tanh"], help="fix the activation")
-    p.add_argument("--gate-bias", type=float, help="fix the transform-gate bias")
+    p.add_argument("--gate-bias", nargs="+", metavar="RULE",
+                   help="highway gate bias, one arm each: search (drawn in [-10, -1]), auto (from the depth, "
+                        "highway.gate_bias), or a number; e.g. --gate-bias -2 auto")
     p.add_argument("--out", default="results/converge")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--device")

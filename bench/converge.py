@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from bench.datasets import ImageData, load_dataset
 from bench.environment import environment
 from bench.store import ResultStore
+from highway.gate_bias import gate_bias_for_depth
 from highway.models import highway_mlp, plain_mlp
 
 CONVERGE_FILE = "converge.csv"
-KEY_COLUMNS = ["study", "dataset", "model", "depth", "trial", "epoch"]
+KEY_COLUMNS = ["study", "dataset", "model", "gate_rule", "depth", "trial", "epoch"]
 COLUMNS = KEY_COLUMNS + [
     "width", "activation", "gate_bias", "lr", "momentum", "decay", "seed", "batch", "train_loss", "val_loss",
     "val_acc", "seconds", "status", "backend", "device", "commit", "run_id",
@@ -71,6 +72,24 @@ class Study:
     seed: int = 0
     backend: str = "auto"
     search: SearchSpace = field(default_factory=SearchSpace)
+    # How highway nets get their transform-gate bias: "search" (drawn like the other hyperparameters),
+    # "auto" (`highway.gate_bias.gate_bias_for_depth` for depth − 1 layers), or a number, e.g. "-2".
+    gate_rules: tuple = ("search",)
+
+    def arms(self):
+        """(model, gate rule) pairs: plain nets once, highway nets once per gate rule."""
+        return [(m, r) for m in self.models for r in (self.gate_rules if m == "highway" else ("none",))]
+
+
+def gate_bias_for_rule(rule: str, depth: int, drawn: float) -> float:
+    if rule == "search":
+        return drawn
+    if rule == "auto":
+        return gate_bias_for_depth(max(depth - 1, 1))
+    try:
+        return float(rule)
+    except ValueError:
+        raise ValueError(f"gate rule must be 'search', 'auto' or a number, got {rule!r}") from None
 
 
 PRESETS = {
@@ -80,6 +99,11 @@ PRESETS = {
     # 40) at its depths and beyond. The paper states no epoch count or ranges; these are ours.
     "paper": Study("paper", depths=(10, 20, 50, 100, 200, 500, 1000), trials=100, epochs=400, batch=64,
                    max_train=None),
+    # Issue 7's comparison: no search. Plain, highway with the fixed default −2, highway with the depth rule,
+    # all with one learning rate and momentum, at the paper's depths and beyond.
+    "gate-bias": Study("gate-bias", depths=(10, 20, 50, 100, 200, 500, 1000), trials=1, epochs=2, max_train=6000,
+                       gate_rules=("-2", "auto"),
+                       search=SearchSpace(fixed={"lr": 0.01, "momentum": 0.9, "decay": 1.0, "activation": "relu"})),
 }
 
 
@@ -138,19 +162,36 @@ def trial_seed(study: Study, model: str, depth: int, trial: int) -> int:
     return int(np.random.SeedSequence([study.seed, ["plain", "highway"].index(model), depth, trial]).generate_state(1)[0])
 
 
-def _save_if_best(out, model, depth, data, hp, net, final_loss, trial):
+def _save_if_best(out, arm, depth, data, hp, net, final_loss, trial):
     directory = out / "checkpoints"
     directory.mkdir(parents=True, exist_ok=True)
     index_path = directory / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
-    name = f"{data.name}-{model}-d{depth}"
+    name = f"{data.name}-{arm}-d{depth}"
     if name in index and not final_loss < index[name]["train_loss"]:
         return
-    meta = {"model": model, "depth": depth, "width": WIDTHS[model], "in_features": data.in_features,
+    model = arm.split("-")[0]
+    meta = {"model": model, "arm": arm, "depth": depth, "width": WIDTHS[model], "in_features": data.in_features,
             "num_classes": data.num_classes, "dataset": data.name, "trial": trial, "train_loss": final_loss, **hp}
     torch.save({"meta": meta, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, directory / f"{name}.pt")
     index[name] = meta
     index_path.write_text(json.dumps(index, indent=1))
+
+
+CARRY_FILE = "carry.csv"
+CARRY_KEYS = ["study", "dataset", "gate_rule", "depth", "layer"]
+
+
+def _record_carry(out, study, data, rule, depth, net, device, samples: int = 1000):
+    """The fraction of the input that crosses each highway layer at initialization, measured on data."""
+    from bench.analysis import carried_fraction
+
+    store = ResultStore(out, CARRY_FILE, CARRY_KEYS + ["gate_bias", "carried"], CARRY_KEYS)
+    carried = carried_fraction(net, data.x_train[:samples].to(device))
+    bias = net.layers[0].gate_bias if len(net.layers) else float("nan")
+    for layer, value in enumerate(carried, start=1):
+        store.append({"study": study.name, "dataset": data.name, "gate_rule": rule, "depth": depth, "layer": layer,
+                      "gate_bias": bias, "carried": float(value)})
 
 
 def convergence_study(out, study: Study, device=None, progress: bool = True, overwrite: bool = False, argv=None):
@@ -167,24 +208,29 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
     finished = set()
     if not overwrite and not done.empty:
         last = done[(done["study"] == study.name) & (done["dataset"] == data.name)]
-        for (model, depth, trial), rows in last.groupby(["model", "depth", "trial"]):
+        for (model, rule, depth, trial), rows in last.groupby(["model", "gate_rule", "depth", "trial"]):
             if rows["epoch"].max() >= study.epochs or (rows["status"] != "ok").any():
-                finished.add((model, int(depth), int(trial)))
-    jobs = [(m, d, t) for d in study.depths for m in study.models for t in range(study.trials)
-            if (m, d, t) not in finished]
+                finished.add((model, str(rule), int(depth), int(trial)))
+    jobs = [(m, r, d, t) for d in study.depths for m, r in study.arms() for t in range(study.trials)
+            if (m, r, d, t) not in finished]
     bar = _progress(jobs, progress)
-    for model, depth, trial in bar:
+    for model, rule, depth, trial in bar:
         seed = trial_seed(study, model, depth, trial)
         hp = study.search.draw(model, np.random.default_rng(seed))
+        if model == "highway":
+            hp["gate_bias"] = gate_bias_for_rule(rule, depth, hp["gate_bias"])
         if hasattr(bar, "set_postfix_str"):
-            bar.set_postfix_str(f"{model} depth {depth} trial {trial}")
+            bar.set_postfix_str(f"{model} ({rule}) depth {depth} trial {trial}")
         torch.manual_seed(seed)
         net = build_net(model, depth, data, hp, study.backend).to(device)
+        if model == "highway" and trial == 0:
+            _record_carry(out, study, data, rule, depth, net, device)
         final = math.inf
         for epoch, train_loss, val_loss, val_acc, seconds, status in train_trial(
                 net, data, hp, study.epochs, study.batch, seed, device):
             store.append({
-                "study": study.name, "dataset": data.name, "model": model, "depth": depth, "trial": trial,
+                "study": study.name, "dataset": data.name, "model": model, "gate_rule": rule, "depth": depth,
+                "trial": trial,
                 "epoch": epoch, "width": WIDTHS[model], **hp, "seed": seed, "batch": study.batch,
                 "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": seconds,
                 "status": status, "backend": study.backend, "device": env["device"], "commit": env["commit"],
@@ -192,7 +238,8 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
             })
             final = train_loss if status == "ok" else math.inf
         if math.isfinite(final):
-            _save_if_best(out, model, depth, data, hp, net, final, trial)
+            _save_if_best(out, model if rule in ("none", "search") else f"{model}-bias{rule}", depth, data, hp,
+                          net, final, trial)
     df = store.read()
     return df[(df["study"] == study.name) & (df["dataset"] == data.name)].reset_index(drop=True)
 
@@ -207,8 +254,14 @@ def _progress(items, enabled):
     return tqdm(items, unit="trial", dynamic_ncols=True)
 
 
+def arm_names(df):
+    """'plain', 'highway' (searched gate bias) or 'highway (gate bias auto)' / '(gate bias -2)' per row."""
+    return [m if r in ("none", "search") else f"{m} (gate bias {r})" for m, r in zip(df["model"], df["gate_rule"])]
+
+
 def best_runs(df):
-    """Per (model, depth): the final training loss of the best trial and the mean of the top 10 trials."""
+    """Per (arm, depth): the final training loss of the best trial and the mean of the top 10 trials."""
+    df = df.assign(model=arm_names(df))
     final = df.sort_values("epoch").groupby(["model", "depth", "trial"]).tail(1)
     final = final[final["status"] == "ok"]
     rows = []

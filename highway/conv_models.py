@@ -21,6 +21,7 @@ classes followed by global average pooling. Default gate biases follow the autho
 from torch import nn
 
 from highway.activations import activation_module
+from highway.gate_bias import DEFAULT_KEEP, resolve_gate_bias
 from highway.init import init_plain_layer_
 from highway.modules import HighwayConv2d
 
@@ -53,17 +54,32 @@ def plain_conv(in_channels: int, out_channels: int, kernel_size: int, activation
     return nn.Sequential(conv, activation_module(activation))
 
 
-def _features(kind, in_channels, stages, final_pool, activation, gate_bias, backend):
-    layers, channels = [], in_channels
+def _features(kind, in_channels, stages, final_pool, activation, gate_bias, backend, keep=DEFAULT_KEEP):
+    """Layers and pools from `stages`. A plain layer goes where the channel count changes; with
+    gate_bias="auto" each run of highway layers between plain layers gets the bias for its own length."""
+    plan, channels = [], in_channels  # ("plain" | "highway" | "pool", in, out, k)
     for i, (width, kernel_sizes) in enumerate(stages):
         for k in kernel_sizes:
-            if kind == "plain" or width != channels:
-                layers.append(plain_conv(channels, width, k, activation))
-            else:
-                layers.append(HighwayConv2d(width, k, activation, gate_bias, backend))
+            plan.append(("plain" if kind == "plain" or width != channels else "highway", channels, width, k))
             channels = width
         if i < len(stages) - 1 or final_pool == "2x2":
-            layers.append(nn.MaxPool2d(2))
+            plan.append(("pool", channels, channels, 2))
+    runs, run = [], 0  # the length of the highway run each highway layer belongs to
+    for step in plan + [("plain", 0, 0, 0)]:
+        if step[0] == "highway":
+            run += 1
+        elif step[0] == "plain":
+            runs.extend([run] * run)
+            run = 0
+    layers, run_lengths = [], iter(runs)
+    for what, c_in, c_out, k in plan:
+        if what == "pool":
+            layers.append(nn.MaxPool2d(k))
+        elif what == "plain":
+            layers.append(plain_conv(c_in, c_out, k, activation))
+        else:
+            bias = resolve_gate_bias(gate_bias, next(run_lengths), keep)
+            layers.append(HighwayConv2d(c_out, k, activation, bias, backend))
     return nn.Sequential(*layers), channels
 
 
@@ -73,28 +89,31 @@ def _check_kind(kind):
 
 
 def mnist_convnet(kind: str = "highway", width: int = 16, num_classes: int = 10, activation: str = "relu",
-                  gate_bias: float = -1.0, backend: str = "auto") -> ConvNet:
+                  gate_bias: float | str = -1.0, backend: str = "auto", keep: float = DEFAULT_KEEP) -> ConvNet:
     """Table 1's 10-layer net for 1×28×28 images: a plain 3×3 conv to `width` channels, 8 highway 3×3
-    layers, max-pooling after layers 3, 6 and 9 (28 → 14 → 7 → 3), then a linear softmax layer."""
+    layers, max-pooling after layers 3, 6 and 9 (28 → 14 → 7 → 3), then a linear softmax layer.
+    `gate_bias="auto"`: the bias for one run of 8 highway layers (`highway.gate_bias`)."""
     _check_kind(kind)
     stages = [(width, ks) for _, ks in ARCHITECTURES["mnist"]["stages"]]
-    features, channels = _features(kind, 1, stages, "2x2", activation, gate_bias, backend)
+    features, channels = _features(kind, 1, stages, "2x2", activation, gate_bias, backend, keep)
     head = nn.Linear(channels * 3 * 3, num_classes)
     init_plain_layer_(head.weight, head.bias)
     return ConvNet(kind, features, nn.Sequential(nn.Flatten(), head))
 
 
 def cifar_convnet(arch: str = "A", kind: str = "highway", num_classes: int = 10, head: str = "linear",
-                  activation: str = "relu", gate_bias: float | None = None, backend: str = "auto") -> ConvNet:
+                  activation: str = "relu", gate_bias: float | str | None = None, backend: str = "auto",
+                  keep: float = DEFAULT_KEEP) -> ConvNet:
     """Table 2's Highway A, B or C for 3×32×32 images (or its plain twin). `head="linear"`: global
     max-pooling and a linear softmax layer; `head="gap"`: Table 3's 1×1 conv and global average pooling.
-    `gate_bias` None takes the architecture's FAQ default."""
+    `gate_bias` None takes the architecture's FAQ default; "auto" gives each stage's run of highway layers
+    the bias for its length (`highway.gate_bias`)."""
     _check_kind(kind)
     if arch not in ("A", "B", "C"):
         raise ValueError(f"arch must be 'A', 'B' or 'C', got {arch!r}")
     spec = ARCHITECTURES[arch]
     bias = spec["gate_bias"] if gate_bias is None else gate_bias
-    features, channels = _features(kind, 3, spec["stages"], spec["final_pool"], activation, bias, backend)
+    features, channels = _features(kind, 3, spec["stages"], spec["final_pool"], activation, bias, backend, keep)
     if head == "linear":
         linear = nn.Linear(channels, num_classes)
         init_plain_layer_(linear.weight, linear.bias)
@@ -107,11 +126,12 @@ def cifar_convnet(arch: str = "A", kind: str = "highway", num_classes: int = 10,
 
 
 def highway_conv_stack(channels: int, depth: int, kernel_size: int = 3, activation: str = "relu",
-                       gate_bias: float = -1.0, backend: str = "auto") -> nn.Sequential:
-    """`depth` HighwayConv2d layers of `channels` and nothing else: what the benchmarks time."""
+                       gate_bias: float | str = -1.0, backend: str = "auto", keep: float = DEFAULT_KEEP) -> nn.Sequential:
+    """`depth` HighwayConv2d layers of `channels` and nothing else (what the benchmarks time)."""
     if not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be a positive integer, got {depth!r}")
-    return nn.Sequential(*(HighwayConv2d(channels, kernel_size, activation, gate_bias, backend) for _ in range(depth)))
+    bias = resolve_gate_bias(gate_bias, depth, keep)
+    return nn.Sequential(*(HighwayConv2d(channels, kernel_size, activation, bias, backend) for _ in range(depth)))
 
 
 def plain_conv_stack(channels: int, depth: int, kernel_size: int = 3, activation: str = "relu") -> nn.Sequential:

@@ -8,6 +8,7 @@ highway and 71 for plain nets, about 5000 parameters per layer each.
 from torch import nn
 
 from highway.activations import activation_module
+from highway.gate_bias import DEFAULT_KEEP, resolve_gate_bias
 from highway.init import init_plain_layer_
 from highway.modules import HighwayLinear
 
@@ -55,10 +56,15 @@ def _mlp(kind, in_features, width, depth, num_classes, activation, hidden):
 
 
 def highway_mlp(in_features: int, width: int, depth: int, num_classes: int, activation: str = "relu",
-                gate_bias: float = -2.0, backend: str = "auto") -> DeepMLP:
-    """The paper's highway net: plain stem, `depth − 1` `HighwayLinear(width)` layers, linear head."""
+                gate_bias: float | str = -2.0, backend: str = "auto", keep: float = DEFAULT_KEEP) -> DeepMLP:
+    """The paper's highway net: plain stem, `depth − 1` `HighwayLinear(width)` layers, linear head.
+
+    `gate_bias="auto"` picks the bias from the depth so that a fraction `keep` of the stem's output crosses
+    all depth − 1 highway layers at initialization (`highway.gate_bias`)."""
+    _check_sizes(in_features, width, depth, num_classes)
+    bias = resolve_gate_bias(gate_bias, depth - 1, keep)
     return _mlp("highway", in_features, width, depth, num_classes, activation,
-                lambda: HighwayLinear(width, activation, gate_bias, backend))
+                lambda: HighwayLinear(width, activation, bias, backend))
 
 
 def plain_mlp(in_features: int, width: int, depth: int, num_classes: int, activation: str = "relu") -> DeepMLP:
@@ -67,11 +73,13 @@ def plain_mlp(in_features: int, width: int, depth: int, num_classes: int, activa
                 lambda: plain_layer(width, width, activation))
 
 
-def highway_stack(width: int, depth: int, activation: str = "relu", gate_bias: float = -2.0,
-                  backend: str = "auto") -> nn.Sequential:
-    """`depth` HighwayLinear layers of `width` and nothing else: what the benchmarks time."""
+def highway_stack(width: int, depth: int, activation: str = "relu", gate_bias: float | str = -2.0,
+                  backend: str = "auto", keep: float = DEFAULT_KEEP) -> nn.Sequential:
+    """`depth` HighwayLinear layers of `width` and nothing else (what the benchmarks time); "auto" gate bias
+    as in `highway_mlp`, for `depth` layers."""
     _check_sizes(width, width, depth, 1)
-    return nn.Sequential(*(HighwayLinear(width, activation, gate_bias, backend) for _ in range(depth)))
+    bias = resolve_gate_bias(gate_bias, depth, keep)
+    return nn.Sequential(*(HighwayLinear(width, activation, bias, backend) for _ in range(depth)))
 
 
 def plain_stack(width: int, depth: int, activation: str = "relu") -> nn.Sequential:

@@ -18,7 +18,7 @@ def convergence_claims(df: pd.DataFrame) -> list[dict]:
     if df.empty:
         return [_row("Plain nets become much harder to optimize with increasing depth; highway nets do not "
                      "(NIPS 2015, §3.1)", "no convergence results", None, "")]
-    for (study, dataset), d in df.groupby(["study", "dataset"]):
+    for (study, dataset), d in df[df["gate_rule"].isin(["none", "search"])].groupby(["study", "dataset"]):
         src = f"{dataset}, study '{study}'"
         best = best_runs(d)
         loss = {(r.model, r.depth): r.best_loss for r in best.itertuples()}
@@ -44,12 +44,60 @@ def convergence_claims(df: pd.DataFrame) -> list[dict]:
                              f"the plain net (the paper: 'more than 2 orders of magnitude' at 100 layers)",
                              f"plain/highway {ratio:.3g}", ratio > 100, src))
         first = d[(d["epoch"] == 1) & (d["status"] == "ok")].groupby(["model", "depth"])["train_loss"].min()
+        # (searched arms only: gate-rule arms have claims of their own)
         both = [dd for dd in depths if ("plain", dd) in first.index and ("highway", dd) in first.index]
         if both:
             faster = [dd for dd in both if first[("highway", dd)] < first[("plain", dd)]]
             rows.append(_row("Highway nets converge faster than plain ones: lower best loss after one epoch",
                              f"at {len(faster)} of {len(both)} depths ({', '.join(map(str, faster)) or 'none'})",
                              len(faster) == len(both), src))
+    return rows
+
+
+def gate_bias_claims(df: pd.DataFrame, carry: pd.DataFrame) -> list[dict]:
+    """Issue 7's claims about `gate_bias="auto"`, from studies that ran it."""
+    rows = []
+    runs = df[df["gate_rule"] == "auto"] if not df.empty else df
+    for (study, dataset), d in runs.groupby(["study", "dataset"]):
+        src = f"{dataset}, study '{study}'"
+        epoch1 = d[(d["epoch"] == 1) & (d["status"] == "ok")].groupby("depth")["train_loss"].min()
+        if len(epoch1) >= 2:
+            shallow, deep = epoch1.index.min(), epoch1.index.max()
+            ratio = epoch1[deep] / epoch1[shallow]
+            rows.append(_row(f"With gate_bias='auto', the {deep}-layer highway net's training loss after one epoch is "
+                             f"within 1.5x of the {shallow}-layer net's", f"ratio {ratio:.3g}", ratio <= 1.5, src))
+        everything = df[(df["study"] == study) & (df["dataset"] == dataset) & (df["status"] == "ok")]
+        learned = {}
+        for (rule, depth), g in everything[everything["model"] == "highway"].groupby(["gate_rule", "depth"]):
+            start = g[g["epoch"] == 0]["train_loss"].min()
+            end = g[g["epoch"] == g["epoch"].max()]["train_loss"].min()
+            learned[(rule, int(depth))] = end < 0.5 * start
+        fixed_rules = sorted({r for r, _ in learned if r not in ("auto", "search", "none")})
+        auto_depths = sorted(dd for r, dd in learned if r == "auto")
+        if auto_depths:
+            ok = [dd for dd in auto_depths if learned[("auto", dd)]]
+            rows.append(_row("With gate_bias='auto' the highway net learns (final loss below half the initial) at "
+                             "every depth", f"learns at {len(ok)} of {len(auto_depths)} depths",
+                             len(ok) == len(auto_depths), src))
+        for rule in fixed_rules:
+            both = [dd for dd in auto_depths if (rule, dd) in learned]
+            wins = [dd for dd in both if learned[("auto", dd)] and not learned[(rule, dd)]]
+            rows.append(_row(f"There are depths where 'auto' learns and the fixed bias {rule} does not",
+                             f"depths {', '.join(map(str, wins)) or 'none'} of {len(both)} compared", bool(wins), src))
+    if not carry.empty:
+        last = carry.sort_values("layer").groupby(["study", "dataset", "gate_rule", "depth"]).tail(1)
+        for (study, rule), g in last.groupby(["study", "gate_rule"]):
+            lo = g.loc[g["carried"].idxmin()]
+            if rule == "auto":
+                rows.append(_row("With 'auto', about half of the input (keep = 0.5) reaches the last layer at "
+                                 "initialization at every depth (between 0.25 and 1)",
+                                 f"lowest {lo['carried']:.3g} (depth {int(lo['depth'])})",
+                                 bool(g["carried"].between(0.25, 1.0).all()), f"carry, study '{study}'"))
+            else:
+                rows.append(_row(f"With the fixed bias {rule}, the input reaching the last layer at initialization "
+                                 f"vanishes with depth (below 1e-3 at the deepest)",
+                                 f"{lo['carried']:.3g} at depth {int(lo['depth'])}", bool(lo["carried"] < 1e-3),
+                                 f"carry, study '{study}'"))
     return rows
 
 
@@ -94,6 +142,7 @@ def throughput_claims(df: pd.DataFrame) -> list[dict]:
 
 
 def claims_table(data) -> pd.DataFrame:
-    rows = convergence_claims(data.converge) + lesion_claims(data.analyses) + throughput_claims(data.throughput)
+    rows = (convergence_claims(data.converge) + gate_bias_claims(data.converge, data.carry)
+            + lesion_claims(data.analyses) + throughput_claims(data.throughput))
     return pd.DataFrame(rows, columns=["claim", "measured", "verdict", "source"])
 

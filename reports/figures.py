@@ -12,11 +12,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bench.converge import best_runs  # noqa: E402
+from bench.converge import arm_names, best_runs  # noqa: E402
 
 sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 MODEL_COLORS = {"plain": "#d55e00", "highway": "#0072b2"}
-MODEL_DASHES = {"plain": (4, 2), "highway": ""}
+
+
+def arm_palette(arms) -> dict:
+    """plain orange, searched highway blue, other highway arms (fixed or auto gate bias) in further colours."""
+    extra = iter(["#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#999999"])
+    return {a: MODEL_COLORS.get(a) or next(extra) for a in sorted(arms, key=lambda a: (a != "plain", a))}
+
+
+def arm_dashes(arms) -> dict:
+    return {a: (4, 2) if a == "plain" else "" for a in arms}
 
 
 @dataclass
@@ -53,6 +62,7 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
     if df.empty:
         return []
     out = []
+    df = df.assign(model=arm_names(df))
     for (study, dataset), d in df.groupby(["study", "dataset"]):
         final = d.sort_values("epoch").groupby(["model", "depth", "trial"]).tail(1)
         final = final[final["status"] == "ok"]
@@ -61,12 +71,13 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         best = final.loc[final.groupby(["model", "depth"])["train_loss"].idxmin(), ["model", "depth", "trial"]]
         top = final.sort_values("train_loss").groupby(["model", "depth"]).head(10)[["model", "depth", "trial"]]
         depths = sorted(d["depth"].unique())
+        arms = sorted(d["model"].unique())
         palette = dict(zip(depths, sns.color_palette("viridis", len(depths))))
         fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
         for ax, trials, title in ((axes[0], best, "best run per depth"), (axes[1], top, "mean of the top 10 runs")):
             curves = _curves(d, trials).groupby(["model", "depth", "epoch"])["train_loss"].mean().reset_index()
             sns.lineplot(curves, x="epoch", y="train_loss", hue="depth", style="model", palette=palette,
-                         dashes=MODEL_DASHES, style_order=["highway", "plain"], ax=ax, marker="o", markersize=4)
+                         style_order=sorted(arms, key=lambda a: a == "plain"), ax=ax, marker="o", markersize=4)
             ax.set(yscale="log", title=title, xlabel="epoch", ylabel="training cross-entropy")
             ax.xaxis.get_major_locator().set_params(integer=True)
         axes[0].get_legend().remove()
@@ -82,7 +93,7 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
                                     var_name="statistic", value_name="final_loss")
         fig, ax = plt.subplots(figsize=(7, 4.5))
         sns.lineplot(summary, x="depth", y="final_loss", hue="model", style="statistic", markers=True,
-                     palette=MODEL_COLORS, ax=ax)
+                     palette=arm_palette(arms), ax=ax)
         ax.set(yscale="log", xlabel="depth (hidden layers)", ylabel="final training cross-entropy",
                title=f"Final training loss against depth ({dataset})")
         _depth_axis(ax, depths)
@@ -90,6 +101,31 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         out.append(Figure("Final loss against depth", fig,
                           "Final training loss of the best trial and the mean of the best ten, per depth. Diverged "
                           "trials are left out of both.", f"final-loss-{study}"))
+    return out
+
+
+def carry_figures(carry: pd.DataFrame) -> list[Figure]:
+    """The signal that reaches each layer at initialization, per gate-bias rule: the product of carry fractions."""
+    if carry.empty:
+        return []
+    out = []
+    for (study, dataset), d in carry.groupby(["study", "dataset"]):
+        rules = sorted(d["gate_rule"].unique())
+        depths = sorted(d["depth"].unique())
+        palette = dict(zip(depths, sns.color_palette("viridis", len(depths))))
+        fig, axes = plt.subplots(1, len(rules), figsize=(6.2 * len(rules), 4.4), sharey=True, squeeze=False)
+        for ax, rule in zip(axes.flat, rules):
+            sel = d[d["gate_rule"] == rule]
+            sns.lineplot(sel, x="layer", y="carried", hue="depth", palette=palette, ax=ax, errorbar=None)
+            ax.set(xscale="log", yscale="log", ylim=(1e-12, 1.5), xlabel="highway layer",
+                   ylabel="input fraction carried to this layer", title=f"gate bias: {rule}")
+            ax.axhline(0.5, ls=":", color="gray")
+        fig.suptitle(f"Carry path at initialization ({dataset}, study '{study}'): mean of ∏(1 − T) over data")
+        fig.tight_layout()
+        out.append(Figure("Signal along the carry path at initialization", fig,
+                          "For each depth, the mean over training samples and blocks of the product of carry "
+                          "fractions (1 − T) up to each layer. The dotted line is the `keep` = 0.5 that the auto "
+                          "rule aims the last layer at.", f"carry-{study}"))
     return out
 
 

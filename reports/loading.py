@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bench.converge import COLUMNS as CONVERGE_COLUMNS
-from bench.converge import CONVERGE_FILE, KEY_COLUMNS as CONVERGE_KEYS
+from bench.converge import CARRY_FILE, CARRY_KEYS, CONVERGE_FILE, KEY_COLUMNS as CONVERGE_KEYS
 from bench.operators import KEY_COLUMNS as THROUGHPUT_KEYS
 from bench.throughput import RESULTS_FILE
 
@@ -26,6 +26,7 @@ class ReportData:
     throughput: pd.DataFrame
     converge: pd.DataFrame
     analyses: list = field(default_factory=list)
+    carry: pd.DataFrame = field(default_factory=pd.DataFrame)
     runs: list = field(default_factory=list)  # the environments of the runs behind the data
     sources: list = field(default_factory=list)
 
@@ -51,10 +52,18 @@ def read_throughput(paths) -> pd.DataFrame:
 
 
 def read_converge(paths) -> pd.DataFrame:
-    frames = [pd.read_csv(f) for f in _files(paths, CONVERGE_FILE)]
+    frames = [pd.read_csv(f, dtype={"gate_rule": str}) for f in _files(paths, CONVERGE_FILE)]
     if not frames:
         return pd.DataFrame(columns=CONVERGE_COLUMNS)
-    return pd.concat(frames, ignore_index=True).drop_duplicates(subset=CONVERGE_KEYS, keep="last")
+    df = pd.concat(frames, ignore_index=True).drop_duplicates(subset=CONVERGE_KEYS, keep="last")
+    return df.assign(gate_rule=df["gate_rule"].astype(str))
+
+
+def read_carry(paths) -> pd.DataFrame:
+    frames = [pd.read_csv(f, dtype={"gate_rule": str}) for f in _files(paths, CARRY_FILE)]
+    if not frames:
+        return pd.DataFrame(columns=CARRY_KEYS + ["gate_bias", "carried"])
+    return pd.concat(frames, ignore_index=True).drop_duplicates(subset=CARRY_KEYS, keep="last")
 
 
 def read_analyses(paths) -> list[Analysis]:
@@ -81,5 +90,5 @@ def load_results(paths) -> ReportData:
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"no such results: {', '.join(missing)}")
-    return ReportData(read_throughput(paths), read_converge(paths), read_analyses(paths), read_runs(paths),
-                      [str(p) for p in paths])
+    return ReportData(throughput=read_throughput(paths), converge=read_converge(paths), analyses=read_analyses(paths),
+                      carry=read_carry(paths), runs=read_runs(paths), sources=[str(p) for p in paths])

@@ -1,0 +1,217 @@
+"""Data loaders, the convergence loop, gate statistics and lesions, and the report, on small inputs."""
+import gzip
+import pickle
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import bench.converge as cv
+from bench.analysis import gate_statistics, lesion_curve
+from bench.datasets import load_cifar, load_dataset, load_idx_dir, read_idx
+from bench.throughput import RESULT_COLUMNS
+from highway import highway_mlp
+from reports.claims import claims_table
+from reports.compare import compare_throughput
+from reports.loading import load_results
+from reports.render import build_report
+
+
+def write_idx(path, array, gz=False):
+    codes = {np.uint8: 0x08, np.int32: 0x0C}
+    header = bytes([0, 0, codes[array.dtype.type], array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(payload)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_directory_loader(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (60, 28, 28), dtype=np.uint8)
+    labels = (np.arange(60) % 10).astype(np.uint8)
+    suffix = ".gz" if gz else ""
+    write_idx(tmp_path / f"train-images-idx3-ubyte{suffix}", images, gz)
+    write_idx(tmp_path / f"train-labels-idx1-ubyte{suffix}", labels, gz)
+    assert np.array_equal(read_idx(tmp_path / f"train-images-idx3-ubyte{suffix}"), images)
+    data = load_idx_dir(tmp_path, val_fraction=0.2)
+    assert data.x_train.shape == (48, 1, 28, 28) and data.x_val.shape == (12, 1, 28, 28)
+    assert data.num_classes == 10 and data.in_features == 784
+    assert abs(data.x_train.mean().item()) < 1e-5 and abs(data.x_train.std().item() - 1) < 1e-2
+    again = load_dataset(f"idx:{tmp_path}")  # the split is fixed by the seed
+    assert torch.equal(again.y_val, load_dataset(f"idx:{tmp_path}").y_val)
+
+
+def test_cifar_pickle_loader(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(1, 6):
+        batch = {b"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8), b"labels": list(range(8))}
+        (tmp_path / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
+    data = load_cifar(tmp_path, 10, val_fraction=0.25)
+    assert data.x_train.shape == (30, 3, 32, 32) and data.image_shape == (3, 32, 32)
+    with pytest.raises(FileNotFoundError, match="cifar100:DIR"):
+        load_cifar(tmp_path, 100)
+
+
+def test_missing_data_says_how_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_idx_dir(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="bad magic"):
+        (tmp_path / "x").write_bytes(b"\x01\x02\x03\x04")
+        read_idx(tmp_path / "x")
+    with pytest.raises(ValueError, match="unknown data set"):
+        load_dataset("imagenet")
+
+
+def tiny_study(**kw):
+    return cv.Study(**{"name": "tiny", "dataset": "digits", "depths": (3,), "trials": 2, "epochs": 2,
+                       "max_train": 300, "backend": "torch", **kw})
+
+
+def test_convergence_loop_writes_rows_and_resumes(tmp_path, monkeypatch):
+    df = cv.convergence_study(tmp_path, tiny_study(), progress=False)
+    assert len(df) == 2 * 2 * 3  # models × trials × epochs 0..2
+    assert set(cv.COLUMNS) <= set(df.columns) and (df["status"] == "ok").all()
+    assert (df[df["model"] == "highway"]["gate_bias"].between(-10, -1)).all()
+    assert df[df["model"] == "plain"]["gate_bias"].isna().all()
+    final = df[df["epoch"] == 2].set_index(["model", "trial"])["train_loss"]
+    first = df[df["epoch"] == 0].set_index(["model", "trial"])["train_loss"]
+    assert (final < first).any()
+    assert (tmp_path / "checkpoints" / "digits-highway-d3.pt").exists()
+
+    calls = []
+    monkeypatch.setattr(cv, "train_trial", lambda *a, **k: calls.append(a) or iter(()))
+    cv.convergence_study(tmp_path, tiny_study(), progress=False)
+    assert calls == []  # every trial was finished: nothing re-runs
+    cv.convergence_study(tmp_path, tiny_study(trials=3), progress=False)
+    assert len(calls) == 2  # only the new trial of each model
+
+
+def test_divergence_is_a_status_not_a_crash(tmp_path):
+    study = tiny_study(models=("highway",), trials=1, search=cv.SearchSpace(fixed={"lr": 1e4, "momentum": 0.99}))
+    df = cv.convergence_study(tmp_path, study, progress=False)
+    assert df["status"].iloc[-1] == "diverged" and len(df) <= 3
+
+
+def test_trials_redraw_the_same_hyperparameters():
+    study = tiny_study()
+    a = study.search.draw("highway", np.random.default_rng(cv.trial_seed(study, "highway", 3, 1)))
+    b = study.search.draw("highway", np.random.default_rng(cv.trial_seed(study, "highway", 3, 1)))
+    c = study.search.draw("highway", np.random.default_rng(cv.trial_seed(study, "highway", 3, 0)))
+    assert a == b and a != c
+
+
+def known_gate_net():
+    """Two highway layers with W_T = 0, so T = σ(b_T) exactly: layer 1 open (doubles x), layer 2 closed."""
+    net = highway_mlp(4, 3, 3, 2, activation="identity", backend="torch")
+    with torch.no_grad():
+        net.stem[1].weight.copy_(torch.eye(3, 4))
+        net.stem[1].bias.zero_()
+        for layer, b_t in zip(net.layers, (30.0, -30.0)):
+            layer.weight.zero_()
+            layer.weight[:3].copy_(2 * torch.eye(3))
+            layer.bias.zero_()
+            layer.bias[3:] = torch.tensor([b_t, b_t + 1, b_t - 1])
+        net.head.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
+        net.head.bias.zero_()
+    return net.eval()
+
+
+def test_gate_statistics_on_known_gates():
+    net = known_gate_net()
+    x = torch.randn(40, 4)
+    y = (torch.arange(40) % 2)
+    stats = gate_statistics(net, x, y)
+    expected = torch.sigmoid(torch.tensor([[30.0, 31, 29], [-30, -29, -31]])).numpy()
+    np.testing.assert_allclose(stats["mean_gate"], expected, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(stats["biases"], [[30, 31, 29], [-30, -29, -31]])
+    np.testing.assert_allclose(stats["class_gate_diff"], 0, atol=1e-12)  # gates ignore the input
+    np.testing.assert_allclose(stats["sample_output"][1], 2 * x[0, :3].numpy(), rtol=1e-5)  # doubled, then carried
+
+
+def test_lesion_curve_on_known_gates():
+    net = known_gate_net()
+    x = torch.randn(64, 4)
+    y = (x[:, 0] > x[:, 1]).long()
+    curve = lesion_curve(net, x, y).set_index("layer")
+    assert curve.loc[0, "lesioned"] == False  # noqa: E712
+    assert curve.loc[2, "train_loss"] == pytest.approx(curve.loc[0, "train_loss"], rel=1e-6)  # closed already
+    assert curve.loc[1, "train_loss"] != pytest.approx(curve.loc[0, "train_loss"], rel=1e-3)  # the open layer
+    assert torch.isfinite(net.layers[0].bias).all()  # lesioning restores the biases
+
+
+def fixture_results(root):
+    """A small results tree in the real formats: a convergence study, a throughput sweep, an analysis."""
+    rows = []
+    for model in ("plain", "highway"):
+        for depth in (10, 100):
+            for trial in range(3):
+                final = {"plain": {10: 1e-3, 100: 1.0}, "highway": {10: 1e-3, 100: 2e-3}}[model][depth] * (1 + trial)
+                for epoch in range(4):
+                    loss = 2.3 * (final / 2.3) ** (epoch / 3)
+                    rows.append(dict(study="fx", dataset="digits", model=model, depth=depth, trial=trial, epoch=epoch,
+                                     width=cv.WIDTHS[model], activation="relu", gate_bias=-2.0, lr=0.01, momentum=0.9,
+                                     decay=0.95, seed=trial, batch=64, train_loss=loss, val_loss=loss, val_acc=0.9,
+                                     seconds=epoch, status="ok", backend="torch", device="cpu", commit="abc",
+                                     run_id="r"))
+    (root / "converge").mkdir(parents=True)
+    pd.DataFrame(rows, columns=cv.COLUMNS).assign(gate_rule=lambda d: ["none" if m == "plain" else "search" for m in d["model"]]).to_csv(root / "converge" / "converge.csv", index=False)
+    tp = []
+    for backend, scale in (("torch", 1.0), ("compile", 0.5)):
+        for depth in (1, 10):
+            tp.append(dict(model="highway", layer="dense", depth=depth, width=64, spatial=1, dtype="fp32", batch=128,
+                           backend=backend, mode="train", status="ok", median_ms=depth * scale, p20_ms=depth * scale,
+                           p80_ms=depth * scale, samples_per_s=128 / (depth * scale * 1e-3), peak_mem_mb=depth,
+                           speedup_vs_torch=1 / scale if backend != "torch" else np.nan, device="CPU: test",
+                           device_type="cpu", commit="abc"))
+    tp.append({**tp[0], "backend": "triton", "status": "unsupported: needs a CUDA GPU", "median_ms": np.nan})
+    (root / "throughput").mkdir()
+    pd.DataFrame(tp, columns=RESULT_COLUMNS).to_csv(root / "throughput" / "results.csv", index=False)
+    net = known_gate_net()
+    x, y = torch.randn(20, 4), torch.arange(20) % 2
+    (root / "analysis" / "digits-highway-d3").mkdir(parents=True)
+    np.savez(root / "analysis" / "digits-highway-d3" / "gates.npz", **gate_statistics(net, x, y))
+    lesion_curve(net, x, y).to_csv(root / "analysis" / "digits-highway-d3" / "lesion.csv", index=False)
+    return root
+
+
+def test_report_renders_every_figure_from_a_fixture_store(tmp_path):
+    root = fixture_results(tmp_path / "results")
+    page = build_report([root], tmp_path / "report")
+    html = page.read_text()
+    figures = sorted((tmp_path / "report" / "figures").glob("*.png"))
+    names = {f.stem for f in figures}
+    assert {"curves-fx", "final-loss-fx", "gates-digits-highway-d3", "class-gates-digits-highway-d3",
+            "lesion-digits-highway-d3", "throughput-dense-cpu", "speedup-dense-cpu", "memory-dense-cpu"} <= names
+    assert all(f.stat().st_size > 5000 for f in figures)
+    images = re.findall(r"<img [^>]*src='([^']*)'", html)
+    assert len(images) == len(figures) and all(src.startswith("data:image/png;base64,") and len(src) > 1000
+                                               for src in images)
+    md = (tmp_path / "report" / "report.md").read_text()
+    for ref in re.findall(r"\]\((figures/[^)]+)\)", md):
+        assert (tmp_path / "report" / ref).stat().st_size > 0
+    assert "CPU numbers" in html
+
+
+def test_claims_come_from_the_data(tmp_path):
+    claims = claims_table(load_results([fixture_results(tmp_path)])).set_index("claim")
+    verdicts = {c.split(":")[0]: v for c, v in claims["verdict"].items()}
+    assert verdicts["Plain nets get harder to optimize as depth grows"] == "holds"  # 1000x
+    assert verdicts["Highway nets do not suffer from an increase in depth"] == "holds"  # 2x
+    assert any(c.startswith("At depth 100") and v == "holds" for c, v in claims["verdict"].items())  # 500x
+    assert claims["verdict"].iloc[-1] == "no data"  # no GPU throughput in the fixture
+
+
+def test_compare_finds_regressions(tmp_path):
+    old = fixture_results(tmp_path / "old")
+    new = fixture_results(tmp_path / "new")
+    path = new / "throughput" / "results.csv"
+    df = pd.read_csv(path)
+    df.loc[(df["backend"] == "compile") & (df["depth"] == 10), "median_ms"] *= 1.5
+    df.loc[(df["backend"] == "torch") & (df["depth"] == 1), "median_ms"] *= 0.5
+    df.to_csv(path, index=False)
+    diff = compare_throughput([old], [new], threshold=0.1)
+    changes = {(r.backend, r.depth): r.change for r in diff.itertuples()}
+    assert changes == {("compile", 10): "slower", ("torch", 1): "faster", ("compile", 1): "", ("torch", 10): ""}

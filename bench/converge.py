@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from bench.datasets import ImageData, load_dataset
 from bench.environment import environment
+from bench.progress import progress_bar
 from bench.store import ResultStore
 from highway.gate_bias import gate_bias_for_depth
 from highway.models import highway_mlp, plain_mlp
@@ -213,7 +214,7 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
                 finished.add((model, str(rule), int(depth), int(trial)))
     jobs = [(m, r, d, t) for d in study.depths for m, r in study.arms() for t in range(study.trials)
             if (m, r, d, t) not in finished]
-    bar = _progress(jobs, progress)
+    bar = progress_bar(jobs, progress, "trial")
     for model, rule, depth, trial in bar:
         seed = trial_seed(study, model, depth, trial)
         hp = study.search.draw(model, np.random.default_rng(seed))
@@ -242,16 +243,6 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
                           net, final, trial)
     df = store.read()
     return df[(df["study"] == study.name) & (df["dataset"] == data.name)].reset_index(drop=True)
-
-
-def _progress(items, enabled):
-    if not enabled:
-        return items
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, unit="trial", dynamic_ncols=True)
 
 
 def arm_names(df):

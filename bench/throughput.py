@@ -21,6 +21,7 @@ from bench.environment import environment
 from bench.flops import stack_work
 from bench.operators import BACKENDS, DTYPES, KERNEL_SIZE, KEY_COLUMNS, LAYERS, MODELS, MODES, Config, build_stack, \
     correctness_error, make_inputs, make_step
+from bench.progress import progress_bar
 from bench.store import ResultStore
 from bench.timing import cpu_time, cuda_time, first_call, peak_memory_mb
 
@@ -165,7 +166,7 @@ def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = 
     done = set() if overwrite else store.done_keys()
     todo = [c for c in configs if c.key() not in done]
     baselines = Baselines(device)
-    bar = _progress(todo, progress)
+    bar = progress_bar(todo, progress, "config")
     for cfg in bar:
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(cfg.describe())
@@ -177,16 +178,6 @@ def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = 
     keys = {c.key() for c in configs}
     mask = [tuple(r) in keys for r in df[KEY_COLUMNS].itertuples(index=False)]
     return df[mask].reset_index(drop=True)
-
-
-def _progress(items, enabled):
-    if not enabled:
-        return items
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, unit="config", dynamic_ncols=True)
 
 
 def summary_table(df: pd.DataFrame) -> str:

@@ -27,6 +27,10 @@ def check_same_dtype_and_device(**tensors):
         raise ValueError(f"tensors must be on one device, got {devices}")
 
 
+def needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def check_triton_dtype(dtype: torch.dtype):
     if dtype not in TRITON_DTYPES:
         raise TypeError(f"backend='triton' supports {[str(d) for d in TRITON_DTYPES]}, got {dtype}")
@@ -66,7 +70,7 @@ def highway_linear(x, weight, bias, activation: str = "relu", backend: str = "au
     from kernels import highway_linear_fwd
 
     x2d = x.reshape(-1, n)
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
+    if needs_grad(x, weight, bias):
         y = HighwayLinearFunction.apply(x2d, weight, bias, activation, recompute)
     else:
         y, _ = highway_linear_fwd(x2d, weight, bias, activation, store_preactivations=False)
@@ -104,6 +108,6 @@ def highway_conv2d(x, weight, bias, activation: str = "relu", backend: str = "au
     from highway.autograd import HighwayConv2dFunction
     from kernels import highway_conv2d_fwd
 
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
+    if needs_grad(x, weight, bias):
         return HighwayConv2dFunction.apply(x, weight, bias, activation)
     return highway_conv2d_fwd(x, weight, bias, activation)

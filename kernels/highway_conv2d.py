@@ -21,8 +21,8 @@ import triton
 import triton.language as tl
 
 from kernels.activations import ACTIVATION_CODES
-from kernels.highway_tiles import highway_epilogue, highway_gate_grads, tile_coords
-from kernels.tuning import INTERPRET, INTERPRET_TILES, configs, dot_options, reduction_splits, tuned
+from kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
+from kernels.tuning import INTERPRET_TILES, configs, dot_options, reduction_outputs, reduction_splits, tuned
 
 _CONV2_CONFIGS = configs(
     (128, 64, 64, 4, 4), (128, 128, 32, 8, 3), (64, 64, 64, 4, 4), (64, 32, 32, 4, 4),
@@ -202,10 +202,7 @@ def _bwd_dw_kernel(
     tap = tl.program_id(1)
     kh = tap // KS
     kw = tap % KS
-    num_splits = tl.num_programs(2)
-    p_per_split = tl.cdiv(tl.cdiv(P, num_splits), BLOCK_K) * BLOCK_K
-    p_start = tl.program_id(2) * p_per_split
-    p_end = tl.minimum(P, p_start + p_per_split)
+    p_start, p_end = split_range(P, BLOCK_K, 2)
     offs_j = pid_j * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_c = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
     j_mask = offs_j < 2 * C
@@ -232,14 +229,9 @@ def _bwd_dw_kernel(
     dw_ptrs = dw_ptr + (offs_j[:, None] * C + offs_c[None, :]) * (KS * KS) + tap
     mask = j_mask[:, None] & c_mask[None, :]
     first = (tap == 0) & (pid_c == 0)
-    if USE_ATOMIC:
-        tl.atomic_add(dw_ptrs, acc, mask=mask)
-        if first:
-            tl.atomic_add(db_ptr + offs_j, db, mask=j_mask)
-    else:
-        tl.store(dw_ptrs, acc.to(dw_ptr.dtype.element_ty), mask=mask)
-        if first:
-            tl.store(db_ptr + offs_j, db.to(db_ptr.dtype.element_ty), mask=j_mask)
+    write_partial(dw_ptrs, acc, mask, USE_ATOMIC)
+    if first:
+        write_partial(db_ptr + offs_j, db, j_mask, USE_ATOMIC)
 
 
 def _grid(P, C):
@@ -276,12 +268,7 @@ def highway_conv2d_bwd(dy, x, weight, bias, activation: str, split: int | None =
     )
     _bwd_dx_kernel[_grid(P, C)](dz, weight, dx, P, C, H, W, *weight.stride(), *dx.stride(), KS=KS, **dots)
 
-    if split is not None and split < 1:
-        raise ValueError(f"split must be a positive integer or None, got {split}")
-    use_atomic = (not INTERPRET) if split is None else split > 1
-    acc_dtype = torch.float32 if use_atomic else weight.dtype
-    dw = torch.zeros((2 * C, C, KS, KS), device=x.device, dtype=acc_dtype)
-    db = torch.zeros((2 * C,), device=x.device, dtype=acc_dtype)
+    dw, db, use_atomic = reduction_outputs(weight, bias, split)
 
     def dw_grid(META):
         tiles = triton.cdiv(2 * C, META["BLOCK_M"]) * triton.cdiv(C, META["BLOCK_N"])

@@ -20,8 +20,8 @@ import triton
 import triton.language as tl
 
 from kernels.activations import ACTIVATION_CODES
-from kernels.highway_tiles import highway_epilogue, highway_gate_grads, tile_coords
-from kernels.tuning import INTERPRET, INTERPRET_TILES, configs, dot_options, reduction_splits, tuned
+from kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
+from kernels.tuning import INTERPRET_TILES, configs, dot_options, reduction_outputs, reduction_splits, tuned
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). The forward keeps two accumulators (H and T), so its
 # tiles are one step smaller than a plain GEMM's; the small ones serve the paper's widths (50, 71).
@@ -191,10 +191,7 @@ def _bwd_dw_kernel(
     on the order the splits finish. Programs in the first column of tiles also produce db.
     """
     pid_j, pid_n = tile_coords(tl.program_id(0), 2 * N, N, BLOCK_M, BLOCK_N, GROUP_M)
-    num_splits = tl.num_programs(1)
-    m_per_split = tl.cdiv(tl.cdiv(M, num_splits), BLOCK_K) * BLOCK_K
-    m_start = tl.program_id(1) * m_per_split
-    m_end = tl.minimum(M, m_start + m_per_split)
+    m_start, m_end = split_range(M, BLOCK_K, 1)
     offs_j = pid_j * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     j_mask = offs_j < 2 * N
@@ -215,14 +212,9 @@ def _bwd_dw_kernel(
         acc = tl.dot(dz_t, x_tile, acc, input_precision=INPUT_PRECISION)
     dw_ptrs = dw_ptr + offs_j[:, None] * N + offs_n[None, :]
     mask = j_mask[:, None] & n_mask[None, :]
-    if USE_ATOMIC:
-        tl.atomic_add(dw_ptrs, acc, mask=mask)
-        if pid_n == 0:
-            tl.atomic_add(db_ptr + offs_j, db, mask=j_mask)
-    else:
-        tl.store(dw_ptrs, acc.to(dw_ptr.dtype.element_ty), mask=mask)
-        if pid_n == 0:
-            tl.store(db_ptr + offs_j, db.to(db_ptr.dtype.element_ty), mask=j_mask)
+    write_partial(dw_ptrs, acc, mask, USE_ATOMIC)
+    if pid_n == 0:
+        write_partial(db_ptr + offs_j, db, j_mask, USE_ATOMIC)
 
 
 def _gemm_grid(M, N):
@@ -269,12 +261,7 @@ def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split_m: int | N
     )
     _bwd_dx_kernel[_gemm_grid(M, N)](dz, weight, dx, M, N, weight.stride(0), weight.stride(1), **dots)
 
-    if split_m is not None and split_m < 1:
-        raise ValueError(f"split_m must be a positive integer or None, got {split_m}")
-    use_atomic = (not INTERPRET) if split_m is None else split_m > 1
-    acc_dtype = torch.float32 if use_atomic else weight.dtype
-    dw = torch.zeros((2 * N, N), device=x.device, dtype=acc_dtype)
-    db = torch.zeros((2 * N,), device=x.device, dtype=acc_dtype)
+    dw, db, use_atomic = reduction_outputs(weight, bias, split_m)
 
     def dw_grid(META):
         tiles = triton.cdiv(2 * N, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"])

@@ -40,3 +40,22 @@ def highway_gate_grads(z_h, z_t, x_carry, dy, ACTIVATION: tl.constexpr):
     dz_h = dy * t * dh
     dz_t = dy * (h - x_carry) * t * (1.0 - t)
     return dz_h, dz_t, dy * (1.0 - t)
+
+
+@triton.jit
+def split_range(rows, BLOCK: tl.constexpr, SPLIT_AXIS: tl.constexpr):
+    """[start, end) of this program's share of a reduction over `rows`, split along grid axis SPLIT_AXIS
+    into BLOCK-aligned chunks."""
+    per_split = tl.cdiv(tl.cdiv(rows, tl.num_programs(SPLIT_AXIS)), BLOCK) * BLOCK
+    start = tl.program_id(SPLIT_AXIS) * per_split
+    return start, tl.minimum(rows, start + per_split)
+
+
+@triton.jit
+def write_partial(ptrs, value, mask, USE_ATOMIC: tl.constexpr):
+    """Write a reduction's fp32 result, or, when the reduction is split (USE_ATOMIC), add this split's
+    partial sum into a zeroed fp32 buffer with atomics."""
+    if USE_ATOMIC:
+        tl.atomic_add(ptrs, value, mask=mask)
+    else:
+        tl.store(ptrs, value.to(ptrs.dtype.element_ty), mask=mask)

@@ -83,3 +83,14 @@ def reduction_splits(tiles: int, rows: int, block_rows: int, device: torch.devic
         return 1
     want = max(1, (2 * sm_count(device.index or 0)) // tiles)
     return max(1, min(want, triton.cdiv(rows, 4 * block_rows)))
+
+
+def reduction_outputs(weight: torch.Tensor, bias: torch.Tensor, split: int | None):
+    """(dweight, dbias, use_atomic) buffers for a weight-gradient kernel: zeroed fp32 when splits will
+    meet through atomics (any split on a GPU by default), else the parameters' own dtype."""
+    if split is not None and (not isinstance(split, int) or split < 1):
+        raise ValueError(f"split must be a positive integer or None, got {split!r}")
+    use_atomic = (not INTERPRET) if split is None else split > 1
+    dtype = torch.float32 if use_atomic else weight.dtype
+    return (torch.zeros(weight.shape, device=weight.device, dtype=dtype),
+            torch.zeros(bias.shape, device=bias.device, dtype=dtype), use_atomic)

@@ -118,7 +118,8 @@ def carry_figures(carry: pd.DataFrame) -> list[Figure]:
             sel = d[d["gate_rule"] == rule]
             sns.lineplot(sel, x="layer", y="carried", hue="depth", palette=palette, ax=ax, errorbar=None)
             ax.set(xscale="log", yscale="log", ylim=(1e-12, 1.5), xlabel="highway layer",
-                   ylabel="input fraction carried to this layer", title=f"gate bias: {rule}")
+                   ylabel="input fraction carried to this layer",
+                   title="gate bias drawn by the search (trial 0)" if rule == "search" else f"gate bias: {rule}")
             ax.axhline(0.5, ls=":", color="gray")
         fig.suptitle(f"Carry path at initialization ({dataset}, study '{study}'): mean of ∏(1 − T) over data")
         fig.tight_layout()

@@ -41,9 +41,11 @@ def test_highway_stack(benchmark, shape, backend, mode):
     x, dy = make_inputs(cfg, DEVICE)
     net = BACKENDS[backend].prepare(build_stack(cfg, BACKENDS[backend].layer_backend, DEVICE))
     step = make_step(mode, net, x, dy)
-    reference, eager = _baselines.get(cfg)
-    error = correctness_error(cfg, DEVICE, outputs_in_float64(step()), reference, eager)
-    assert error <= 1.0, f"{backend} disagrees with the float64 reference: {error:.3g}x the tolerance"
+    outputs = step()
+    if BACKENDS[backend].computes_the_layer:
+        reference, eager = _baselines.get(cfg)
+        error = correctness_error(cfg, DEVICE, outputs_in_float64(outputs), reference, eager)
+        assert error <= 1.0, f"{backend} disagrees with the float64 reference: {error:.3g}x the tolerance"
 
     benchmark.group = f"{layer} depth={depth} width={width} batch={batch} {dtype} {mode}"
     benchmark.pedantic(step, rounds=10 if ON_GPU else 5, iterations=1, warmup_rounds=2)

@@ -69,13 +69,31 @@ def _unsupported_off_gpu(device, what):
     return None if device.type == "cuda" else f"{what} needs a CUDA GPU"
 
 
+class GemmOnly(torch.nn.Module):
+    """The bare GEMMs of a highway stack, x·[W_H | W_T]ᵀ per layer (cuBLAS on a GPU), keeping the first N
+    columns to feed the next layer: the speed a fused kernel's GEMM is measured against. Not a highway net."""
+
+    def __init__(self, stack: torch.nn.Sequential):
+        super().__init__()
+        self.stack = stack
+
+    def forward(self, x):
+        for layer in self.stack:
+            x = torch.nn.functional.linear(x, layer.weight)[..., : layer.width]
+        return x
+
+
 @dataclass(frozen=True)
 class Backend:
-    """How one backend turns a stack into something to time, and where it cannot run (a reason, or None)."""
+    """How one backend turns a stack into something to time, and where it cannot run (a reason, or None).
+    A backend that does not compute the layer (`gemm-only`) is timed without the correctness gate."""
     name: str
     layer_backend: str  # the backend argument of the highway layers it builds on
+    computes_the_layer: bool = True
 
     def unsupported(self, cfg: Config, device: torch.device) -> str | None:
+        if self.name == "gemm-only" and (cfg.model != "highway" or cfg.layer != "dense"):
+            return "gemm-only is the GEMM reference for dense highway stacks"
         if self.name == "triton" and cfg.model == "plain":
             return "plain stacks have no highway kernel"
         if self.name == "triton":
@@ -93,6 +111,8 @@ class Backend:
             return torch.compile(net)
         if self.name == "compile-cudagraphs":
             return torch.compile(net, mode="reduce-overhead")
+        if self.name == "gemm-only":
+            return GemmOnly(net)
         return net
 
 
@@ -101,6 +121,7 @@ BACKENDS = {
     "compile": Backend("compile", "torch"),
     "compile-cudagraphs": Backend("compile-cudagraphs", "torch"),
     "triton": Backend("triton", "triton"),
+    "gemm-only": Backend("gemm-only", "torch", computes_the_layer=False),
 }
 
 
@@ -121,7 +142,8 @@ def make_step(mode: str, net: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor
 
         def step():
             y = net(xg)
-            return [y.detach(), *torch.autograd.grad(y, [xg, *params], dy)]
+            grads = torch.autograd.grad(y, [xg, *params], dy, allow_unused=True)  # gemm-only leaves biases out
+            return [y.detach(), *(g for g in grads if g is not None)]
         return step
     if mode == "train":
         opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)

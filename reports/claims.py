@@ -140,6 +140,13 @@ def throughput_claims(df: pd.DataFrame) -> list[dict]:
     if len(wide):
         rows.append(_row("Fused triton never slower than torch.compile for a training step at widths >= 4096 (GPU)",
                          f"min {wide.min():.2f}x over {len(wide)} configs", bool(wide.min() >= 1.0), "throughput"))
+    g = gpu[gpu["backend"] == "gemm-only"].set_index(keys)["median_ms"]
+    share = (g / t).dropna()
+    share = share[[k[3] >= 1024 and k[4] == "bf16" for k in share.index]]
+    if len(share):
+        rows.append(_row("The fused forward reaches at least 85% of the bare GEMM's speed at N >= 1024, bf16 (GPU)",
+                         f"min {100 * share.min():.0f}% over {len(share)} configs", bool(share.min() >= 0.85),
+                         "throughput"))
     return rows or [_row(claim, "no triton/compile pairs", None, "")]
 
 

@@ -62,8 +62,8 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
     if df.empty:
         return []
     out = []
-    df = df.assign(model=arm_names(df))
-    for (study, dataset), d in df.groupby(["study", "dataset"]):
+    for (study, dataset), raw in df.groupby(["study", "dataset"]):
+        d = raw.assign(model=arm_names(raw))
         final = d.sort_values("epoch").groupby(["model", "depth", "trial"]).tail(1)
         final = final[final["status"] == "ok"]
         if final.empty:
@@ -89,7 +89,7 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
                           "(width 50), dashed: plain (width 71). Left: each depth's best trial by final loss; "
                           "right: mean curve of the best ten trials (fewer where fewer ran).", f"curves-{study}"))
 
-        summary = best_runs(d).melt(id_vars=["model", "depth"], value_vars=["best_loss", "top10_mean_loss"],
+        summary = best_runs(raw).melt(id_vars=["model", "depth"], value_vars=["best_loss", "top10_mean_loss"],
                                     var_name="statistic", value_name="final_loss")
         fig, ax = plt.subplots(figsize=(7, 4.5))
         sns.lineplot(summary, x="depth", y="final_loss", hue="model", style="statistic", markers=True,
@@ -101,6 +101,40 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         out.append(Figure("Final loss against depth", fig,
                           "Final training loss of the best trial and the mean of the best ten, per depth. Diverged "
                           "trials are left out of both.", f"final-loss-{study}"))
+    return out
+
+
+def gate_bias_figures(df: pd.DataFrame) -> list[Figure]:
+    """Final training loss against depth for plain, fixed and auto gate biases, with the best of any random
+    search on the same data at the same epoch (issue 7's comparison)."""
+    if df.empty or not (df["gate_rule"] == "auto").any():
+        return []
+    out = []
+    for (study, dataset), d in df[df["gate_rule"] == "auto"].groupby(["study", "dataset"]):
+        arms = df[(df["study"] == study) & (df["dataset"] == dataset)]
+        epoch = int(arms["epoch"].max())
+        rows = arms[arms["epoch"] == epoch].assign(arm=lambda t: arm_names(t))
+        search = df[(df["dataset"] == dataset) & (df["gate_rule"] == "search") & (df["epoch"] == epoch)]
+        if not search.empty:
+            rows = pd.concat([rows, search.assign(arm=f"highway (best of search, {search['study'].iloc[0]})")])
+        ok = rows[rows["status"] == "ok"].groupby(["arm", "depth"])["train_loss"].min().reset_index()
+        failed = rows[rows["status"] != "ok"][["arm", "depth"]].drop_duplicates()
+        failed = failed.merge(ok[["arm", "depth"]], how="left", indicator=True).query("_merge == 'left_only'")
+        fig, ax = plt.subplots(figsize=(8.5, 4.8))
+        palette = arm_palette(ok["arm"].unique())
+        sns.lineplot(ok, x="depth", y="train_loss", hue="arm", palette=palette, marker="o", ax=ax)
+        for r in failed.itertuples():
+            ax.scatter([r.depth], [ok["train_loss"].max() * 1.3], marker="x", color=palette.get(r.arm, "k"), s=60)
+        ax.set(yscale="log", xlabel="depth (hidden layers)", ylabel=f"training cross-entropy after epoch {epoch}",
+               title=f"Transform-gate bias rules against depth ({dataset}, study '{study}')")
+        _depth_axis(ax, sorted(rows["depth"].unique()))
+        ax.axhline(np.log(10), ls=":", color="gray")
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, fontsize=9)
+        fig.tight_layout()
+        out.append(Figure("Gate-bias rules against depth", fig,
+                          f"Training loss after {epoch} epochs with one fixed learning rate and momentum. The dotted "
+                          "line is chance (ln 10); an x marks a depth where every run of that arm diverged. The random search's best is at "
+                          "the same epoch, where it ran.", f"gate-bias-{study}"))
     return out
 
 

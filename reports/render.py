@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from reports.claims import claims_table
-from reports.figures import carry_figures, convergence_figures, gate_figures, throughput_figures
+from reports.figures import carry_figures, convergence_figures, gate_bias_figures, gate_figures, throughput_figures
 from reports.loading import load_results
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -42,7 +42,7 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
     (out / "figures").mkdir(parents=True, exist_ok=True)
     sections = [
         ("Optimization: plain vs highway at growing depth", convergence_figures(data.converge)),
-        ("The transform-gate bias and depth", carry_figures(data.carry)),
+        ("The transform-gate bias and depth", gate_bias_figures(data.converge) + carry_figures(data.carry)),
         ("Inside trained highway nets", [f for a in data.analyses for f in gate_figures(a)]),
         ("Throughput and memory", throughput_figures(data.throughput)),
     ]

@@ -166,3 +166,11 @@ def test_profile_writes_a_trace_and_a_kernel_table(tmp_path):
     assert list(table.columns) == ["name", "calls", "total_ms", "mean_us", "share"]
     assert any("addmm" in name or "linear" in name for name in table["name"])
     assert table["share"].sum() == pytest.approx(1.0)
+
+
+def test_gemm_only_reference_is_timed_without_the_gate(tmp_path):
+    df = sweep(tmp_path, depth=[2], mode=["fwd", "fwd+bwd"], backend=["torch", "gemm-only"])
+    gemm = df[df["backend"] == "gemm-only"]
+    assert (gemm["status"] == "ok").all() and gemm["max_error"].isna().all() and (gemm["median_ms"] > 0).all()
+    plain = sweep(tmp_path / "p", model=["plain"], depth=[2], mode=["fwd"], backend=["gemm-only"])
+    assert plain["status"].iloc[0].startswith("unsupported")

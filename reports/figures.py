@@ -205,7 +205,8 @@ def gate_figures(analysis) -> list[Figure]:
         base = lesion.loc[~lesion["lesioned"], "train_loss"].iloc[0]
         ax.plot(les["layer"], les["train_loss"], marker="o", color=MODEL_COLORS["highway"], label="one layer lesioned")
         ax.axhline(base, ls="--", color="gray", label="not lesioned")
-        ax.set(xlabel="lesioned highway layer", ylabel="training cross-entropy", yscale="log",
+        spread = les["train_loss"].max() / max(min(les["train_loss"].min(), base), 1e-12)
+        ax.set(xlabel="lesioned highway layer", ylabel="training cross-entropy", yscale="log" if spread > 3 else "linear",
                title=f"Lesioning one layer at a time, {name} — cf. the paper's Figure 4")
         ax.legend()
         fig.tight_layout()

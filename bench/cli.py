@@ -183,13 +183,6 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from bench.demo import main as demo
-
-    demo(args.rest)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="highway-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -274,9 +267,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-slower", action="store_true", help="exit 1 when anything got slower (for CI)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="train a plain and a highway net on digits and print both losses")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of python -m bench.demo")
-    p.set_defaults(func=cmd_demo)
     return parser
 
 

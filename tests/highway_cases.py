@@ -54,3 +54,20 @@ def conv_reference_and_triton(x, w, b, activation, dy):
     ref = run_with_grads(lambda *t: highway_conv2d_reference(*t, activation), (x, w, b), dy, torch.float64)
     tri = run_with_grads(lambda *t: highway_conv2d(*t, activation, backend="triton"), (x, w, b), dy)
     return ref, tri
+
+
+def sgd_steps(net, x, y, steps, lr, batch=64, seed=0):
+    """`steps` SGD (momentum 0.9) steps on random minibatches of (x, y); the minibatch losses."""
+    import torch.nn.functional as F
+
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (batch,), generator=g).to(x.device)
+        loss = F.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses

@@ -152,7 +152,8 @@ def test_cli_runs_a_sweep_and_prints_a_table(tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "results.csv")) == 4
 
 
-@pytest.mark.parametrize("command", [[], ["throughput"], ["profile"], ["peaks"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["throughput"], ["profile"], ["peaks"], ["converge"], ["analyze"], ["report"],
+                                     ["quickstart"]])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([*command, "--help"])

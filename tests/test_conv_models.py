@@ -9,7 +9,7 @@ from highway.conv_models import cifar_convnet, mnist_convnet
 from highway.functional import highway_conv2d
 from highway.reference import highway_conv2d_reference
 from highway.tolerances import assert_close
-from highway_cases import ACTIVATION_NAMES, conv_inputs
+from highway_cases import ACTIVATION_NAMES, conv_inputs, sgd_steps
 
 
 def n_params(module):
@@ -104,15 +104,5 @@ def test_mnist_convnet_trains_on_real_images():
     x, y = data.x_train, data.y_train
     if not fashion_mnist_available():
         x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
-    net = mnist_convnet(width=16, backend="torch")
-    opt = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
-    g = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(60):
-        idx = torch.randint(0, len(x), (64,), generator=g)
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = sgd_steps(mnist_convnet(width=16, backend="torch"), x, y, steps=60, lr=0.02)
     assert sum(losses[-10:]) / 10 < 0.6 * sum(losses[:10]) / 10

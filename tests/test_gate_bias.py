@@ -9,6 +9,7 @@ from bench.analysis import carried_fraction
 from bench.datasets import load_dataset
 from highway import HighwayConv2d, cifar_convnet, highway_mlp, highway_stack, mnist_convnet  # noqa: F401
 from highway.gate_bias import gate_bias_for_depth
+from highway_cases import sgd_steps
 
 
 @pytest.mark.parametrize("layers", [1, 9, 49, 99, 999])
@@ -68,14 +69,7 @@ def test_auto_trains_at_depth_200_where_the_fixed_default_does_not():
     for gate_bias in ("auto", -2.0):
         torch.manual_seed(0)
         net = highway_mlp(data.in_features, 50, 200, data.num_classes, gate_bias=gate_bias, backend="torch")
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-        g = torch.Generator().manual_seed(0)
-        for _ in range(150):
-            idx = torch.randint(0, len(x), (64,), generator=g)
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        sgd_steps(net, x, y, steps=150, lr=0.01)
         with torch.no_grad():
             final[gate_bias] = F.cross_entropy(net(x), y).item()
     chance = math.log(data.num_classes)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from highway import DeepMLP, HighwayLinear, highway_mlp, plain_mlp
 from highway.tolerances import assert_close
+from highway_cases import sgd_steps
 
 
 def test_parameters_and_gate_bias():
@@ -94,24 +95,10 @@ def digits():
     return (x - x.mean(0)) / (x.std(0) + 1e-3), torch.tensor(data.target)
 
 
-def train(net, x, y, steps, lr=0.05, batch=64):
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    g = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (batch,), generator=g)
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
-
-
 def test_highway_mlp_trains_on_digits():
     torch.manual_seed(0)
     x, y = digits()
-    losses = train(highway_mlp(64, 32, 20, 10, backend="torch"), x, y, steps=300, lr=0.02)
+    losses = sgd_steps(highway_mlp(64, 32, 20, 10, backend="torch"), x, y, steps=300, lr=0.02)
     assert sum(losses[-10:]) / 10 < 0.3 * sum(losses[:10]) / 10
 
 
@@ -119,5 +106,5 @@ def test_fused_kernels_train(device):
     torch.manual_seed(0)
     x, y = digits()
     net = highway_mlp(64, 16, 4, 10, backend="triton").to(device)
-    losses = train(net, x.to(device), y.to(device), steps=25, batch=128, lr=0.1)
+    losses = sgd_steps(net, x.to(device), y.to(device), steps=25, batch=128, lr=0.1)
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from bench.flops import stack_work
-from bench.operators import BACKENDS, DTYPES, KERNEL_SIZE, Config, build_stack, correctness_error, make_inputs, \
-    make_step
+from bench.operators import BACKENDS, DTYPES, GATE_MODE, KERNEL_SIZE, Config, build_stack, correctness_error, \
+    make_inputs, make_step
 from bench.throughput import Baselines, outputs_in_float64
 from bench.timing import synchronized_perf_counter
 
@@ -41,7 +41,7 @@ def test_highway_stack(benchmark, shape, backend, mode):
     x, dy = make_inputs(cfg, DEVICE)
     net = BACKENDS[backend].prepare(build_stack(cfg, BACKENDS[backend].layer_backend, DEVICE))
     step = make_step(mode, net, x, dy)
-    outputs = step()
+    outputs = make_step(GATE_MODE[mode], net, x, dy)()
     if BACKENDS[backend].computes_the_layer:
         reference, eager = _baselines.get(cfg)
         error = correctness_error(cfg, DEVICE, outputs_in_float64(outputs), reference, eager)

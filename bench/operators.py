@@ -158,6 +158,11 @@ def make_step(mode: str, net: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor
     raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
 
 
+# What the correctness gate runs for each timed mode. A train step's update is −lr·(momentum-filtered)
+# gradient, so checking the output and every gradient (fwd+bwd) checks what the step does.
+GATE_MODE = {"fwd": "fwd", "fwd+bwd": "fwd+bwd", "train": "fwd+bwd"}
+
+
 def correctness_error(cfg: Config, device, candidate_outputs, reference_outputs, eager_outputs) -> float:
     """How far a backend is from the float64 reference, in units of what eager PyTorch in the same dtype
     gets: max(violation of the per-dtype tolerance, violation ÷ 4·(eager's violation)). ≤ 1 passes.

@@ -175,3 +175,34 @@ def test_gemm_only_reference_is_timed_without_the_gate(tmp_path):
     assert (gemm["status"] == "ok").all() and gemm["max_error"].isna().all() and (gemm["median_ms"] > 0).all()
     plain = sweep(tmp_path / "p", model=["plain"], depth=[2], mode=["fwd"], backend=["gemm-only"])
     assert plain["status"].iloc[0].startswith("unsupported")
+
+
+@dataclass(frozen=True)
+class WrongGradients(Backend):
+    """Right outputs, gradients scaled by 1.05: only a gate that checks gradients can see it."""
+
+    def prepare(self, net):
+        return torch.nn.Sequential(net, ScaleGrad())
+
+
+class ScaleGrad(torch.nn.Module):
+    def forward(self, x):
+        return _ScaleGradFn.apply(x)
+
+
+class _ScaleGradFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return 1.05 * g
+
+
+def test_a_train_step_is_gated_on_its_gradients(tmp_path, monkeypatch):
+    monkeypatch.setitem(BACKENDS, "wrong-grad", WrongGradients("wrong-grad", "torch"))
+    df = sweep(tmp_path, depth=[2], mode=["fwd", "train"], backend=["torch", "wrong-grad"])
+    status = {(r.backend, r.mode): r.status for r in df.itertuples()}
+    assert status[("wrong-grad", "fwd")] == "ok"
+    assert status[("wrong-grad", "train")].startswith("mismatch")

@@ -10,6 +10,7 @@ from highway.backends import resolve_backend
 from highway.functional import highway_linear
 from highway.reference import highway_linear_reference
 from highway_cases import ACTIVATION_NAMES, linear_inputs
+from kernels import INTERPRET
 
 
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
@@ -32,8 +33,8 @@ def test_closed_gates_carry_the_input():
 
 
 @pytest.mark.parametrize("backend", ["torch", "auto", "triton"])
-def test_every_backend_is_differentiable(backend):
-    x, w, b = (t.requires_grad_() for t in linear_inputs(3, 16, torch.float32, "cpu"))
+def test_every_backend_is_differentiable(backend, device):
+    x, w, b = (t.requires_grad_() for t in linear_inputs(3, 16, torch.float32, device))
     highway_linear(x, w, b, backend=backend).sum().backward()
     assert all(t.grad is not None and t.grad.isfinite().all() for t in (x, w, b))
 
@@ -41,7 +42,11 @@ def test_every_backend_is_differentiable(backend):
 def test_auto_backend_uses_torch_on_cpu_and_triton_on_cuda():
     assert resolve_backend("auto", torch.device("cpu")) == "torch"
     assert resolve_backend("auto", torch.device("cuda")) == "triton"
-    assert resolve_backend("triton", torch.device("cpu")) == "triton"  # the test session interprets
+    if INTERPRET:
+        assert resolve_backend("triton", torch.device("cpu")) == "triton"
+    else:
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+            resolve_backend("triton", torch.device("cpu"))
 
 
 def test_triton_on_cpu_without_interpreter_is_a_clear_error():
@@ -89,7 +94,7 @@ def test_unknown_activation_or_backend(kwargs, message):
         highway_linear(x, w, b, **kwargs)
 
 
-def test_float64_on_triton_is_a_type_error():
-    x, w, b = linear_inputs(2, 4, torch.float64, "cpu")
+def test_float64_on_triton_is_a_type_error(device):
+    x, w, b = linear_inputs(2, 4, torch.float64, device)
     with pytest.raises(TypeError, match="backend='triton' supports"):
         highway_linear(x, w, b, backend="triton")

@@ -12,8 +12,17 @@ from highway.reference import highway_conv2d_reference, highway_linear_reference
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def check_same_dtype_and_device(**tensors):
-    """TypeError for a non-tensor, non-floating or mixed-dtype argument; ValueError for mixed devices."""
+def check_same_dtype_and_device(x, weight, bias):
+    """TypeError for a non-tensor, non-floating or mixed-dtype argument; ValueError for mixed devices.
+
+    The common case returns after a few attribute reads: this runs once per layer call, and a deep stack
+    of small layers on a GPU is bound by exactly this kind of Python time."""
+    tensor = torch.Tensor
+    if (isinstance(x, tensor) and isinstance(weight, tensor) and isinstance(bias, tensor)
+            and x.dtype == weight.dtype == bias.dtype and x.device == weight.device == bias.device
+            and x.is_floating_point()):
+        return
+    tensors = {"x": x, "weight": weight, "bias": bias}
     for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -50,7 +59,7 @@ def highway_linear(x, weight, bias, activation: str = "relu", backend: str = "au
     Returns:
         A tensor of x's shape and dtype, differentiable in x, weight and bias on every backend.
     """
-    check_same_dtype_and_device(x=x, weight=weight, bias=bias)
+    check_same_dtype_and_device(x, weight, bias)
     if x.dim() < 1:
         raise ValueError("x must have at least one dimension (..., N), got a 0-d tensor")
     n = x.shape[-1]
@@ -87,7 +96,7 @@ def highway_conv2d(x, weight, bias, activation: str = "relu", backend: str = "au
         activation, backend: as for `highway_linear`.
     Stride 1 and "same" zero padding (k // 2), so y has x's shape, dtype (and, on triton, memory layout).
     """
-    check_same_dtype_and_device(x=x, weight=weight, bias=bias)
+    check_same_dtype_and_device(x, weight, bias)
     if x.dim() != 4:
         raise ValueError(f"x must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
     c = x.shape[1]

@@ -22,7 +22,7 @@ import triton.language as tl
 
 from kernels.activations import ACTIVATION_CODES
 from kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
-from kernels.tuning import INTERPRET_TILES, configs, dot_options, reduction_outputs, reduction_splits, tuned
+from kernels.tuning import INTERPRET_TILES, ReductionOutputs, configs, dot_options, reduction_splits, tuned
 
 _CONV2_CONFIGS = configs(
     (128, 64, 64, 4, 4), (128, 128, 32, 8, 3), (64, 64, 64, 4, 4), (64, 32, 32, 4, 4),
@@ -268,11 +268,12 @@ def highway_conv2d_bwd(dy, x, weight, bias, activation: str, split: int | None =
     )
     _bwd_dx_kernel[_grid(P, C)](dz, weight, dx, P, C, H, W, *weight.stride(), *dx.stride(), KS=KS, **dots)
 
-    dw, db, use_atomic = reduction_outputs(weight, bias, split)
+    grads = ReductionOutputs(weight, bias, split)
 
     def dw_grid(META):
         tiles = triton.cdiv(2 * C, META["BLOCK_M"]) * triton.cdiv(C, META["BLOCK_N"])
         return (tiles, KS * KS, reduction_splits(tiles * KS * KS, P, META["BLOCK_K"], x.device, split))
 
-    _bwd_dw_kernel[dw_grid](dz, x, dw, db, P, C, H, W, *x.stride(), KS=KS, USE_ATOMIC=use_atomic, **dots)
-    return dx, dw.to(weight.dtype), db.to(bias.dtype)
+    _bwd_dw_kernel[dw_grid](dz, x, grads.dweight, grads.dbias, P, C, H, W, *x.stride(), KS=KS,
+                                  USE_ATOMIC=grads.use_atomic, **dots)
+    return dx, *grads.result()

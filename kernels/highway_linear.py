@@ -21,7 +21,7 @@ import triton.language as tl
 
 from kernels.activations import ACTIVATION_CODES
 from kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
-from kernels.tuning import INTERPRET_TILES, configs, dot_options, reduction_outputs, reduction_splits, tuned
+from kernels.tuning import INTERPRET_TILES, ReductionOutputs, configs, dot_options, reduction_splits, tuned
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). The forward keeps two accumulators (H and T), so its
 # tiles are one step smaller than a plain GEMM's; the small ones serve the paper's widths (50, 71).
@@ -261,11 +261,12 @@ def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split_m: int | N
     )
     _bwd_dx_kernel[_gemm_grid(M, N)](dz, weight, dx, M, N, weight.stride(0), weight.stride(1), **dots)
 
-    dw, db, use_atomic = reduction_outputs(weight, bias, split_m)
+    grads = ReductionOutputs(weight, bias, split_m)
 
     def dw_grid(META):
         tiles = triton.cdiv(2 * N, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"])
         return (tiles, reduction_splits(tiles, M, META["BLOCK_K"], x.device, split_m))
 
-    _bwd_dw_kernel[dw_grid](dz, x, dw, db, M, N, x.stride(0), x.stride(1), USE_ATOMIC=use_atomic, **dots)
-    return dx, dw.to(weight.dtype), db.to(bias.dtype)
+    _bwd_dw_kernel[dw_grid](dz, x, grads.dweight, grads.dbias, M, N, x.stride(0), x.stride(1),
+                                  USE_ATOMIC=grads.use_atomic, **dots)
+    return dx, *grads.result()

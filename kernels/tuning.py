@@ -85,12 +85,25 @@ def reduction_splits(tiles: int, rows: int, block_rows: int, device: torch.devic
     return max(1, min(want, triton.cdiv(rows, 4 * block_rows)))
 
 
-def reduction_outputs(weight: torch.Tensor, bias: torch.Tensor, split: int | None):
-    """(dweight, dbias, use_atomic) buffers for a weight-gradient kernel: zeroed fp32 when splits will
-    meet through atomics (any split on a GPU by default), else the parameters' own dtype."""
-    if split is not None and (not isinstance(split, int) or split < 1):
-        raise ValueError(f"split must be a positive integer or None, got {split!r}")
-    use_atomic = (not INTERPRET) if split is None else split > 1
-    dtype = torch.float32 if use_atomic else weight.dtype
-    return (torch.zeros(weight.shape, device=weight.device, dtype=dtype),
-            torch.zeros(bias.shape, device=bias.device, dtype=dtype), use_atomic)
+class ReductionOutputs:
+    """dweight and dbias for a weight-gradient kernel, as views of one buffer, so that zeroing it and casting
+    it back to the parameters' dtype are one launch each, not two (a deep stack of small layers is bound
+    by launches). fp32 and zeroed when splits meet through atomics (any split on a GPU by default), else
+    the parameters' own dtype."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, split: int | None):
+        if split is not None and (not isinstance(split, int) or split < 1):
+            raise ValueError(f"split must be a positive integer or None, got {split!r}")
+        self.use_atomic = (not INTERPRET) if split is None else split > 1
+        self.shapes, self.dtype = (weight.shape, bias.shape), weight.dtype
+        dtype = torch.float32 if self.use_atomic else weight.dtype
+        self.flat = torch.zeros(weight.numel() + bias.numel(), device=weight.device, dtype=dtype)
+        self.dweight, self.dbias = self._views(self.flat)
+
+    def _views(self, flat):
+        n = self.shapes[0].numel()
+        return flat[:n].view(self.shapes[0]), flat[n:].view(self.shapes[1])
+
+    def result(self):
+        """(dweight, dbias) in the parameters' dtype."""
+        return self._views(self.flat.to(self.dtype))

@@ -6,18 +6,20 @@
 
 The timer waits for the GPU before reading the clock, so a round measures finished work, not queued
 launches. Each backend is checked against the float64 reference before it is timed. TFLOP/s and GB/s
-(from `bench/flops.py`) are in each result's `extra_info`. On a CPU the GPU-only backends skip, saying why.
+(from `highway.bench.harness.flops`) are in each result's `extra_info`. On a CPU the GPU-only backends skip, saying why.
 """
 import pytest
 import torch
 
-from bench.flops import stack_work
-from bench.operators import BACKENDS, DTYPES, GATE_MODE, KERNEL_SIZE, Config, build_stack, correctness_error, \
+from highway.bench.harness.backends import BACKENDS
+from highway.bench.harness.cases import DTYPES, GATE_MODE, KERNEL_SIZE, Case, build_stack, correctness_error, \
     make_inputs, make_step
-from bench.throughput import Baselines, outputs_in_float64
-from bench.timing import synchronized_perf_counter
+from highway.bench.harness.environment import resolve_device
+from highway.bench.harness.flops import stack_work
+from highway.bench.harness.sweep import Baselines, outputs_in_float64
+from highway.bench.harness.timing import synchronized_perf_counter
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+DEVICE = resolve_device()
 ON_GPU = DEVICE.type == "cuda"
 
 SHAPES = [  # (layer, depth, width, batch, dtype): small on a CPU, GEMM-sized on a GPU
@@ -34,17 +36,17 @@ _baselines = Baselines(DEVICE)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "{}-d{}-w{}-b{}-{}".format(*s))
 def test_highway_stack(benchmark, shape, backend, mode):
     layer, depth, width, batch, dtype = shape
-    cfg = Config("highway", layer, depth, width, dtype, batch, backend, mode, spatial=16)
-    reason = BACKENDS[backend].unsupported(cfg, DEVICE)
+    case = Case("highway", layer, depth, width, dtype, batch, backend, mode, spatial=16)
+    reason = BACKENDS[backend].unsupported(case, DEVICE)
     if reason:
         pytest.skip(reason)
-    x, dy = make_inputs(cfg, DEVICE)
-    net = BACKENDS[backend].prepare(build_stack(cfg, BACKENDS[backend].layer_backend, DEVICE))
+    x, dy = make_inputs(case, DEVICE)
+    net = BACKENDS[backend].prepare(build_stack(case, BACKENDS[backend].layer_backend, DEVICE))
     step = make_step(mode, net, x, dy)
     outputs = make_step(GATE_MODE[mode], net, x, dy)()
     if BACKENDS[backend].computes_the_layer:
-        reference, eager = _baselines.get(cfg)
-        error = correctness_error(cfg, DEVICE, outputs_in_float64(outputs), reference, eager)
+        reference, eager = _baselines.get(case)
+        error = correctness_error(case, outputs_in_float64(outputs), reference, eager)
         assert error <= 1.0, f"{backend} disagrees with the float64 reference: {error:.3g}x the tolerance"
 
     benchmark.group = f"{layer} depth={depth} width={width} batch={batch} {dtype} {mode}"

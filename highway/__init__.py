@@ -2,7 +2,13 @@
 
     from highway import HighwayLinear, HighwayConv2d, highway_mlp, plain_mlp
     from highway.functional import highway_linear, highway_conv2d
+
+Subpackages: `highway.kernels` (Triton kernels and launchers), `highway.bench` (throughput harness and
+convergence study, CLI `highway-bench`; extra `[bench]`), `highway.reports` (figures and reports; extra
+`[report]`). Importing `highway` loads torch and numpy, and nothing from those subpackages.
 """
+__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
+
 from highway.conv_models import ConvNet, cifar_convnet, highway_conv_stack, mnist_convnet, plain_conv_stack
 from highway.functional import highway_conv2d, highway_linear
 from highway.models import DeepMLP, highway_mlp, highway_stack, plain_mlp, plain_stack
@@ -13,4 +19,3 @@ __all__ = [
     "highway_conv_stack", "highway_mlp", "highway_stack", "mnist_convnet", "plain_conv_stack", "plain_mlp",
     "plain_stack",
 ]
-__version__ = "0.1.0"

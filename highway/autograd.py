@@ -1,7 +1,7 @@
 """autograd.Functions that put the fused Triton launchers under PyTorch's autograd."""
 import torch
 
-from kernels import highway_conv2d_bwd, highway_conv2d_fwd, highway_linear_bwd, highway_linear_fwd
+from highway.kernels import highway_conv2d_bwd, highway_conv2d_fwd, highway_linear_bwd, highway_linear_fwd
 
 
 class HighwayLinearFunction(torch.autograd.Function):

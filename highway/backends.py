@@ -1,6 +1,5 @@
 """Which implementation runs a layer: "torch" (eager reference), "triton" (fused kernels) or "auto"."""
 import functools
-import os
 
 import torch
 
@@ -12,19 +11,17 @@ def triton_available() -> bool:
     try:
         import triton  # noqa: F401
 
-        import kernels  # noqa: F401
+        import highway.kernels  # noqa: F401
     except ImportError:
         return False
     return True
 
 
 def triton_interpreting() -> bool:
-    """True when our kernels were (or will be) built for Triton's CPU interpreter."""
-    if triton_available():
-        from kernels import INTERPRET
+    """True when our kernels were built for Triton's CPU interpreter (call after `triton_available()`)."""
+    from highway.kernels import INTERPRET
 
-        return INTERPRET
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return INTERPRET
 
 
 def resolve_backend(backend, device: torch.device) -> str:

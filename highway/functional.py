@@ -76,7 +76,7 @@ def highway_linear(x, weight, bias, activation: str = "relu", backend: str = "au
 
     check_triton_dtype(x.dtype)
     from highway.autograd import HighwayLinearFunction
-    from kernels import highway_linear_fwd
+    from highway.kernels import highway_linear_fwd
 
     x2d = x.reshape(-1, n)
     if needs_grad(x, weight, bias):
@@ -115,7 +115,7 @@ def highway_conv2d(x, weight, bias, activation: str = "relu", backend: str = "au
 
     check_triton_dtype(x.dtype)
     from highway.autograd import HighwayConv2dFunction
-    from kernels import highway_conv2d_fwd
+    from highway.kernels import highway_conv2d_fwd
 
     if needs_grad(x, weight, bias):
         return HighwayConv2dFunction.apply(x, weight, bias, activation)

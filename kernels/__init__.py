@@ -1,12 +1,13 @@
-"""Triton kernels for highway layers. Import this package after setting TRITON_INTERPRET, if at all.
+"""Triton kernels for highway layers and their launchers (`highway.kernels`). Set TRITON_INTERPRET, if at
+all, before this package is first imported.
 
 Each module holds the kernels of one layer and their launchers; nothing here is an `nn.Module` or an
-autograd.Function (those are in the `highway` package).
+autograd.Function (those are in `highway.autograd`).
 """
-from kernels.activations import ACTIVATION_CODES
-from kernels.highway_conv2d import highway_conv2d_bwd, highway_conv2d_fwd
-from kernels.highway_linear import highway_linear_bwd, highway_linear_fwd
-from kernels.tuning import INTERPRET
+from highway.kernels.activations import ACTIVATION_CODES
+from highway.kernels.highway_conv2d import highway_conv2d_bwd, highway_conv2d_fwd
+from highway.kernels.highway_linear import highway_linear_bwd, highway_linear_fwd
+from highway.kernels.launch import INTERPRET
 
 __all__ = [
     "ACTIVATION_CODES", "INTERPRET", "highway_conv2d_bwd", "highway_conv2d_fwd", "highway_linear_bwd",

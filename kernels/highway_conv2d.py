@@ -7,12 +7,14 @@ Every kernel is an implicit GEMM over output pixels p = (b, h, w) and channels: 
 dy and dx are addressed through their four strides, so NCHW and channels_last tensors run without a
 copy; pixels-by-channels tiles are contiguous along channels for channels_last inputs, the fast layout.
 
-1. `_fwd_kernel`       H and T from the same input tiles, bias, act, σ and carry in the epilogue; it
-                       writes y and nothing else (nothing of size (B, 2C, H, W)).
-2. `_bwd_gates_kernel` recomputes z_H, z_T with the forward's tile code, then the gate math into
-                       dZ (B·H·W, 2C) and the carry (1 − T)·dy into dx.
-3. `_bwd_dx_kernel`    dx = conv_transpose(dZ, W) as an implicit GEMM (K = 2C·k²) + carry in the epilogue.
-4. `_bwd_dw_kernel`    dW[:, :, i, j] = dZᵀ·shift_ij(x) per tap, and db = Σ dZ, split over pixels.
+1. `_highway_conv2d_fwd_kernel`: H and T from the same input tiles, bias, act, σ and carry in the
+   epilogue; it writes y and nothing else (nothing of size (B, 2C, H, W)).
+2. `_highway_conv2d_bwd_gates_kernel`: recomputes z_H, z_T with the forward's tile code, then the gate
+   math into dZ (B·H·W, 2C) and the carry (1 − T)·dy into dx.
+3. `_highway_conv2d_bwd_dx_kernel`: dx = conv_transpose(dZ, W) as an implicit GEMM (K = 2C·k²) + carry in
+   the epilogue.
+4. `_highway_conv2d_bwd_dw_kernel`: dW[:, :, i, j] = dZᵀ·shift_ij(x) per tap, and db = Σ dZ, split over
+   pixels.
 
 All four are Triton; no cuDNN is involved in the backward.
 """
@@ -20,9 +22,10 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.activations import ACTIVATION_CODES
-from kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
-from kernels.tuning import INTERPRET_TILES, ReductionOutputs, configs, dot_options, reduction_splits, tuned
+from highway.kernels.activations import ACTIVATION_CODES
+from highway.kernels.grad_buffer import WeightGradBuffer
+from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
+from highway.kernels.launch import INTERPRET_CONV_TILES, configs, dot_options, reduction_splits, tile_grid, tuned
 
 _CONV2_CONFIGS = configs(
     (128, 64, 64, 4, 4), (128, 128, 32, 8, 3), (64, 64, 64, 4, 4), (64, 32, 32, 4, 4),
@@ -32,8 +35,6 @@ _CONV_CONFIGS = configs(
     (128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 64, 64, 4, 4), (64, 32, 32, 4, 4),
     (128, 32, 32, 4, 4), (32, 32, 32, 2, 4), (64, 16, 16, 2, 4),
 )
-# Small tiles under the interpreter: channel counts in the tests are 8–48, so BLOCK_N/K of 16 still mask.
-_INTERPRET_CONV_TILES = {**INTERPRET_TILES, "BLOCK_N": 16, "BLOCK_K": 16}
 
 
 @triton.jit
@@ -85,9 +86,9 @@ def highway_conv_preactivations(
     return acc_h + b_h[None, :], acc_t + b_t[None, :]
 
 
-@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=_INTERPRET_CONV_TILES)
+@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES)
 @triton.jit
-def _fwd_kernel(
+def _highway_conv2d_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, P, C, H, W,
     stride_xb, stride_xc, stride_xh, stride_xw, stride_wo, stride_wi, stride_wh, stride_ww,
     stride_yb, stride_yc, stride_yh, stride_yw,
@@ -113,9 +114,9 @@ def _fwd_kernel(
     tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=_INTERPRET_CONV_TILES)
+@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES)
 @triton.jit
-def _bwd_gates_kernel(
+def _highway_conv2d_bwd_gates_kernel(
     dy_ptr, x_ptr, w_ptr, b_ptr, dz_ptr, dx_ptr, P, C, H, W,
     stride_xb, stride_xc, stride_xh, stride_xw, stride_wo, stride_wi, stride_wh, stride_ww,
     stride_dyb, stride_dyc, stride_dyh, stride_dyw, stride_dxb, stride_dxc, stride_dxh, stride_dxw,
@@ -144,16 +145,16 @@ def _bwd_gates_kernel(
     tl.store(dx_ptr + dx_off, carry.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_CONV_CONFIGS, key=["P", "C", "KS"], interpret_config=_INTERPRET_CONV_TILES, restore_value=["dx_ptr"])
+@tuned(_CONV_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES, restore_value=["dx_ptr"])
 @triton.jit
-def _bwd_dx_kernel(
+def _highway_conv2d_bwd_dx_kernel(
     dz_ptr, w_ptr, dx_ptr, P, C, H, W,
     stride_wo, stride_wi, stride_wh, stride_ww, stride_dxb, stride_dxc, stride_dxh, stride_dxw,
     KS: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     """Fuses dx = Σ_taps shift(dZ)·W_tap (the transposed convolution, H and T paths in one reduction of
-    length 2C·k²) with the carry term that `_bwd_gates_kernel` left in dx."""
+    length 2C·k²) with the carry term that `_highway_conv2d_bwd_gates_kernel` left in dx."""
     pid_p, pid_c = tile_coords(tl.program_id(0), P, C, BLOCK_M, BLOCK_N, GROUP_M)
     offs_p = (pid_p * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     offs_c = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -185,9 +186,9 @@ def _bwd_dx_kernel(
     tl.store(dx_ptrs, (acc + carry).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_CONV_CONFIGS, key=["P", "C", "KS"], interpret_config=_INTERPRET_CONV_TILES, reset_to_zero=["dw_ptr", "db_ptr"])
+@tuned(_CONV_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES, reset_to_zero=["dw_ptr", "db_ptr"])
 @triton.jit
-def _bwd_dw_kernel(
+def _highway_conv2d_bwd_dw_kernel(
     dz_ptr, x_ptr, dw_ptr, db_ptr, P, C, H, W,
     stride_xb, stride_xc, stride_xh, stride_xw,
     KS: tl.constexpr, USE_ATOMIC: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
@@ -234,10 +235,6 @@ def _bwd_dw_kernel(
         write_partial(db_ptr + offs_j, db, j_mask, USE_ATOMIC)
 
 
-def _grid(P, C):
-    return lambda META: (triton.cdiv(P, META["BLOCK_M"]) * triton.cdiv(C, META["BLOCK_N"]),)
-
-
 def highway_conv2d_fwd(x, weight, bias, activation: str):
     """Launch the fused forward on x (B, C, H, W), NCHW or channels_last; y has x's memory layout."""
     B, C, H, W = x.shape
@@ -245,7 +242,7 @@ def highway_conv2d_fwd(x, weight, bias, activation: str):
     P = B * H * W
     if P == 0:
         return y
-    _fwd_kernel[_grid(P, C)](
+    _highway_conv2d_fwd_kernel[tile_grid(P, C)](
         x, weight, bias.contiguous(), y, P, C, H, W, *x.stride(), *weight.stride(), *y.stride(),
         ACTIVATION=ACTIVATION_CODES[activation], KS=weight.shape[-1], **dot_options(x.dtype),
     )
@@ -262,18 +259,19 @@ def highway_conv2d_bwd(dy, x, weight, bias, activation: str, split: int | None =
     bias = bias.contiguous()
     dots = dot_options(x.dtype)
     dz = torch.empty((P, 2 * C), device=x.device, dtype=x.dtype)
-    _bwd_gates_kernel[_grid(P, C)](
+    _highway_conv2d_bwd_gates_kernel[tile_grid(P, C)](
         dy, x, weight, bias, dz, dx, P, C, H, W, *x.stride(), *weight.stride(), *dy.stride(), *dx.stride(),
         ACTIVATION=ACTIVATION_CODES[activation], KS=KS, **dots,
     )
-    _bwd_dx_kernel[_grid(P, C)](dz, weight, dx, P, C, H, W, *weight.stride(), *dx.stride(), KS=KS, **dots)
+    _highway_conv2d_bwd_dx_kernel[tile_grid(P, C)](dz, weight, dx, P, C, H, W, *weight.stride(), *dx.stride(),
+                                                   KS=KS, **dots)
 
-    grads = ReductionOutputs(weight, bias, split)
+    grads = WeightGradBuffer(weight, bias, split)
 
     def dw_grid(META):
         tiles = triton.cdiv(2 * C, META["BLOCK_M"]) * triton.cdiv(C, META["BLOCK_N"])
         return (tiles, KS * KS, reduction_splits(tiles * KS * KS, P, META["BLOCK_K"], x.device, split))
 
-    _bwd_dw_kernel[dw_grid](dz, x, grads.dweight, grads.dbias, P, C, H, W, *x.stride(), KS=KS,
+    _highway_conv2d_bwd_dw_kernel[dw_grid](dz, x, grads.dweight, grads.dbias, P, C, H, W, *x.stride(), KS=KS,
                                   USE_ATOMIC=grads.use_atomic, **dots)
     return dx, *grads.result()

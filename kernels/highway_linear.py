@@ -3,25 +3,27 @@
 `weight` is `(2N, N)` in `nn.Linear` convention: rows `[0, N)` are W_H, rows `[N, 2N)` are W_T, and
 `bias[:N] = b_H`, `bias[N:] = b_T`. Four kernels, in the order a training step runs them:
 
-1. `_fwd_kernel`       one GEMM against [W_H | W_T] with bias, activation, sigmoid and carry in the epilogue.
-2. `_bwd_gates_kernel` the gate math of the backward (paper, appendix A) into dZ = [dz_H | dz_T] and
-                       the carry term (1 − T)·dy, which it writes into dx's buffer.
-3. `_bwd_dx_kernel`    dx = dZ·W, added onto the carry term in the GEMM epilogue.
-4. `_bwd_dw_kernel`    dW = dZᵀ·x and db = Σ_m dZ in one pass over dZ.
+1. `_highway_linear_fwd_kernel`: one GEMM against [W_H | W_T] with bias, activation, sigmoid and carry in
+   the epilogue.
+2. `_highway_linear_bwd_gates_kernel`: the gate math of the backward (paper, appendix A) into
+   dZ = [dz_H | dz_T] and the carry term (1 − T)·dy, which it writes into dx's buffer.
+3. `_highway_linear_bwd_dx_kernel`: dx = dZ·W, added onto the carry term in the GEMM epilogue.
+4. `_highway_linear_bwd_dw_kernel`: dW = dZᵀ·x and db = Σ_m dZ in one pass over dZ.
 
 The backward is kernels 2–4: three launches, and no elementwise PyTorch op between them.
 
 Tile code that a depth-fused kernel (a whole narrow stack in one launch) needs is in plain `@triton.jit`
-helpers (`highway_preactivations` here; the epilogue and gate math in `kernels/highway_tiles.py`), separate
-from the kernels, and the launchers are separate from the autograd.Function (in `highway/autograd.py`).
+helpers (`highway_preactivations` here; the epilogue and gate math in `highway_tiles.py`), separate
+from the kernels, and the launchers are separate from the autograd.Function (in `highway.autograd`).
 """
 import torch
 import triton
 import triton.language as tl
 
-from kernels.activations import ACTIVATION_CODES
-from kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
-from kernels.tuning import INTERPRET_TILES, ReductionOutputs, configs, dot_options, reduction_splits, tuned
+from highway.kernels.activations import ACTIVATION_CODES
+from highway.kernels.grad_buffer import WeightGradBuffer
+from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
+from highway.kernels.launch import INTERPRET_TILES, configs, dot_options, reduction_splits, tile_grid, tuned
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). The forward keeps two accumulators (H and T), so its
 # tiles are one step smaller than a plain GEMM's; the small ones serve the paper's widths (50, 71).
@@ -75,7 +77,7 @@ def highway_preactivations(
 
 @tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES)
 @triton.jit
-def _fwd_kernel(
+def _highway_linear_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, z_ptr, M, N,
     stride_xm, stride_xk, stride_wn, stride_wk,
     ACTIVATION: tl.constexpr, STORE_PREACT: tl.constexpr,
@@ -109,7 +111,7 @@ def _fwd_kernel(
 
 @tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES)
 @triton.jit
-def _bwd_gates_kernel(
+def _highway_linear_bwd_gates_kernel(
     dy_ptr, x_ptr, w_ptr, b_ptr, z_ptr, dz_ptr, dx_ptr, M, N,
     stride_dym, stride_dyn, stride_xm, stride_xk, stride_wn, stride_wk,
     ACTIVATION: tl.constexpr, RECOMPUTE: tl.constexpr,
@@ -119,8 +121,8 @@ def _bwd_gates_kernel(
     """Fuses the gate backward: dz_H = T·dy·act'(z_H), dz_T = (H − x)·dy·T(1 − T), carry = (1 − T)·dy.
 
     Reads Z (or, with RECOMPUTE, rebuilds it with the forward's GEMM tile), x and dy; writes dZ (M, 2N) for
-    the two weight-path GEMMs, and the carry term into dx, which `_bwd_dx_kernel` then completes. H, T and
-    act' live only in registers.
+    the two weight-path GEMMs, and the carry term into dx, which `_highway_linear_bwd_dx_kernel` then
+    completes. H, T and act' live only in registers.
     """
     pid_m, pid_n = tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
@@ -145,13 +147,13 @@ def _bwd_gates_kernel(
 
 @tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES, restore_value=["dx_ptr"])
 @triton.jit
-def _bwd_dx_kernel(
+def _highway_linear_bwd_dx_kernel(
     dz_ptr, w_ptr, dx_ptr, M, N, stride_wn, stride_wk,
     DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     """Fuses dx = dZ·W (K = 2N: the H and T paths in one reduction) with the carry term (1 − T)·dy, which
-    `_bwd_gates_kernel` left in dx and this epilogue adds in fp32 before the one store."""
+    `_highway_linear_bwd_gates_kernel` left in dx and this epilogue adds in fp32 before the one store."""
     pid_m, pid_n = tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -179,7 +181,7 @@ def _bwd_dx_kernel(
 
 @tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES, reset_to_zero=["dw_ptr", "db_ptr"])
 @triton.jit
-def _bwd_dw_kernel(
+def _highway_linear_bwd_dw_kernel(
     dz_ptr, x_ptr, dw_ptr, db_ptr, M, N, stride_xm, stride_xk,
     USE_ATOMIC: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
@@ -217,10 +219,6 @@ def _bwd_dw_kernel(
         write_partial(db_ptr + offs_j, db, j_mask, USE_ATOMIC)
 
 
-def _gemm_grid(M, N):
-    return lambda META: (triton.cdiv(M, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"]),)
-
-
 def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: bool):
     """Launch the fused forward on a 2-D `x` (M, N). Returns `(y, Z)`; Z is None unless stored.
 
@@ -232,7 +230,7 @@ def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: b
     if M == 0:
         return y, z
     bias = bias.contiguous()
-    _fwd_kernel[_gemm_grid(M, N)](
+    _highway_linear_fwd_kernel[tile_grid(M, N)](
         x, weight, bias, y, y if z is None else z, M, N,
         x.stride(0), x.stride(1), weight.stride(0), weight.stride(1),
         ACTIVATION=ACTIVATION_CODES[activation], STORE_PREACT=store_preactivations, **dot_options(x.dtype),
@@ -240,10 +238,10 @@ def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: b
     return y, z
 
 
-def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split_m: int | None = None):
+def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split: int | None = None):
     """Launch the fused backward. `z` is the forward's Z, or None to recompute it here.
 
-    Returns `(dx, dweight, dbias)` in the dtypes of x, weight and bias. `split_m` splits the dW reduction
+    Returns `(dx, dweight, dbias)` in the dtypes of x, weight and bias. `split` splits the dW reduction
     over M into that many programs joined by fp32 atomics; None picks 1 under the interpreter and enough
     to fill the GPU's SMs otherwise.
     """
@@ -254,19 +252,19 @@ def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split_m: int | N
     bias = bias.contiguous()
     dots = dot_options(x.dtype)
     dz = torch.empty((M, 2 * N), device=x.device, dtype=x.dtype)
-    _bwd_gates_kernel[_gemm_grid(M, N)](
+    _highway_linear_bwd_gates_kernel[tile_grid(M, N)](
         dy, x, weight, bias, dz if z is None else z, dz, dx, M, N,
         dy.stride(0), dy.stride(1), x.stride(0), x.stride(1), weight.stride(0), weight.stride(1),
         ACTIVATION=ACTIVATION_CODES[activation], RECOMPUTE=z is None, **dots,
     )
-    _bwd_dx_kernel[_gemm_grid(M, N)](dz, weight, dx, M, N, weight.stride(0), weight.stride(1), **dots)
+    _highway_linear_bwd_dx_kernel[tile_grid(M, N)](dz, weight, dx, M, N, weight.stride(0), weight.stride(1), **dots)
 
-    grads = ReductionOutputs(weight, bias, split_m)
+    grads = WeightGradBuffer(weight, bias, split)
 
     def dw_grid(META):
         tiles = triton.cdiv(2 * N, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"])
-        return (tiles, reduction_splits(tiles, M, META["BLOCK_K"], x.device, split_m))
+        return (tiles, reduction_splits(tiles, M, META["BLOCK_K"], x.device, split))
 
-    _bwd_dw_kernel[dw_grid](dz, x, grads.dweight, grads.dbias, M, N, x.stride(0), x.stride(1),
+    _highway_linear_bwd_dw_kernel[dw_grid](dz, x, grads.dweight, grads.dbias, M, N, x.stride(0), x.stride(1),
                                   USE_ATOMIC=grads.use_atomic, **dots)
     return dx, *grads.result()

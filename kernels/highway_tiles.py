@@ -6,7 +6,7 @@ its own memory layout and only the highway math is written once.
 import triton
 import triton.language as tl
 
-from kernels.activations import activation_fwd, activation_fwd_bwd
+from highway.kernels.activations import activation_fwd, activation_fwd_bwd
 
 
 @triton.jit

@@ -5,7 +5,8 @@ A claim with no data for it says so instead of guessing. Thresholds are the pape
 """
 import pandas as pd
 
-from bench.converge import best_runs
+from highway.bench.schema import GATE_AUTO, GATE_SEARCH, NO_GATE, STATUS_OK
+from highway.reports.summaries import best_runs
 
 
 def _row(claim, measured, holds, source):
@@ -18,7 +19,7 @@ def convergence_claims(df: pd.DataFrame) -> list[dict]:
     if df.empty:
         return [_row("Plain nets become much harder to optimize with increasing depth; highway nets do not "
                      "(NIPS 2015, §3.1)", "no convergence results", None, "")]
-    for (study, dataset), d in df[df["gate_rule"].isin(["none", "search"])].groupby(["study", "dataset"]):
+    for (study, dataset), d in df[df["gate_rule"].isin([NO_GATE, GATE_SEARCH])].groupby(["study", "dataset"]):
         src = f"{dataset}, study '{study}'"
         best = best_runs(d)
         loss = {(r.model, r.depth): r.best_loss for r in best.itertuples()}
@@ -43,7 +44,7 @@ def convergence_claims(df: pd.DataFrame) -> list[dict]:
             rows.append(_row(f"At depth {depth} the highway net reaches a training loss more than 100x lower than "
                              f"the plain net (the paper: 'more than 2 orders of magnitude' at 100 layers)",
                              f"plain/highway {ratio:.3g}", ratio > 100, src))
-        first = d[(d["epoch"] == 1) & (d["status"] == "ok")].groupby(["model", "depth"])["train_loss"].min()
+        first = d[(d["epoch"] == 1) & (d["status"] == STATUS_OK)].groupby(["model", "depth"])["train_loss"].min()
         # (searched arms only: gate-rule arms have claims of their own)
         both = [dd for dd in depths if ("plain", dd) in first.index and ("highway", dd) in first.index]
         if both:
@@ -55,42 +56,42 @@ def convergence_claims(df: pd.DataFrame) -> list[dict]:
 
 
 def gate_bias_claims(df: pd.DataFrame, carry: pd.DataFrame) -> list[dict]:
-    """Issue 7's claims about `gate_bias="auto"`, from studies that ran it."""
+    """Claims about `gate_bias="auto"`, from studies that ran it."""
     rows = []
-    runs = df[df["gate_rule"] == "auto"] if not df.empty else df
+    runs = df[df["gate_rule"] == GATE_AUTO] if not df.empty else df
     for (study, dataset), d in runs.groupby(["study", "dataset"]):
         src = f"{dataset}, study '{study}'"
-        epoch1 = d[(d["epoch"] == 1) & (d["status"] == "ok")].groupby("depth")["train_loss"].min()
+        epoch1 = d[(d["epoch"] == 1) & (d["status"] == STATUS_OK)].groupby("depth")["train_loss"].min()
         if len(epoch1) >= 2:
             shallow, deep = epoch1.index.min(), epoch1.index.max()
             ratio = epoch1[deep] / epoch1[shallow]
             rows.append(_row(f"With gate_bias='auto', the {deep}-layer highway net's training loss after one epoch is "
                              f"within 1.5x of the {shallow}-layer net's", f"ratio {ratio:.3g}", ratio <= 1.5, src))
-        everything = df[(df["study"] == study) & (df["dataset"] == dataset) & (df["status"] == "ok")]
+        everything = df[(df["study"] == study) & (df["dataset"] == dataset) & (df["status"] == STATUS_OK)]
         learned = {}
         for (rule, depth), g in everything[everything["model"] == "highway"].groupby(["gate_rule", "depth"]):
             start = g[g["epoch"] == 0]["train_loss"].min()
             end = g[g["epoch"] == g["epoch"].max()]["train_loss"].min()
             learned[(rule, int(depth))] = end < 0.5 * start
-        fixed_rules = sorted({r for r, _ in learned if r not in ("auto", "search", "none")})
-        auto_depths = sorted(dd for r, dd in learned if r == "auto")
+        fixed_rules = sorted({r for r, _ in learned if r not in (GATE_AUTO, GATE_SEARCH, NO_GATE)})
+        auto_depths = sorted(dd for r, dd in learned if r == GATE_AUTO)
         if auto_depths:
-            ok = [dd for dd in auto_depths if learned[("auto", dd)]]
+            ok = [dd for dd in auto_depths if learned[(GATE_AUTO, dd)]]
             rows.append(_row("With gate_bias='auto' the highway net learns (final loss below half the initial) at "
                              "every depth", f"learns at {len(ok)} of {len(auto_depths)} depths",
                              len(ok) == len(auto_depths), src))
         for rule in fixed_rules:
             both = [dd for dd in auto_depths if (rule, dd) in learned]
-            wins = [dd for dd in both if learned[("auto", dd)] and not learned[(rule, dd)]]
+            wins = [dd for dd in both if learned[(GATE_AUTO, dd)] and not learned[(rule, dd)]]
             rows.append(_row(f"There are depths where 'auto' learns and the fixed bias {rule} does not",
                              f"depths {', '.join(map(str, wins)) or 'none'} of {len(both)} compared", bool(wins), src))
     if not carry.empty:
         last = carry.sort_values("layer").groupby(["study", "dataset", "gate_rule", "depth"]).tail(1)
         for (study, rule), g in last.groupby(["study", "gate_rule"]):
             lo = g.loc[g["carried"].idxmin()]
-            if rule == "search":
+            if rule == GATE_SEARCH:
                 continue  # a different random bias at every depth: no rule to test
-            if rule == "auto":
+            if rule == GATE_AUTO:
                 rows.append(_row("With 'auto', about half of the input (keep = 0.5) reaches the last layer at "
                                  "initialization at every depth (between 0.25 and 1)",
                                  f"lowest {lo['carried']:.3g} (depth {int(lo['depth'])})",
@@ -121,8 +122,8 @@ def lesion_claims(analyses) -> list[dict]:
 
 
 def throughput_claims(df: pd.DataFrame) -> list[dict]:
-    """Our own targets (issue 5), on a GPU only: CPU numbers cannot speak to them."""
-    gpu = df[(df.get("device_type") == "cuda") & (df["status"] == "ok")] if not df.empty else df
+    """Our own speed targets, on a GPU only: CPU numbers cannot speak to them."""
+    gpu = df[(df.get("device_type") == "cuda") & (df["status"] == STATUS_OK)] if not df.empty else df
     claim = "Fused triton at least 1.3x torch.compile for a training step at widths up to 1024 (GPU)"
     if gpu.empty:
         return [_row(claim, "no GPU results", None, "")]

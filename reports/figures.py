@@ -1,31 +1,39 @@
 """The report's figures, each from a results table, never from typed-in numbers. Every function returns
 a list of `Figure(title, fig, caption)`, empty when the data for it is missing. Throughput figures are
 drawn per device, so CPU and GPU numbers never share a panel.
+
+Importing this module changes no matplotlib or seaborn setting: figures are drawn inside `report_style()`,
+which applies the report's theme for as long as the `with` block lasts. With no display, matplotlib
+draws off screen by itself.
 """
+import contextlib
 from dataclasses import dataclass
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+from highway.bench.schema import GATE_AUTO, GATE_SEARCH, MODES, STATUS_OK
+from highway.reports.summaries import arm_names, best_runs, chance_loss
 
-from bench.converge import arm_names, best_runs  # noqa: E402
-
-sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 MODEL_COLORS = {"plain": "#d55e00", "highway": "#0072b2"}
+
+
+@contextlib.contextmanager
+def report_style():
+    """The report's look (seaborn's whitegrid theme, colour-blind palette), restored on exit."""
+    theme = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook"),
+             "axes.prop_cycle": matplotlib.cycler(color=sns.color_palette("colorblind"))}
+    with matplotlib.rc_context(theme):
+        yield
 
 
 def arm_palette(arms) -> dict:
     """plain orange, searched highway blue, other highway arms (fixed or auto gate bias) in further colours."""
     extra = iter(["#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#999999"])
     return {a: MODEL_COLORS.get(a) or next(extra) for a in sorted(arms, key=lambda a: (a != "plain", a))}
-
-
-def arm_dashes(arms) -> dict:
-    return {a: (4, 2) if a == "plain" else "" for a in arms}
 
 
 @dataclass
@@ -55,7 +63,7 @@ def _image(ax, values, cmap, **kw):
 
 def _curves(df: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     keep = df.merge(trials, on=["model", "depth", "trial"])
-    return keep[keep["status"] == "ok"]
+    return keep[keep["status"] == STATUS_OK]
 
 
 def convergence_figures(df: pd.DataFrame) -> list[Figure]:
@@ -65,7 +73,7 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
     for (study, dataset), raw in df.groupby(["study", "dataset"]):
         d = raw.assign(model=arm_names(raw))
         final = d.sort_values("epoch").groupby(["model", "depth", "trial"]).tail(1)
-        final = final[final["status"] == "ok"]
+        final = final[final["status"] == STATUS_OK]
         if final.empty:
             continue
         best = final.loc[final.groupby(["model", "depth"])["train_loss"].idxmin(), ["model", "depth", "trial"]]
@@ -106,19 +114,19 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
 
 def gate_bias_figures(df: pd.DataFrame) -> list[Figure]:
     """Final training loss against depth for plain, fixed and auto gate biases, with the best of any random
-    search on the same data at the same epoch (issue 7's comparison)."""
-    if df.empty or not (df["gate_rule"] == "auto").any():
+    search on the same data at the same epoch."""
+    if df.empty or not (df["gate_rule"] == GATE_AUTO).any():
         return []
     out = []
-    for (study, dataset), d in df[df["gate_rule"] == "auto"].groupby(["study", "dataset"]):
+    for (study, dataset), d in df[df["gate_rule"] == GATE_AUTO].groupby(["study", "dataset"]):
         arms = df[(df["study"] == study) & (df["dataset"] == dataset)]
         epoch = int(arms["epoch"].max())
         rows = arms[arms["epoch"] == epoch].assign(arm=lambda t: arm_names(t))
-        search = df[(df["dataset"] == dataset) & (df["gate_rule"] == "search") & (df["epoch"] == epoch)]
+        search = df[(df["dataset"] == dataset) & (df["gate_rule"] == GATE_SEARCH) & (df["epoch"] == epoch)]
         if not search.empty:
             rows = pd.concat([rows, search.assign(arm=f"highway (best of search, {search['study'].iloc[0]})")])
-        ok = rows[rows["status"] == "ok"].groupby(["arm", "depth"])["train_loss"].min().reset_index()
-        failed = rows[rows["status"] != "ok"][["arm", "depth"]].drop_duplicates()
+        ok = rows[rows["status"] == STATUS_OK].groupby(["arm", "depth"])["train_loss"].min().reset_index()
+        failed = rows[rows["status"] != STATUS_OK][["arm", "depth"]].drop_duplicates()
         failed = failed.merge(ok[["arm", "depth"]], how="left", indicator=True).query("_merge == 'left_only'")
         fig, ax = plt.subplots(figsize=(8.5, 4.8))
         palette = arm_palette(ok["arm"].unique())
@@ -128,12 +136,14 @@ def gate_bias_figures(df: pd.DataFrame) -> list[Figure]:
         ax.set(yscale="log", xlabel="depth (hidden layers)", ylabel=f"training cross-entropy after epoch {epoch}",
                title=f"Transform-gate bias rules against depth ({dataset}, study '{study}')")
         _depth_axis(ax, sorted(rows["depth"].unique()))
-        ax.axhline(np.log(10), ls=":", color="gray")
+        chance = chance_loss(arms)
+        if chance is not None:
+            ax.axhline(chance, ls=":", color="gray")
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, fontsize=9)
         fig.tight_layout()
         out.append(Figure("Gate-bias rules against depth", fig,
                           f"Training loss after {epoch} epochs with one fixed learning rate and momentum. The dotted "
-                          "line is chance (ln 10); an x marks a depth where every run of that arm diverged. The random search's best is at "
+                          "line is chance (ln of the number of classes); an x marks a depth where every run of that arm diverged. The random search's best is at "
                           "the same epoch, where it ran.", f"gate-bias-{study}"))
     return out
 
@@ -153,7 +163,7 @@ def carry_figures(carry: pd.DataFrame) -> list[Figure]:
             sns.lineplot(sel, x="layer", y="carried", hue="depth", palette=palette, ax=ax, errorbar=None)
             ax.set(xscale="log", yscale="log", ylim=(1e-12, 1.5), xlabel="highway layer",
                    ylabel="input fraction carried to this layer",
-                   title="gate bias drawn by the search (trial 0)" if rule == "search" else f"gate bias: {rule}")
+                   title="gate bias drawn by the search (trial 0)" if rule == GATE_SEARCH else f"gate bias: {rule}")
             ax.axhline(0.5, ls=":", color="gray")
         fig.suptitle(f"Carry path at initialization ({dataset}, study '{study}'): mean of ∏(1 − T) over data")
         fig.tight_layout()
@@ -218,7 +228,7 @@ def gate_figures(analysis) -> list[Figure]:
 # --- throughput ----------------------------------------------------------------------------------------
 
 def throughput_figures(df: pd.DataFrame) -> list[Figure]:
-    ok = df[df["status"] == "ok"] if not df.empty else df
+    ok = df[df["status"] == STATUS_OK] if not df.empty else df
     if ok.empty:
         return []
     out = []
@@ -227,7 +237,7 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
         slug = "cpu" if device_type == "cpu" else device.replace(" ", "-")
         for layer, dl in d.groupby("layer"):
             dl = dl.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(dl["width"], dl["dtype"], dl["batch"])])
-            modes = sorted(dl["mode"].unique(), key=["fwd", "fwd+bwd", "train"].index)
+            modes = sorted(dl["mode"].unique(), key=MODES.index)
             g = sns.relplot(dl, x="depth", y="samples_per_s", hue="backend", style="model", col="mode",
                             col_order=modes, row="shape", kind="line", markers=True, height=3.2, aspect=1.25,
                             errorbar=None, facet_kws=dict(sharey=False))

@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.converge import COLUMNS as CONVERGE_COLUMNS
-from bench.converge import CARRY_FILE, CARRY_KEYS, CONVERGE_FILE, KEY_COLUMNS as CONVERGE_KEYS
-from bench.operators import KEY_COLUMNS as THROUGHPUT_KEYS
-from bench.throughput import RESULTS_FILE
+from highway.bench.schema import ANALYSIS_META_FILE, CARRY_COLUMNS, CARRY_FILE, CARRY_KEYS, CONVERGE_COLUMNS, \
+    CONVERGE_FILE, CONVERGE_KEYS, GATES_FILE, LESION_FILE, RESULTS_FILE, RUNS_FILE, THROUGHPUT_KEYS
 
 
 @dataclass
@@ -62,15 +60,15 @@ def read_converge(paths) -> pd.DataFrame:
 def read_carry(paths) -> pd.DataFrame:
     frames = [pd.read_csv(f, dtype={"gate_rule": str}) for f in _files(paths, CARRY_FILE)]
     if not frames:
-        return pd.DataFrame(columns=CARRY_KEYS + ["gate_bias", "carried"])
+        return pd.DataFrame(columns=CARRY_COLUMNS)
     return pd.concat(frames, ignore_index=True).drop_duplicates(subset=CARRY_KEYS, keep="last")
 
 
 def read_analyses(paths) -> list[Analysis]:
     out = []
-    for f in _files(paths, "gates.npz"):
-        lesion = f.parent / "lesion.csv"
-        meta = f.parent / "meta.json"
+    for f in _files(paths, GATES_FILE):
+        lesion = f.parent / LESION_FILE
+        meta = f.parent / ANALYSIS_META_FILE
         with np.load(f) as z:
             gates = {k: z[k] for k in z.files}
         out.append(Analysis(f.parent.name, gates, pd.read_csv(lesion) if lesion.exists() else pd.DataFrame(),
@@ -80,7 +78,7 @@ def read_analyses(paths) -> list[Analysis]:
 
 def read_runs(paths) -> list[dict]:
     runs = []
-    for f in _files(paths, "runs.jsonl"):
+    for f in _files(paths, RUNS_FILE):
         runs.extend(json.loads(line) for line in f.read_text().splitlines() if line.strip())
     return runs
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from reports.claims import claims_table
-from reports.figures import carry_figures, convergence_figures, gate_bias_figures, gate_figures, throughput_figures
-from reports.loading import load_results
+from highway.reports.claims import claims_table
+from highway.reports.figures import carry_figures, convergence_figures, gate_bias_figures, gate_figures, report_style, \
+    throughput_figures
+from highway.reports.loading import load_results
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 h1{border-bottom:2px solid #0072b2}figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}
@@ -40,33 +41,31 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
         raise ValueError(f"no results.csv, converge.csv or gates.npz under {', '.join(map(str, paths))}")
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    sections = [
-        ("Optimization: plain vs highway at growing depth", convergence_figures(data.converge)),
-        ("The transform-gate bias and depth", gate_bias_figures(data.converge) + carry_figures(data.carry)),
-        ("Inside trained highway nets", [f for a in data.analyses for f in gate_figures(a)]),
-        ("Throughput and memory", throughput_figures(data.throughput)),
-    ]
-    claims = claims_table(data)
-    env = _environment_table(data.runs)
+    with report_style():
+        sections = [
+            ("Optimization: plain vs highway at growing depth", convergence_figures(data.converge)),
+            ("The transform-gate bias and depth", gate_bias_figures(data.converge) + carry_figures(data.carry)),
+            ("Inside trained highway nets", [f for a in data.analyses for f in gate_figures(a)]),
+            ("Throughput and memory", throughput_figures(data.throughput)),
+        ]
+        claims = claims_table(data)
+        env = _environment_table(data.runs)
 
-    md = [f"# {title}", "", f"Made from: {', '.join(data.sources)}", "", "## Claims", "", _md_table(claims), ""]
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>Made from: {html.escape(', '.join(data.sources))}</p>",
-            "<h2>Claims</h2>", _claims_html(claims)]
-    for heading, figures in sections:
-        if not figures:
-            continue
-        md += [f"## {heading}", ""]
-        body.append(f"<h2>{html.escape(heading)}</h2>")
-        for f in figures:
-            buf = io.BytesIO()
-            f.fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-            plt.close(f.fig)
-            png = buf.getvalue()
-            (out / "figures" / f"{f.slug}.png").write_bytes(png)
-            md += [f"### {f.title}", "", f"![{f.title}](figures/{f.slug}.png)", "", f.caption, ""]
-            body.append(f"<figure><h3>{html.escape(f.title)}</h3><img alt='{html.escape(f.title)}' "
-                        f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-                        f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
+        md = [f"# {title}", "", f"Made from: {', '.join(data.sources)}", "", "## Claims", "", _md_table(claims), ""]
+        body = [f"<h1>{html.escape(title)}</h1>", f"<p>Made from: {html.escape(', '.join(data.sources))}</p>",
+                "<h2>Claims</h2>", _claims_html(claims)]
+        for heading, figures in sections:
+            if not figures:
+                continue
+            md += [f"## {heading}", ""]
+            body.append(f"<h2>{html.escape(heading)}</h2>")
+            for f in figures:
+                png = _png(f.fig)
+                (out / "figures" / f"{f.slug}.png").write_bytes(png)
+                md += [f"### {f.title}", "", f"![{f.title}](figures/{f.slug}.png)", "", f.caption, ""]
+                body.append(f"<figure><h3>{html.escape(f.title)}</h3><img alt='{html.escape(f.title)}' "
+                            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+                            f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
     if not env.empty:
         md += ["## Environment", "", _md_table(env), ""]
         body += ["<h2>Environment</h2>", env.to_html(index=False, escape=True)]
@@ -75,6 +74,13 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
     (out / "report.html").write_text(page)
     return out / "report.html"
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def _claims_html(claims: pd.DataFrame) -> str:

@@ -1,7 +1,7 @@
 """Test set-up: without a GPU, our Triton kernels run under Triton's CPU interpreter.
 
 TRITON_INTERPRET must be set before triton is first imported (Triton reads it when a kernel is
-decorated), so it is set here, at collection time, before any test module imports `kernels`.
+decorated), so it is set here, at collection time, before any test module imports `highway.kernels`.
 """
 import os
 
@@ -13,7 +13,6 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 # Kernels under the interpreter cost about a second an example: keep hypothesis's runs short there.
 settings.register_profile("interpreter", max_examples=12, deadline=None, derandomize=True)
@@ -34,6 +33,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # session-scoped, so that hypothesis tests may use it too
 def device():
-    return DEVICE
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,18 +1,18 @@
 """The benchmark harness on tiny CPU sweeps: rows, resume, failures as rows, the correctness gate, the
 FLOP formulas, the CLI and the profiler."""
 import json
-from dataclasses import dataclass
 
 import pandas as pd
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import bench.throughput as tp
-from bench.cli import build_parser, main
-from bench.flops import stack_work
-from bench.operators import BACKENDS, Backend, Config, build_stack, make_inputs, make_step
-from bench.profile import profile_config
+import highway.bench.harness.sweep as tp
+from highway.bench.cli import build_parser, main
+from highway.bench.harness.backends import BACKENDS, Backend
+from highway.bench.harness.cases import Case, build_stack, make_inputs, make_step
+from highway.bench.harness.flops import stack_work
+from highway.bench.harness.profile import profile_config
 
 TINY = dict(model=["highway"], layer=["dense"], depth=[1, 3], width=[16], dtype=["fp32"], batch=[8],
             backend=["torch"], mode=["fwd", "fwd+bwd"])
@@ -38,8 +38,8 @@ def test_rows_are_written_with_the_documented_columns(tmp_path):
 def test_rerun_resumes_and_overwrite_redoes(tmp_path, monkeypatch):
     sweep(tmp_path)
     calls = []
-    real = tp.run_config
-    monkeypatch.setattr(tp, "run_config", lambda cfg, *a, **k: calls.append(cfg) or real(cfg, *a, **k))
+    real = tp.run_case
+    monkeypatch.setattr(tp, "run_case", lambda case, *a, **k: calls.append(case) or real(case, *a, **k))
     df = sweep(tmp_path, depth=[1, 3, 5])
     assert [c.depth for c in calls] == [5, 5] and len(df) == 6
     calls.clear()
@@ -49,28 +49,28 @@ def test_rerun_resumes_and_overwrite_redoes(tmp_path, monkeypatch):
 
 
 def test_an_interrupted_sweep_keeps_finished_rows_and_resumes(tmp_path, monkeypatch):
-    real = tp.run_config
+    real = tp.run_case
 
-    def interrupt_third(cfg, *a, **k):
-        if cfg.depth == 3 and cfg.mode == "fwd+bwd":
+    def interrupt_third(case, *a, **k):
+        if case.depth == 3 and case.mode == "fwd+bwd":
             raise KeyboardInterrupt
-        return real(cfg, *a, **k)
+        return real(case, *a, **k)
 
-    monkeypatch.setattr(tp, "run_config", interrupt_third)
+    monkeypatch.setattr(tp, "run_case", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
         sweep(tmp_path)
     assert len(pd.read_csv(tmp_path / "results.csv")) == 3
-    monkeypatch.setattr(tp, "run_config", real)
+    monkeypatch.setattr(tp, "run_case", real)
     assert len(sweep(tmp_path)) == 4
 
 
 def test_a_failing_configuration_becomes_a_status_row(tmp_path, monkeypatch):
     real = tp.build_stack
 
-    def broken(cfg, *a, **k):
-        if cfg.depth == 3:
+    def broken(case, *a, **k):
+        if case.depth == 3:
             raise RuntimeError("injected failure")
-        return real(cfg, *a, **k)
+        return real(case, *a, **k)
 
     monkeypatch.setattr(tp, "build_stack", broken)
     df = sweep(tmp_path, mode=["fwd"])
@@ -86,12 +86,6 @@ def test_unsupported_backends_are_rows_with_a_reason(tmp_path):
     assert status["compile-cudagraphs"].startswith("unsupported:")
 
 
-@dataclass(frozen=True)
-class OffByOnePercent(Backend):
-    def prepare(self, net):
-        return torch.nn.Sequential(net, ScaleBy(1.01))
-
-
 class ScaleBy(torch.nn.Module):
     def __init__(self, s):
         super().__init__()
@@ -102,11 +96,28 @@ class ScaleBy(torch.nn.Module):
 
 
 def test_the_correctness_gate_catches_a_wrong_backend(tmp_path, monkeypatch):
-    monkeypatch.setitem(BACKENDS, "wrong", OffByOnePercent("wrong", "torch"))
+    off_by_one_percent = Backend("wrong", "torch", prepare=lambda net: torch.nn.Sequential(net, ScaleBy(1.01)))
+    monkeypatch.setitem(BACKENDS, "wrong", off_by_one_percent)
     df = sweep(tmp_path, depth=[3], backend=["torch", "wrong"])
     wrong = df[df["backend"] == "wrong"]
     assert wrong["status"].str.startswith("mismatch").all() and wrong["median_ms"].isna().all()
     assert (df[df["backend"] == "torch"]["status"] == "ok").all()
+
+
+def test_backends_are_found_by_name_and_registered_once():
+    from highway.bench.harness.backends import register_backend
+
+    assert list(BACKENDS)[0] == "torch" and {"compile", "compile-cudagraphs", "triton", "gemm-only"} <= set(BACKENDS)
+    register_backend("doubled", layer_backend="torch", needs_gpu="doubling")(lambda net: net)
+    try:
+        case = Case("highway", "dense", 1, 8, "fp32", 4, "doubled", "fwd")
+        assert BACKENDS["doubled"].unsupported(case, torch.device("cpu")) == "doubling needs a CUDA GPU"
+        with pytest.raises(ValueError, match="already registered"):
+            register_backend("torch", layer_backend="torch")(lambda net: net)
+        # the CLI's choices are the registry's names, read when the parser is built
+        assert build_parser().parse_args(["throughput", "--backend", "doubled"]).backend == ["doubled"]
+    finally:
+        BACKENDS.pop("doubled")
 
 
 def test_speedup_is_against_the_eager_row_of_the_same_shape(tmp_path):
@@ -122,9 +133,9 @@ def test_speedup_is_against_the_eager_row_of_the_same_shape(tmp_path):
     ("plain", "conv", "fwd+bwd"),
 ])
 def test_flop_formulas_match_torch_flop_counter(model, layer, mode):
-    cfg = Config(model, layer, 3, 8, "fp32", 4, "torch", mode, spatial=5)
-    x, dy = make_inputs(cfg, "cpu")
-    net = build_stack(cfg, "torch", "cpu")
+    case = Case(model, layer, 3, 8, "fp32", 4, "torch", mode, spatial=5)
+    x, dy = make_inputs(case, "cpu")
+    net = build_stack(case, "torch", "cpu")
     with FlopCounterMode(display=False) as counter:
         if mode == "fwd":
             make_step(mode, net, x, dy)()
@@ -161,8 +172,8 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_profile_writes_a_trace_and_a_kernel_table(tmp_path):
-    cfg = Config("highway", "dense", 2, 16, "fp32", 8, "torch", "train")
-    table = profile_config(cfg, tmp_path, steps=2, warmup=1, device="cpu")
+    case = Case("highway", "dense", 2, 16, "fp32", 8, "torch", "train")
+    table = profile_config(case, tmp_path, steps=2, warmup=1, device="cpu")
     assert (tmp_path / "trace.json").stat().st_size > 0
     assert list(table.columns) == ["name", "calls", "total_ms", "mean_us", "share"]
     assert any("addmm" in name or "linear" in name for name in table["name"])
@@ -175,14 +186,6 @@ def test_gemm_only_reference_is_timed_without_the_gate(tmp_path):
     assert (gemm["status"] == "ok").all() and gemm["max_error"].isna().all() and (gemm["median_ms"] > 0).all()
     plain = sweep(tmp_path / "p", model=["plain"], depth=[2], mode=["fwd"], backend=["gemm-only"])
     assert plain["status"].iloc[0].startswith("unsupported")
-
-
-@dataclass(frozen=True)
-class WrongGradients(Backend):
-    """Right outputs, gradients scaled by 1.05: only a gate that checks gradients can see it."""
-
-    def prepare(self, net):
-        return torch.nn.Sequential(net, ScaleGrad())
 
 
 class ScaleGrad(torch.nn.Module):
@@ -201,8 +204,22 @@ class _ScaleGradFn(torch.autograd.Function):
 
 
 def test_a_train_step_is_gated_on_its_gradients(tmp_path, monkeypatch):
-    monkeypatch.setitem(BACKENDS, "wrong-grad", WrongGradients("wrong-grad", "torch"))
+    # Right outputs, gradients scaled by 1.05: only a gate that checks gradients can see it.
+    wrong = Backend("wrong-grad", "torch", prepare=lambda net: torch.nn.Sequential(net, ScaleGrad()))
+    monkeypatch.setitem(BACKENDS, "wrong-grad", wrong)
     df = sweep(tmp_path, depth=[2], mode=["fwd", "train"], backend=["torch", "wrong-grad"])
     status = {(r.backend, r.mode): r.status for r in df.itertuples()}
     assert status[("wrong-grad", "fwd")] == "ok"
     assert status[("wrong-grad", "train")].startswith("mismatch")
+
+
+def test_a_missing_extra_is_an_error_line_that_names_the_install(monkeypatch, capsys):
+    import highway.bench.cli as cli
+
+    def report_without_matplotlib(args):
+        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+
+    monkeypatch.setattr(cli, "cmd_report", report_without_matplotlib)
+    assert main(["report", "somewhere"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "pip install 'highway-triton[report]'" in err

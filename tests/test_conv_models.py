@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.datasets import fashion_mnist_available, load_dataset
+from highway.bench.study.datasets import fashion_mnist_available, load_dataset
 from highway import HighwayConv2d
 from highway.conv_models import cifar_convnet, mnist_convnet
 from highway.functional import highway_conv2d

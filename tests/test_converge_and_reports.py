@@ -8,15 +8,16 @@ import pandas as pd
 import pytest
 import torch
 
-import bench.converge as cv
-from bench.analysis import gate_statistics, lesion_curve
-from bench.datasets import load_cifar, load_dataset, load_idx_dir, read_idx
-from bench.throughput import RESULT_COLUMNS
+import highway.bench.study.convergence as cv
 from highway import highway_mlp
-from reports.claims import claims_table
-from reports.compare import compare_throughput
-from reports.loading import load_results
-from reports.render import build_report
+from highway.bench.schema import CONVERGE_COLUMNS, THROUGHPUT_COLUMNS
+from highway.bench.study.analysis import lesion_curve
+from highway.bench.study.datasets import load_cifar, load_dataset, load_idx_dir, read_idx
+from highway.gates import gate_statistics
+from highway.reports.claims import claims_table
+from highway.reports.compare import compare_throughput
+from highway.reports.loading import load_results
+from highway.reports.render import build_report
 
 
 def write_idx(path, array, gz=False):
@@ -73,7 +74,7 @@ def tiny_study(**kw):
 def test_convergence_loop_writes_rows_and_resumes(tmp_path, monkeypatch):
     df = cv.convergence_study(tmp_path, tiny_study(), progress=False)
     assert len(df) == 2 * 2 * 3  # models × trials × epochs 0..2
-    assert set(cv.COLUMNS) <= set(df.columns) and (df["status"] == "ok").all()
+    assert set(CONVERGE_COLUMNS) <= set(df.columns) and (df["status"] == "ok").all()
     assert (df[df["model"] == "highway"]["gate_bias"].between(-10, -1)).all()
     assert df[df["model"] == "plain"]["gate_bias"].isna().all()
     final = df[df["epoch"] == 2].set_index(["model", "trial"])["train_loss"]
@@ -157,7 +158,7 @@ def fixture_results(root):
                                      seconds=epoch, status="ok", backend="torch", device="cpu", commit="abc",
                                      run_id="r"))
     (root / "converge").mkdir(parents=True)
-    pd.DataFrame(rows, columns=cv.COLUMNS).assign(gate_rule=lambda d: ["none" if m == "plain" else "search" for m in d["model"]]).to_csv(root / "converge" / "converge.csv", index=False)
+    pd.DataFrame(rows, columns=CONVERGE_COLUMNS).assign(gate_rule=lambda d: ["none" if m == "plain" else "search" for m in d["model"]]).to_csv(root / "converge" / "converge.csv", index=False)
     tp = []
     for backend, scale in (("torch", 1.0), ("compile", 0.5)):
         for depth in (1, 10):
@@ -168,7 +169,7 @@ def fixture_results(root):
                            device_type="cpu", commit="abc"))
     tp.append({**tp[0], "backend": "triton", "status": "unsupported: needs a CUDA GPU", "median_ms": np.nan})
     (root / "throughput").mkdir()
-    pd.DataFrame(tp, columns=RESULT_COLUMNS).to_csv(root / "throughput" / "results.csv", index=False)
+    pd.DataFrame(tp, columns=THROUGHPUT_COLUMNS).to_csv(root / "throughput" / "results.csv", index=False)
     net = known_gate_net()
     x, y = torch.randn(20, 4), torch.arange(20) % 2
     (root / "analysis" / "digits-highway-d3").mkdir(parents=True)

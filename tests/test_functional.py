@@ -10,7 +10,7 @@ from highway.backends import resolve_backend
 from highway.functional import highway_linear
 from highway.reference import highway_linear_reference
 from highway_cases import ACTIVATION_NAMES, linear_inputs
-from kernels import INTERPRET
+from highway.kernels import INTERPRET
 
 
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.analysis import carried_fraction
-from bench.datasets import load_dataset
+from highway.gates import carried_fraction
+from highway.bench.study.datasets import load_dataset
 from highway import HighwayConv2d, cifar_convnet, highway_mlp, highway_stack, mnist_convnet  # noqa: F401
 from highway.gate_bias import gate_bias_for_depth
 from highway_cases import sgd_steps

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 from highway.functional import highway_conv2d
 from highway.tolerances import assert_close
 from highway_cases import ACTIVATION_NAMES, conv_inputs, conv_reference_and_triton
-from kernels import highway_conv2d_bwd
+from highway.kernels import highway_conv2d_bwd
 
 
 def check_conv(b, c, h, w, k, activation, dtype, device, channels_last=False, seed=0):
@@ -79,7 +79,5 @@ def test_empty_batch(device):
     k=st.sampled_from([1, 3, 5]), activation=st.sampled_from(ACTIVATION_NAMES),
     dtype=st.sampled_from([torch.float32, torch.float16]), seed=st.integers(0, 2**16),
 )
-def test_hypothesis_shapes(b, c, h, w, k, activation, dtype, seed):
-    from conftest import DEVICE
-
-    check_conv(b, c, h, w, k, activation, dtype, DEVICE, seed=seed)
+def test_hypothesis_shapes(b, c, h, w, k, activation, dtype, seed, device):
+    check_conv(b, c, h, w, k, activation, dtype, device, seed=seed)

@@ -12,7 +12,7 @@ from highway.functional import highway_linear
 from highway.reference import highway_linear_reference
 from highway.tolerances import assert_close
 from highway_cases import ACTIVATION_NAMES, linear_inputs, reference_and_triton
-from kernels import highway_linear_bwd, highway_linear_fwd
+from highway.kernels import highway_linear_bwd, highway_linear_fwd
 
 FLOAT_DTYPES = [torch.float32, torch.float16]
 
@@ -90,13 +90,13 @@ def test_non_contiguous_inputs(device):
         assert_close(actual, expected, torch.float32, "grad")
 
 
-@pytest.mark.parametrize("split_m", [2, 5])
-def test_split_reduction_with_atomics(split_m, device):
+@pytest.mark.parametrize("split", [2, 5])
+def test_split_reduction_with_atomics(split, device):
     x, w, b = linear_inputs(300, 50, torch.float32, device)
     dy = torch.randn(300, 50).to(device)
     y, z = highway_linear_fwd(x, w, b, "relu", store_preactivations=True)
-    got = highway_linear_bwd(dy, x, w, b, z, "relu", split_m=split_m)
-    want = highway_linear_bwd(dy, x, w, b, z, "relu", split_m=1)
+    got = highway_linear_bwd(dy, x, w, b, z, "relu", split=split)
+    want = highway_linear_bwd(dy, x, w, b, z, "relu", split=1)
     for a, e in zip(got, want):
         assert_close(a, e.double(), torch.float32)
 
@@ -130,12 +130,10 @@ def test_non_finite_input_propagates_like_reference(bad, device):
     scale=st.floats(0.01, 4.0),
     seed=st.integers(0, 2**16),
 )
-def test_hypothesis_shapes_and_values(m, n, lead, activation, dtype, scale, seed):
-    from conftest import DEVICE
-
-    x, w, b = linear_inputs(m, n, dtype, DEVICE, seed=seed, lead=lead)
+def test_hypothesis_shapes_and_values(m, n, lead, activation, dtype, scale, seed, device):
+    x, w, b = linear_inputs(m, n, dtype, device, seed=seed, lead=lead)
     x = (x.float() * scale).to(dtype)
-    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(DEVICE, dtype)
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(device, dtype)
     (y_ref, g_ref), (y, g) = reference_and_triton(x, w, b, activation, dy)
     assert_close(y, y_ref, dtype, "y")
     for name, actual, expected in zip(("dx", "dweight", "dbias"), g, g_ref):

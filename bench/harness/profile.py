@@ -7,7 +7,9 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.operators import BACKENDS, Config, build_stack, make_inputs, make_step
+from highway.bench.harness.backends import BACKENDS
+from highway.bench.harness.cases import Case, build_stack, make_inputs, make_step
+from highway.bench.harness.environment import resolve_device
 
 
 def _kernel_table(prof, on_gpu: bool) -> pd.DataFrame:
@@ -24,19 +26,19 @@ def _kernel_table(prof, on_gpu: bool) -> pd.DataFrame:
     return df
 
 
-def profile_config(cfg: Config, out, steps: int = 5, warmup: int = 3, device=None) -> pd.DataFrame:
-    """Profile `steps` steps of `cfg` after `warmup` (compilation and autotuning stay out of the trace).
+def profile_config(case: Case, out, steps: int = 5, warmup: int = 3, device=None) -> pd.DataFrame:
+    """Profile `steps` steps of `case` after `warmup` (compilation and autotuning stay out of the trace).
     Writes `trace.json` (chrome://tracing, Perfetto) and `kernels.csv` to `out`; returns the kernel table,
     timed on the GPU (self device time) or, on a CPU, by self CPU time."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    backend = BACKENDS[cfg.backend]
-    reason = backend.unsupported(cfg, device)
+    device = resolve_device(device)
+    backend = BACKENDS[case.backend]
+    reason = backend.unsupported(case, device)
     if reason:
-        raise ValueError(f"cannot profile {cfg.describe()}: {reason}")
+        raise ValueError(f"cannot profile {case.describe()}: {reason}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    x, dy = make_inputs(cfg, device)
-    step = make_step(cfg.mode, backend.prepare(build_stack(cfg, backend.layer_backend, device)), x, dy)
+    x, dy = make_inputs(case, device)
+    step = make_step(case.mode, backend.prepare(build_stack(case, backend.layer_backend, device)), x, dy)
     for _ in range(warmup):
         step()
     on_gpu = device.type == "cuda"

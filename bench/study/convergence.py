@@ -7,32 +7,30 @@ initial learning rate, momentum, the per-epoch decay factor, the activation (rel
 nets, the transform-gate bias in [−10, −1]. The measure is the cross-entropy on the training set.
 
 Every trial writes one row per epoch (epoch 0 is the net at initialization) to `converge.csv` as it goes;
-a re-run resumes, skipping finished trials. The best trial per (model, depth) keeps its checkpoint in
-`checkpoints/` for `highway-bench analyze`.
+a re-run resumes, skipping finished trials. The best trial per (arm, depth) keeps its checkpoint in
+`checkpoints/` for `highway-bench analyze`. File names and columns are in `highway.bench.schema`.
 """
-import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from bench.datasets import ImageData, load_dataset
-from bench.environment import environment
-from bench.progress import progress_bar
-from bench.store import ResultStore
+from highway.bench.harness.environment import environment, resolve_device
+from highway.bench.harness.progress import progress_bar
+from highway.bench.harness.store import ResultStore
+from highway.bench.schema import CARRY_COLUMNS, CARRY_FILE, CARRY_KEYS, CONVERGE_COLUMNS, CONVERGE_FILE, \
+    CONVERGE_KEYS, GATE_AUTO, GATE_SEARCH, MODELS, NO_GATE, STATUS_OK, parse_gate_rule
+from highway.bench.study.checkpoints import save_if_best
+from highway.bench.study.datasets import ImageData, load_dataset
+from highway.bench.study.training import train_trial
 from highway.gate_bias import gate_bias_for_depth
+from highway.gates import carried_fraction
 from highway.models import highway_mlp, plain_mlp
 
-CONVERGE_FILE = "converge.csv"
-KEY_COLUMNS = ["study", "dataset", "model", "gate_rule", "depth", "trial", "epoch"]
-COLUMNS = KEY_COLUMNS + [
-    "width", "activation", "gate_bias", "lr", "momentum", "decay", "seed", "batch", "train_loss", "val_loss",
-    "val_acc", "seconds", "status", "backend", "device", "commit", "run_id",
-]
 WIDTHS = {"highway": 50, "plain": 71}
+CARRY_SAMPLES = 1000  # training images the carried fraction at initialization is averaged over
 
 
 @dataclass
@@ -75,22 +73,20 @@ class Study:
     search: SearchSpace = field(default_factory=SearchSpace)
     # How highway nets get their transform-gate bias: "search" (drawn like the other hyperparameters),
     # "auto" (`highway.gate_bias.gate_bias_for_depth` for depth − 1 layers), or a number, e.g. "-2".
-    gate_rules: tuple = ("search",)
+    gate_rules: tuple = (GATE_SEARCH,)
 
     def arms(self):
         """(model, gate rule) pairs: plain nets once, highway nets once per gate rule."""
-        return [(m, r) for m in self.models for r in (self.gate_rules if m == "highway" else ("none",))]
+        return [(m, r) for m in self.models for r in (self.gate_rules if m == "highway" else (NO_GATE,))]
 
 
 def gate_bias_for_rule(rule: str, depth: int, drawn: float) -> float:
-    if rule == "search":
+    rule = parse_gate_rule(rule)
+    if rule == GATE_SEARCH:
         return drawn
-    if rule == "auto":
+    if rule == GATE_AUTO:
         return gate_bias_for_depth(max(depth - 1, 1))
-    try:
-        return float(rule)
-    except ValueError:
-        raise ValueError(f"gate rule must be 'search', 'auto' or a number, got {rule!r}") from None
+    return float(rule)
 
 
 PRESETS = {
@@ -100,7 +96,7 @@ PRESETS = {
     # 40) at its depths and beyond. The paper states no epoch count or ranges; these are ours.
     "paper": Study("paper", depths=(10, 20, 50, 100, 200, 500, 1000), trials=100, epochs=400, batch=64,
                    max_train=None),
-    # Issue 7's comparison: no search. Plain, highway with the fixed default −2, highway with the depth rule,
+    # The gate-bias comparison: no search. Plain, highway with the fixed default −2, highway with the depth rule,
     # all with one learning rate and momentum, at the paper's depths and beyond.
     "gate-bias": Study("gate-bias", depths=(10, 20, 50, 100, 200, 500, 1000), trials=1, epochs=2, max_train=6000,
                        gate_rules=("-2", "auto"),
@@ -115,79 +111,14 @@ def build_net(model: str, depth: int, data: ImageData, hp: dict, backend: str):
     return plain_mlp(data.in_features, WIDTHS["plain"], depth, data.num_classes, hp["activation"])
 
 
-@torch.no_grad()
-def evaluate(net, x, y, batch: int = 2048) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over the whole of x, y."""
-    total, correct = 0.0, 0
-    for i in range(0, len(x), batch):
-        logits = net(x[i:i + batch]).float()
-        total += F.cross_entropy(logits, y[i:i + batch], reduction="sum").item()
-        correct += (logits.argmax(1) == y[i:i + batch]).sum().item()
-    return total / len(x), correct / len(x)
-
-
-def train_trial(net, data: ImageData, hp: dict, epochs: int, batch: int, seed: int, device):
-    """Train with SGD + momentum and per-epoch exponential decay; yield (epoch, train_loss, val_loss, val_acc,
-    seconds, status) for epoch 0 (initialization) through `epochs`, stopping early when the loss diverges."""
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=hp["lr"], momentum=hp["momentum"])
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=hp["decay"])
-    g = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    train_loss, _ = evaluate(net, x_train, y_train)
-    val_loss, val_acc = evaluate(net, x_val, y_val)
-    yield 0, train_loss, val_loss, val_acc, 0.0, "ok" if math.isfinite(train_loss) else "diverged"
-    for epoch in range(1, epochs + 1):
-        diverged = False
-        for idx in torch.randperm(len(x_train), generator=g).split(batch):
-            idx = idx.to(device)
-            loss = F.cross_entropy(net(x_train[idx]), y_train[idx])
-            if not torch.isfinite(loss):
-                diverged = True
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        sched.step()
-        train_loss, _ = evaluate(net, x_train, y_train)
-        val_loss, val_acc = evaluate(net, x_val, y_val)
-        diverged = diverged or not math.isfinite(train_loss)
-        yield epoch, train_loss, val_loss, val_acc, time.perf_counter() - start, "diverged" if diverged else "ok"
-        if diverged:
-            return
-
-
 def trial_seed(study: Study, model: str, depth: int, trial: int) -> int:
     """A seed fixed by the trial's identity, so a resumed study redraws the same hyperparameters."""
-    return int(np.random.SeedSequence([study.seed, ["plain", "highway"].index(model), depth, trial]).generate_state(1)[0])
+    return int(np.random.SeedSequence([study.seed, MODELS.index(model), depth, trial]).generate_state(1)[0])
 
 
-def _save_if_best(out, arm, depth, data, hp, net, final_loss, trial):
-    directory = out / "checkpoints"
-    directory.mkdir(parents=True, exist_ok=True)
-    index_path = directory / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {}
-    name = f"{data.name}-{arm}-d{depth}"
-    if name in index and not final_loss < index[name]["train_loss"]:
-        return
-    model = arm.split("-")[0]
-    meta = {"model": model, "arm": arm, "depth": depth, "width": WIDTHS[model], "in_features": data.in_features,
-            "num_classes": data.num_classes, "dataset": data.name, "trial": trial, "train_loss": final_loss, **hp}
-    torch.save({"meta": meta, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, directory / f"{name}.pt")
-    index[name] = meta
-    index_path.write_text(json.dumps(index, indent=1))
-
-
-CARRY_FILE = "carry.csv"
-CARRY_KEYS = ["study", "dataset", "gate_rule", "depth", "layer"]
-
-
-def _record_carry(out, study, data, rule, depth, net, device, samples: int = 1000):
+def _record_carry(out, study, data, rule, depth, net, device, samples: int = CARRY_SAMPLES):
     """The fraction of the input that crosses each highway layer at initialization, measured on data."""
-    from bench.analysis import carried_fraction
-
-    store = ResultStore(out, CARRY_FILE, CARRY_KEYS + ["gate_bias", "carried"], CARRY_KEYS)
+    store = ResultStore(out, CARRY_FILE, CARRY_COLUMNS, CARRY_KEYS)
     carried = carried_fraction(net, data.x_train[:samples].to(device))
     bias = net.layers[0].gate_bias if len(net.layers) else float("nan")
     for layer, value in enumerate(carried, start=1):
@@ -197,12 +128,10 @@ def _record_carry(out, study, data, rule, depth, net, device, samples: int = 100
 
 def convergence_study(out, study: Study, device=None, progress: bool = True, overwrite: bool = False, argv=None):
     """Run `study` into `out/converge.csv` (resuming); returns the study's rows as a DataFrame."""
-    from pathlib import Path
-
     out = Path(out)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     data = load_dataset(study.dataset, seed=study.seed, max_train=study.max_train)
-    store = ResultStore(out, CONVERGE_FILE, COLUMNS, KEY_COLUMNS)
+    store = ResultStore(out, CONVERGE_FILE, CONVERGE_COLUMNS, CONVERGE_KEYS)
     env = environment(device, argv)
     store.record_run({**env, "study": asdict(study)})
     done = store.read()
@@ -210,7 +139,7 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
     if not overwrite and not done.empty:
         last = done[(done["study"] == study.name) & (done["dataset"] == data.name)]
         for (model, rule, depth, trial), rows in last.groupby(["model", "gate_rule", "depth", "trial"]):
-            if rows["epoch"].max() >= study.epochs or (rows["status"] != "ok").any():
+            if rows["epoch"].max() >= study.epochs or (rows["status"] != STATUS_OK).any():
                 finished.add((model, str(rule), int(depth), int(trial)))
     jobs = [(m, r, d, t) for d in study.depths for m, r in study.arms() for t in range(study.trials)
             if (m, r, d, t) not in finished]
@@ -235,32 +164,13 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
                 "epoch": epoch, "width": WIDTHS[model], **hp, "seed": seed, "batch": study.batch,
                 "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": seconds,
                 "status": status, "backend": study.backend, "device": env["device"], "commit": env["commit"],
-                "run_id": env["run_id"],
+                "run_id": env["run_id"], "num_classes": data.num_classes,
             })
-            final = train_loss if status == "ok" else math.inf
+            final = train_loss if status == STATUS_OK else math.inf
         if math.isfinite(final):
-            _save_if_best(out, model if rule in ("none", "search") else f"{model}-bias{rule}", depth, data, hp,
-                          net, final, trial)
+            meta = {"model": model, "gate_rule": rule, "depth": depth, "width": WIDTHS[model],
+                    "in_features": data.in_features, "num_classes": data.num_classes, "dataset": data.name,
+                    "trial": trial, **hp}
+            save_if_best(out, meta, net.state_dict(), final)
     df = store.read()
     return df[(df["study"] == study.name) & (df["dataset"] == data.name)].reset_index(drop=True)
-
-
-def arm_names(df):
-    """'plain', 'highway' (searched gate bias) or 'highway (gate bias auto)' / '(gate bias -2)' per row."""
-    return [m if r in ("none", "search") else f"{m} (gate bias {r})" for m, r in zip(df["model"], df["gate_rule"])]
-
-
-def best_runs(df):
-    """Per (arm, depth): the final training loss of the best trial and the mean of the top 10 trials."""
-    df = df.assign(model=arm_names(df))
-    final = df.sort_values("epoch").groupby(["model", "depth", "trial"]).tail(1)
-    final = final[final["status"] == "ok"]
-    rows = []
-    for (model, depth), g in final.groupby(["model", "depth"]):
-        losses = np.sort(g["train_loss"].to_numpy())
-        rows.append({"model": model, "depth": int(depth), "best_loss": float(losses[0]),
-                     "top10_mean_loss": float(losses[:10].mean()), "trials": int(len(losses)),
-                     "best_trial": int(g.loc[g["train_loss"].idxmin(), "trial"])})
-    import pandas as pd
-
-    return pd.DataFrame(rows)

@@ -1,11 +1,12 @@
-"""How our kernels pick their tile sizes: autotuning on a GPU, one fixed config under the interpreter.
+"""Launch policy for every kernel: the interpreter flag, autotuning or a fixed config, the grid, `tl.dot`'s
+options, and how a long reduction is split. Every special case for Triton's CPU interpreter lives here.
 
-`@triton.autotune` needs a GPU driver to benchmark candidates and crashes under `TRITON_INTERPRET=1`
-on a machine without one ("0 active drivers"). The interpreter is only for correctness, so there we
-launch the plain `@triton.jit` function with a fixed config that is small enough to be quick in numpy
-and large enough to exercise masking on the shapes the tests use.
+`@triton.autotune` needs a GPU driver to benchmark candidates and crashes under `TRITON_INTERPRET=1` on a
+machine without one ("0 active drivers"). The interpreter is only for correctness, so there we launch the
+plain `@triton.jit` function with a fixed config that is small enough to be quick in numpy and large
+enough to exercise masking on the shapes the tests use.
 
-Triton decides interpreter or compiler when a function is decorated, so this is read once, at import.
+Triton decides interpreter or compiler when a function is decorated, so the flag is read once, at import.
 """
 import functools
 import os
@@ -14,6 +15,12 @@ import torch
 import triton
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+# Under the interpreter every program costs Python time, so its tiles are as large as the tests' shapes
+# allow while still spanning several tiles on the larger ones (masking is exercised at N = 50, 71, 128).
+INTERPRET_TILES = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8)
+# Conv layers in the tests have 8–48 channels: channel tiles of 16 still mask and still span several tiles.
+INTERPRET_CONV_TILES = {**INTERPRET_TILES, "BLOCK_N": 16, "BLOCK_K": 16}
 
 
 def tuned(configs, key, interpret_config, **autotune_kwargs):
@@ -52,9 +59,9 @@ def configs(*rows, names=("BLOCK_M", "BLOCK_N", "BLOCK_K")):
     ]
 
 
-# Under the interpreter every program costs Python time, so its tiles are as large as the tests' shapes
-# allow while still spanning several tiles on the larger ones (masking is exercised at N = 50, 71, 128).
-INTERPRET_TILES = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8)
+def tile_grid(rows: int, cols: int):
+    """The 1-D grid of (BLOCK_M × BLOCK_N) output tiles over a rows × cols output, for any config."""
+    return lambda META: (triton.cdiv(rows, META["BLOCK_M"]) * triton.cdiv(cols, META["BLOCK_N"]),)
 
 
 def dot_options(dtype: torch.dtype) -> dict:
@@ -75,7 +82,7 @@ def sm_count(device_index: int) -> int:
 
 
 def reduction_splits(tiles: int, rows: int, block_rows: int, device: torch.device, split: int | None) -> int:
-    """How many programs share one long reduction (dW over M): enough to fill the GPU's SMs about twice,
+    """How many programs share one long reduction (dW over rows): enough to fill the GPU's SMs about twice,
     each with at least four blocks of rows; 1 under the interpreter; `split` when the caller fixes it."""
     if split is not None:
         return split
@@ -85,25 +92,7 @@ def reduction_splits(tiles: int, rows: int, block_rows: int, device: torch.devic
     return max(1, min(want, triton.cdiv(rows, 4 * block_rows)))
 
 
-class ReductionOutputs:
-    """dweight and dbias for a weight-gradient kernel, as views of one buffer, so that zeroing it and casting
-    it back to the parameters' dtype are one launch each, not two (a deep stack of small layers is bound
-    by launches). fp32 and zeroed when splits meet through atomics (any split on a GPU by default), else
-    the parameters' own dtype."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, split: int | None):
-        if split is not None and (not isinstance(split, int) or split < 1):
-            raise ValueError(f"split must be a positive integer or None, got {split!r}")
-        self.use_atomic = (not INTERPRET) if split is None else split > 1
-        self.shapes, self.dtype = (weight.shape, bias.shape), weight.dtype
-        dtype = torch.float32 if self.use_atomic else weight.dtype
-        self.flat = torch.zeros(weight.numel() + bias.numel(), device=weight.device, dtype=dtype)
-        self.dweight, self.dbias = self._views(self.flat)
-
-    def _views(self, flat):
-        n = self.shapes[0].numel()
-        return flat[:n].view(self.shapes[0]), flat[n:].view(self.shapes[1])
-
-    def result(self):
-        """(dweight, dbias) in the parameters' dtype."""
-        return self._views(self.flat.to(self.dtype))
+def uses_atomics(split: int | None) -> bool:
+    """Whether the splits of a reduction meet through fp32 atomics: any split on a GPU by default (the
+    interpreter runs one split), or whenever the caller asks for more than one."""
+    return (not INTERPRET) if split is None else split > 1

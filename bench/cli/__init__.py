@@ -13,52 +13,69 @@
 import argparse
 import sys
 
-from bench.operators import BACKENDS, DTYPES, LAYERS, MODELS, MODES, Config
+from highway.activations import ACTIVATIONS
+from highway.backends import BACKENDS as LAYER_BACKENDS
+from highway.bench.harness.backends import BACKENDS
+from highway.bench.harness.cases import DTYPES, Case
+from highway.bench.harness.sweep import PRESETS as SWEEP_PRESETS
+from highway.bench.schema import CONVERGE_FILE, GATE_AUTO, GATE_SEARCH, LAYERS, MODELS, MODES, RESULTS_FILE, \
+    parse_gate_rule
+from highway.bench.study.convergence import PRESETS as STUDIES
+
+# The extra that installs each optional package a command may import (pyproject.toml).
+EXTRAS = {"matplotlib": "report", "seaborn": "report", "pandas": "bench", "sklearn": "bench", "tqdm": "bench"}
+
+AXES = ("model", "layer", "depth", "width", "dtype", "batch", "backend", "mode", "spatial")
+# One case for `profile`; a sweep's unset axes come from its preset, or from `expand`'s defaults.
+PROFILE_CASE = dict(model="highway", layer="dense", depth=10, width=64, dtype="fp32", batch=128, backend="torch",
+                    mode="fwd", spatial=16)
 
 
-def _axes(parser: argparse.ArgumentParser, many: bool):
-    nargs = "+" if many else None
-    one = (lambda v: v) if many else (lambda v: v[0])
-    parser.add_argument("--model", nargs=nargs, choices=MODELS, default=one(["highway"]), help="highway or plain")
-    parser.add_argument("--layer", nargs=nargs, choices=LAYERS, default=one(["dense"]), help="dense or conv")
-    parser.add_argument("--depth", nargs=nargs, type=int, default=one([10]), help="layers in the stack")
-    parser.add_argument("--width", nargs=nargs, type=int, default=one([64]), help="features (dense) or channels (conv)")
-    parser.add_argument("--dtype", nargs=nargs, choices=list(DTYPES), default=one(["fp32"]))
-    parser.add_argument("--batch", nargs=nargs, type=int, default=one([128]))
-    parser.add_argument("--backend", nargs=nargs, choices=list(BACKENDS), default=one(["torch"]))
-    parser.add_argument("--mode", nargs=nargs, choices=MODES, default=one(["fwd"]),
+def _axes(parser: argparse.ArgumentParser, defaults: dict | None):
+    """The case axes as options: one value each with `defaults` (profile), one or more without (a sweep)."""
+    nargs = None if defaults else "+"
+    default = (lambda axis: defaults[axis]) if defaults else (lambda axis: None)
+    parser.add_argument("--model", nargs=nargs, choices=MODELS, default=default("model"), help="highway or plain")
+    parser.add_argument("--layer", nargs=nargs, choices=LAYERS, default=default("layer"), help="dense or conv")
+    parser.add_argument("--depth", nargs=nargs, type=int, default=default("depth"), help="layers in the stack")
+    parser.add_argument("--width", nargs=nargs, type=int, default=default("width"),
+                        help="features (dense) or channels (conv)")
+    parser.add_argument("--dtype", nargs=nargs, choices=list(DTYPES), default=default("dtype"))
+    parser.add_argument("--batch", nargs=nargs, type=int, default=default("batch"))
+    parser.add_argument("--backend", nargs=nargs, choices=list(BACKENDS), default=default("backend"))
+    parser.add_argument("--mode", nargs=nargs, choices=MODES, default=default("mode"),
                         help="fwd (no grad), fwd+bwd, or train (a full SGD step)")
-    parser.add_argument("--spatial", nargs=nargs, type=int, default=one([16]), help="image side for conv stacks")
+    parser.add_argument("--spatial", nargs=nargs, type=int, default=default("spatial"),
+                        help="image side for conv stacks")
 
 
 def cmd_throughput(args) -> int:
-    from bench.throughput import PRESETS, throughput_sweep, summary_table
+    import pandas as pd
 
-    axis_names = ["model", "layer", "depth", "width", "dtype", "batch", "backend", "mode", "spatial"]
-    given = {a: getattr(args, a) for a in axis_names if getattr(args, a) is not None}
-    sweeps = [{**preset, **given} for preset in PRESETS[args.preset]] if args.preset else [given]
+    from highway.bench.harness.sweep import summary_table, throughput_sweep
+
+    given = {a: getattr(args, a) for a in AXES if getattr(args, a) is not None}
+    sweeps = [{**preset, **given} for preset in SWEEP_PRESETS[args.preset]] if args.preset else [given]
     frames = []
     try:
         for axes in sweeps:
             frames.append(throughput_sweep(args.out, overwrite=args.overwrite, device=args.device, timer=args.timer,
                                            progress=not args.no_progress, argv=sys.argv, **axes))
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished configurations are in {args.out}/results.csv; run the same command to resume")
+        print(f"\ninterrupted: finished configurations are in {args.out}/{RESULTS_FILE}; "
+              "run the same command to resume")
         return 130
-    import pandas as pd
-
     print(summary_table(pd.concat(frames, ignore_index=True)))
-    print(f"\nresults: {args.out}/results.csv")
+    print(f"\nresults: {args.out}/{RESULTS_FILE}")
     return 0
 
 
 def cmd_profile(args) -> int:
-    from bench.profile import profile_config
+    from highway.bench.harness.profile import profile_config
 
-    cfg = Config(args.model, args.layer, args.depth, args.width, args.dtype, args.batch, args.backend, args.mode,
-                 args.spatial)
-    table = profile_config(cfg, args.out, steps=args.steps, device=args.device)
-    print(f"{cfg.describe()}: {args.steps} steps")
+    case = Case(**{a: getattr(args, a) for a in AXES})
+    table = profile_config(case, args.out, steps=args.steps, device=args.device)
+    print(f"{case.describe()}: {args.steps} steps")
     print(table.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\ntrace: {args.out}/trace.json   table: {args.out}/kernels.csv")
     return 0
@@ -67,7 +84,7 @@ def cmd_profile(args) -> int:
 def cmd_peaks(args) -> int:
     import torch
 
-    from bench.devices import measure_peaks, peak_for
+    from highway.bench.harness.devices import measure_peaks, peak_for
 
     if not torch.cuda.is_available():
         print("no CUDA GPU: peaks are only tabulated and measured for GPUs")
@@ -83,7 +100,7 @@ def cmd_peaks(args) -> int:
 def _study(args):
     from dataclasses import replace
 
-    from bench.converge import PRESETS, SearchSpace, Study
+    from highway.bench.study.convergence import PRESETS, SearchSpace, Study
 
     study = PRESETS[args.preset] if args.preset else Study()
     changes = {k: getattr(args, k) for k in ("dataset", "trials", "epochs", "batch", "max_train", "seed", "backend")
@@ -99,31 +116,29 @@ def _study(args):
     if fixed:
         changes["search"] = SearchSpace(fixed={**study.search.fixed, **fixed})
     if args.gate_bias:
-        for rule in args.gate_bias:
-            if rule not in ("search", "auto"):
-                float(rule)  # ValueError for anything else
-        changes["gate_rules"] = tuple(args.gate_bias)
+        changes["gate_rules"] = tuple(parse_gate_rule(rule) for rule in args.gate_bias)
     return replace(study, **changes)
 
 
 def cmd_converge(args) -> int:
-    from bench.converge import best_runs, convergence_study
+    from highway.bench.study.convergence import convergence_study
+    from highway.reports.summaries import best_runs
 
     study = _study(args)
     try:
         df = convergence_study(args.out, study, device=args.device, progress=not args.no_progress,
                                overwrite=args.overwrite, argv=sys.argv)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished trials are in {args.out}/converge.csv; run the same command to resume")
+        print(f"\ninterrupted: finished trials are in {args.out}/{CONVERGE_FILE}; run the same command to resume")
         return 130
     print(f"study '{study.name}' on {df['dataset'].iloc[0] if len(df) else study.dataset}: final training loss")
     print(best_runs(df).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"\nresults: {args.out}/converge.csv   checkpoints: {args.out}/checkpoints/")
+    print(f"\nresults: {args.out}/{CONVERGE_FILE}   checkpoints: {args.out}/checkpoints/")
     return 0
 
 
 def cmd_analyze(args) -> int:
-    from bench.analysis import analyze
+    from highway.bench.study.analysis import analyze
 
     for checkpoint in args.checkpoint:
         target = analyze(checkpoint, args.out, dataset=args.dataset, max_samples=args.samples, device=args.device)
@@ -133,14 +148,13 @@ def cmd_analyze(args) -> int:
 
 def cmd_report(args) -> int:
     if args.compare:
-        from reports.compare import compare_throughput
+        from highway.reports.compare import compare_throughput
 
         old, new = args.compare
         diff = compare_throughput([old], [new], args.threshold)
         changed = diff[diff["change"] != ""]
         print(f"{len(diff)} configurations in both; {len(changed)} changed by more than {args.threshold:.0%}:")
-        cols = ["model", "layer", "depth", "width", "dtype", "batch", "backend", "mode", "old_ms", "new_ms", "ratio",
-                "change"]
+        cols = [a for a in AXES if a != "spatial"] + ["old_ms", "new_ms", "ratio", "change"]
         print(changed[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}") if len(changed) else "  none")
         if args.output:
             from pathlib import Path
@@ -150,7 +164,7 @@ def cmd_report(args) -> int:
         return 1 if args.fail_on_slower and (changed["change"] == "slower").any() else 0
     if not args.results:
         raise ValueError("give one or more results directories, or --compare OLD NEW")
-    from reports.render import build_report
+    from highway.reports.render import build_report
 
     page = build_report(args.results, args.output or "report")
     print(f"report: {page}  (Markdown: {page.with_suffix('.md')})")
@@ -158,28 +172,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_quickstart(args) -> int:
-    """The quick study and the quick sweep on this machine, the best highway net analysed, one report."""
-    from pathlib import Path
+    from highway.bench.cli.quickstart import quickstart
 
-    from bench.analysis import analyze
-    from bench.converge import PRESETS, convergence_study
-    from bench.throughput import PRESETS as SWEEPS, throughput_sweep
-    from reports.render import build_report
-
-    out = Path(args.out)
-    print("1/4 convergence study (quick preset): plain vs highway at depths 10, 20, 50, 100")
-    convergence_study(out / "converge", PRESETS["quick"], progress=not args.no_progress, argv=sys.argv)
-    print("2/4 throughput sweep (quick preset)")
-    for axes in SWEEPS["quick"]:
-        throughput_sweep(out / "throughput", progress=not args.no_progress, argv=sys.argv, **axes)
-    print("3/4 gates and lesions of the deepest highway net")
-    checkpoints = sorted((out / "converge" / "checkpoints").glob("*-highway-d*.pt"),
-                         key=lambda p: int(p.stem.rsplit("-d", 1)[1]))
-    if checkpoints:
-        analyze(checkpoints[-1], out / "analysis", max_samples=5000)
-    print("4/4 report")
-    page = build_report([out], out / "report")
-    print(f"\nreport: {page}\n        {page.with_suffix('.md')}")
+    quickstart(args.out, progress=not args.no_progress, argv=sys.argv)
     return 0
 
 
@@ -191,13 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Time every configuration of the cross product of the axes given (each "
                                    "takes one or more values), checking each backend against a float64 "
                                    "reference first. Re-running the same command resumes.")
-    _axes(p, many=True)
-    for action in p._actions:
-        if action.dest in ("model", "layer", "depth", "width", "dtype", "batch", "backend", "mode", "spatial"):
-            action.default = None  # unset axes come from the preset, or the defaults of `expand`
-    from bench.throughput import PRESETS
-
-    p.add_argument("--preset", choices=list(PRESETS),
+    _axes(p, defaults=None)
+    p.add_argument("--preset", choices=list(SWEEP_PRESETS),
                    help="quick: a laptop CPU in about a minute; paper: the paper's thin nets; full: a GPU")
     p.add_argument("--out", default="results", help="results directory (default: results)")
     p.add_argument("--overwrite", action="store_true", help="re-run configurations already in the results")
@@ -208,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_throughput)
 
     p = sub.add_parser("profile", help="one configuration under torch.profiler: Chrome trace and kernel table")
-    _axes(p, many=False)
+    _axes(p, defaults=PROFILE_CASE)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--top", type=int, default=20, help="rows of the kernel table to print")
     p.add_argument("--out", default="profile")
@@ -223,8 +213,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_quickstart)
 
-    from bench.converge import PRESETS as STUDIES
-
     p = sub.add_parser("converge", help="plain vs highway optimization at growing depth (the paper's Figure 1)",
                        description="Random-search convergence study; re-running the same command resumes.")
     p.add_argument("--preset", choices=list(STUDIES), help="quick: a 2-core CPU in minutes; paper: the paper's protocol")
@@ -236,15 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int)
     p.add_argument("--max-train", type=int, help="use at most this many training images")
     p.add_argument("--seed", type=int)
-    p.add_argument("--backend", choices=["auto", "torch", "triton"], help="highway layers' backend")
+    p.add_argument("--backend", choices=LAYER_BACKENDS, help="highway layers' backend")
     p.add_argument("--name", help="study name, part of every row's key (default: the preset's)")
     p.add_argument("--lr", type=float, help="fix the learning rate instead of searching it")
     p.add_argument("--momentum", type=float, help="fix the momentum")
     p.add_argument("--decay", type=float, help="fix the per-epoch learning-rate decay")
-    p.add_argument("--activation", choices=["relu", "tanh"], help="fix the activation")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), help="fix the activation")
     p.add_argument("--gate-bias", nargs="+", metavar="RULE",
-                   help="highway gate bias, one arm each: search (drawn in [-10, -1]), auto (from the depth, "
-                        "highway.gate_bias), or a number; e.g. --gate-bias -2 auto")
+                   help=f"highway gate bias, one arm each: {GATE_SEARCH} (drawn in [-10, -1]), {GATE_AUTO} (from the "
+                        f"depth, highway.gate_bias), or a number; e.g. --gate-bias -2 {GATE_AUTO}")
     p.add_argument("--out", default="results/converge")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--device")
@@ -276,6 +264,13 @@ def main(argv=None) -> int:
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"highway-bench {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        extra = EXTRAS.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"highway-bench {args.command}: error: this needs {e.name}, which comes with the [{extra}] extra: "
+              f"pip install 'highway-triton[{extra}]'", file=sys.stderr)
         return 2
 
 

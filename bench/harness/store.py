@@ -3,7 +3,7 @@ as each configuration finishes, so that Ctrl-C or a crash loses at most the one 
 
 Re-running a sweep reads the file back and skips the configurations already in it. A re-run with
 `overwrite` appends fresh rows; readers keep the last row per configuration. Every run's environment is
-appended to `runs.jsonl` beside it. pandas reads the CSV directly: `pandas.read_csv(dir / "results.csv")`.
+appended to `runs.jsonl` (`RUNS_FILE`) beside it. pandas reads the CSV directly: `pandas.read_csv(dir / "results.csv")`.
 """
 import csv
 import json
@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 import pandas as pd
+
+from highway.bench.schema import RUNS_FILE
 
 
 class ResultStore:
@@ -50,7 +52,7 @@ class ResultStore:
 
     def record_run(self, env: dict):
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "runs.jsonl", "a") as f:
+        with open(self.dir / RUNS_FILE, "a") as f:
             f.write(json.dumps(env) + "\n")
 
 

@@ -1,6 +1,6 @@
 """Throughput sweeps: the cross product of model, layer, depth, width, dtype, batch, backend and mode.
 
-    from bench.throughput import throughput_sweep
+    from highway.bench.harness.sweep import throughput_sweep
     df = throughput_sweep("results/", model=["highway"], depth=[1, 10, 100], width=[256], backend=["torch", "compile"])
 
 Each configuration is built, run once (timed on its own: compilation, autotuning), checked against a float64
@@ -16,22 +16,19 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from bench.devices import peak_for
-from bench.environment import environment
-from bench.flops import stack_work
-from bench.operators import BACKENDS, DTYPES, GATE_MODE, KERNEL_SIZE, KEY_COLUMNS, LAYERS, MODELS, MODES, Config, \
-    build_stack, correctness_error, make_inputs, make_step
-from bench.progress import progress_bar
-from bench.store import ResultStore
-from bench.timing import cpu_time, cuda_time, first_call, peak_memory_mb
+from highway.bench.harness.backends import BACKENDS
+from highway.bench.harness.cases import DTYPES, GATE_MODE, KERNEL_SIZE, Case, build_stack, correctness_error, \
+    make_inputs, make_step
+from highway.bench.harness.devices import peak_for
+from highway.bench.harness.environment import environment, resolve_device
+from highway.bench.harness.flops import stack_work
+from highway.bench.harness.progress import progress_bar
+from highway.bench.harness.store import ResultStore
+from highway.bench.harness.timing import cpu_time, cuda_time, first_call, peak_memory_mb
+from highway.bench.schema import BASELINE_BACKEND, LAYERS, MODELS, MODES, RESULTS_FILE, STATUS_OK, \
+    THROUGHPUT_COLUMNS, THROUGHPUT_KEYS
 
 DEFAULT_DEPTHS = [1, 10, 20, 50, 100, 200, 500, 1000]
-RESULTS_FILE = "results.csv"
-RESULT_COLUMNS = KEY_COLUMNS + [
-    "status", "median_ms", "p20_ms", "p80_ms", "q1_ms", "q3_ms", "first_call_ms", "repeats", "timer",
-    "samples_per_s", "tflops", "gbps", "pct_peak_flops", "pct_peak_bw", "peak_mem_mb", "speedup_vs_torch",
-    "max_error", "device", "device_type", "commit", "run_id", "timestamp",
-]
 
 PRESETS = {
     # A laptop CPU in about a minute: eager PyTorch vs torch.compile, highway vs plain, dense layers.
@@ -54,7 +51,7 @@ PRESETS = {
 
 
 def expand(model=("highway",), layer=("dense",), depth=tuple(DEFAULT_DEPTHS), width=(64,), dtype=("fp32",), batch=(128,),
-           backend=("torch",), mode=("fwd",), spatial=(16,)) -> list[Config]:
+           backend=("torch",), mode=("fwd",), spatial=(16,)) -> list[Case]:
     """Every configuration of the cross product, with each shape's backends next to each other and the
     eager baseline first, so that speed-ups can be computed as soon as a row is written."""
     for name, values, allowed in (("model", model, MODELS), ("layer", layer, LAYERS), ("dtype", dtype, DTYPES),
@@ -65,12 +62,12 @@ def expand(model=("highway",), layer=("dense",), depth=tuple(DEFAULT_DEPTHS), wi
     for name, values in (("depth", depth), ("width", width), ("batch", batch), ("spatial", spatial)):
         if not values or any(not isinstance(v, int) or v < 1 for v in values):
             raise ValueError(f"{name} must be positive integers, got {list(values)}")
-    backends = sorted(dict.fromkeys(backend), key=lambda b: b != "torch")
-    configs = []
+    backends = sorted(dict.fromkeys(backend), key=lambda b: b != BASELINE_BACKEND)
+    cases = []
     for m, lay, d, w, dt, b, mo in itertools.product(model, layer, depth, width, dtype, batch, mode):
         for s in (spatial if lay == "conv" else (1,)):
-            configs.extend(Config(m, lay, d, w, dt, b, be, mo, s) for be in backends)
-    return list(dict.fromkeys(configs))
+            cases.extend(Case(m, lay, d, w, dt, b, be, mo, s) for be in backends)
+    return list(dict.fromkeys(cases))
 
 
 def outputs_in_float64(outputs):
@@ -84,13 +81,13 @@ class Baselines:
         self.device = device
         self.cache = {}
 
-    def get(self, cfg: Config):
-        """(float64 reference, eager) outputs of the step the gate runs for `cfg` (`GATE_MODE`)."""
-        mode = GATE_MODE[cfg.mode]
-        key = replace(cfg, backend="torch", mode=mode)
+    def get(self, case: Case):
+        """(float64 reference, eager) outputs of the step the gate runs for `case` (`GATE_MODE`)."""
+        mode = GATE_MODE[case.mode]
+        key = replace(case, backend=BASELINE_BACKEND, mode=mode)
         if key not in self.cache:
-            x, dy = make_inputs(cfg, self.device)
-            eager = build_stack(cfg, "torch", self.device)
+            x, dy = make_inputs(case, self.device)
+            eager = build_stack(case, "torch", self.device)
             reference = copy.deepcopy(eager).double()
             ref_out = outputs_in_float64(make_step(mode, reference, x.double(), dy.double())())
             eager_out = outputs_in_float64(make_step(mode, eager, x, dy)())
@@ -98,28 +95,28 @@ class Baselines:
         return self.cache[key]
 
 
-def run_config(cfg: Config, device: torch.device, baselines: Baselines, timer: str = "events") -> dict:
+def run_case(case: Case, device: torch.device, baselines: Baselines, timer: str = "events") -> dict:
     """Run, check and time one configuration; the result row (without the run's environment columns)."""
-    row = {**cfg.__dict__}
-    reason = BACKENDS[cfg.backend].unsupported(cfg, device)
+    row = {**case.__dict__}
+    reason = BACKENDS[case.backend].unsupported(case, device)
     if reason:
         return {**row, "status": f"unsupported: {reason}"}
     try:
-        x, dy = make_inputs(cfg, device)
-        backend = BACKENDS[cfg.backend]
-        net = backend.prepare(build_stack(cfg, backend.layer_backend, device))
-        step = make_step(cfg.mode, net, x, dy)
-        gate_mode = GATE_MODE[cfg.mode]
+        x, dy = make_inputs(case, device)
+        backend = BACKENDS[case.backend]
+        net = backend.prepare(build_stack(case, backend.layer_backend, device))
+        step = make_step(case.mode, net, x, dy)
+        gate_mode = GATE_MODE[case.mode]
         # The first call (compilation, autotuning) is the gate's; a train step is checked by its gradients.
-        outputs, first_ms = first_call(step if gate_mode == cfg.mode else make_step(gate_mode, net, x, dy), device)
+        outputs, first_ms = first_call(step if gate_mode == case.mode else make_step(gate_mode, net, x, dy), device)
         if backend.computes_the_layer:
-            reference, eager = baselines.get(cfg)
-            error = correctness_error(cfg, device, outputs_in_float64(outputs), reference, eager)
+            reference, eager = baselines.get(case)
+            error = correctness_error(case, outputs_in_float64(outputs), reference, eager)
             row["max_error"] = error
             if not error <= 1.0:
                 return {**row, "status": f"mismatch: {error:.3g}x the tolerance against float64"}
         if device.type == "cuda":
-            timing = cuda_time(step, cuda_graph=timer == "graph" and cfg.backend != "compile-cudagraphs")
+            timing = cuda_time(step, cuda_graph=timer == "graph" and case.backend != "compile-cudagraphs")
         else:
             timing = cpu_time(step)
         timing.first_call_ms = first_ms
@@ -129,23 +126,23 @@ def run_config(cfg: Config, device: torch.device, baselines: Baselines, timer: s
         return {**row, "status": "oom"}
     except Exception as e:  # a failing configuration is a result, not the end of the sweep
         return {**row, "status": f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
-    return {**row, **derived_metrics(cfg, device, timing), "status": "ok"}
+    return {**row, **derived_metrics(case, device, timing), "status": STATUS_OK}
 
 
-def derived_metrics(cfg: Config, device: torch.device, timing) -> dict:
+def derived_metrics(case: Case, device: torch.device, timing) -> dict:
     median = timing.median_ms
-    work = stack_work(cfg.model, cfg.layer, cfg.depth, cfg.width, cfg.batch, cfg.mode,
-                      DTYPES[cfg.dtype].itemsize, cfg.spatial, KERNEL_SIZE)
+    work = stack_work(case.model, case.layer, case.depth, case.width, case.batch, case.mode,
+                      DTYPES[case.dtype].itemsize, case.spatial, KERNEL_SIZE)
     tflops = work.flops / (median * 1e-3) / 1e12
     gbps = work.bytes / (median * 1e-3) / 1e9
     peak_flops, peak_bw = (None, None)
     if device.type == "cuda":
         tf32 = torch.get_float32_matmul_precision() != "highest"
-        peak_flops, peak_bw = peak_for(torch.cuda.get_device_name(device), cfg.dtype, tf32)
+        peak_flops, peak_bw = peak_for(torch.cuda.get_device_name(device), case.dtype, tf32)
     return {
         "median_ms": median, "p20_ms": timing.quantile(0.2), "p80_ms": timing.quantile(0.8),
         "q1_ms": timing.quantile(0.25), "q3_ms": timing.quantile(0.75), "first_call_ms": timing.first_call_ms,
-        "repeats": len(timing.samples), "timer": timing.timer, "samples_per_s": cfg.batch / (median * 1e-3),
+        "repeats": len(timing.samples), "timer": timing.timer, "samples_per_s": case.batch / (median * 1e-3),
         "tflops": tflops, "gbps": gbps,
         "pct_peak_flops": 100 * tflops / peak_flops if peak_flops else math.nan,
         "pct_peak_bw": 100 * gbps / (peak_bw * 1e3) if peak_bw else math.nan,
@@ -153,10 +150,10 @@ def derived_metrics(cfg: Config, device: torch.device, timing) -> dict:
 
 
 def _speedup(row: dict, done: pd.DataFrame) -> float:
-    if row.get("status") != "ok" or done.empty:
+    if row.get("status") != STATUS_OK or done.empty:
         return math.nan
-    same = (done["backend"] == "torch") & (done["status"] == "ok")
-    for c in KEY_COLUMNS:
+    same = (done["backend"] == BASELINE_BACKEND) & (done["status"] == STATUS_OK)
+    for c in THROUGHPUT_KEYS:
         if c != "backend":
             same &= done[c] == row[c]
     base = done.loc[same, "median_ms"]
@@ -166,25 +163,25 @@ def _speedup(row: dict, done: pd.DataFrame) -> float:
 def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = "events", progress: bool = True,
                      argv=None, **axes) -> pd.DataFrame:
     """Run the sweep of `axes` (see `expand`) into the results store in `out`; the rows of this sweep."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    configs = expand(**axes)
-    store = ResultStore(out, RESULTS_FILE, RESULT_COLUMNS, KEY_COLUMNS)
+    device = resolve_device(device)
+    cases = expand(**axes)
+    store = ResultStore(out, RESULTS_FILE, THROUGHPUT_COLUMNS, THROUGHPUT_KEYS)
     env = environment(device, argv)
     store.record_run(env)
     done = set() if overwrite else store.done_keys()
-    todo = [c for c in configs if c.key() not in done]
+    todo = [c for c in cases if c.key() not in done]
     baselines = Baselines(device)
     bar = progress_bar(todo, progress, "config")
-    for cfg in bar:
+    for case in bar:
         if hasattr(bar, "set_postfix_str"):
-            bar.set_postfix_str(cfg.describe())
-        row = run_config(cfg, device, baselines, timer)
+            bar.set_postfix_str(case.describe())
+        row = run_case(case, device, baselines, timer)
         row["speedup_vs_torch"] = _speedup(row, store.read())
         row.update({k: env[k] for k in ("device", "device_type", "commit", "run_id", "timestamp")})
         store.append(row)
     df = store.read()
-    keys = {c.key() for c in configs}
-    mask = [tuple(r) in keys for r in df[KEY_COLUMNS].itertuples(index=False)]
+    keys = {c.key() for c in cases}
+    mask = [tuple(r) in keys for r in df[THROUGHPUT_KEYS].itertuples(index=False)]
     return df[mask].reset_index(drop=True)
 
 
@@ -192,14 +189,14 @@ def summary_table(df: pd.DataFrame) -> str:
     """A short text table: median ms per backend for each shape and mode, plus the status of failures."""
     if df.empty:
         return "no results"
-    ok = df[df["status"] == "ok"]
+    ok = df[df["status"] == STATUS_OK]
     lines = []
     if not ok.empty:
         table = ok.pivot_table(index=["model", "layer", "depth", "width", "dtype", "batch", "mode"],
                                columns="backend", values="median_ms", aggfunc="last")
         lines.append("median ms per step" + (" (CPU)" if (df["device_type"] == "cpu").all() else "") + ":")
         lines.append(table.round(3).to_string())
-    bad = df[df["status"] != "ok"]
+    bad = df[df["status"] != STATUS_OK]
     if not bad.empty:
         counts = bad["status"].str.slice(0, 90).value_counts()
         lines.append(f"\n{len(bad)} configurations did not run:")

@@ -29,7 +29,7 @@ def peak_for(device_name: str, dtype: str, tf32: bool = False):
 
 def measure_peaks(dtype: torch.dtype = torch.bfloat16, n: int = 8192, device="cuda"):
     """Measured (TFLOP/s of an n³ GEMM, TB/s of a 1 GiB copy) on `device`: best of 20 after warm-up."""
-    from bench.timing import cuda_time
+    from highway.bench.harness.timing import cuda_time
 
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)

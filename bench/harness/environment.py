@@ -12,8 +12,8 @@ import torch
 
 def _git(*args) -> str:
     try:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        here = os.path.dirname(os.path.abspath(__file__))  # inside the checkout when installed editable
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -50,6 +50,11 @@ def driver_version() -> str:
         return out.strip().splitlines()[0] if out.strip() else ""
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def resolve_device(device=None) -> torch.device:
+    """The device a run uses: the one asked for, else the first CUDA GPU when there is one, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def environment(device: torch.device, argv=None) -> dict:

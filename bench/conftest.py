@@ -1,1 +1,0 @@
-"""pytest-benchmark suites: `pytest bench --benchmark-only` (see bench/bench_layers.py)."""

@@ -1,0 +1,103 @@
+"""The backends a case can be timed on, each declared once with `@register_backend` and found by name.
+
+A backend turns the case's stack into the thing to time (`prepare`), and says where it cannot run: on a
+CPU when it needs a GPU, or for cases it does not apply to. A backend that does not compute the highway
+layer (`gemm-only`) is timed without the correctness gate.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from highway.bench.harness.cases import Case
+
+BACKENDS: dict[str, "Backend"] = {}  # name → Backend, in the order registered (eager first)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    layer_backend: str  # the `backend` argument of the highway layers it builds on: "torch" or "triton"
+    prepare: Callable[[torch.nn.Module], torch.nn.Module]
+    needs_gpu: str | None = None  # what needs the GPU, when it does
+    applies_to: Callable[[Case], str | None] = lambda case: None  # a reason it does not apply, or None
+    computes_the_layer: bool = True
+
+    def unsupported(self, case: Case, device: torch.device) -> str | None:
+        """Why this backend cannot run `case` on `device`, or None when it can."""
+        reason = self.applies_to(case)
+        if reason is None and self.needs_gpu and device.type != "cuda":
+            reason = f"{self.needs_gpu} needs a CUDA GPU"
+        return reason
+
+
+def register_backend(name: str, *, layer_backend: str, needs_gpu: str | None = None,
+                     applies_to: Callable[[Case], str | None] | None = None, computes_the_layer: bool = True):
+    """Declare a backend: decorate its `prepare(net) -> module to time`."""
+    if name in BACKENDS:
+        raise ValueError(f"backend {name!r} is already registered")
+
+    def wrap(prepare):
+        BACKENDS[name] = Backend(name, layer_backend, prepare, needs_gpu, applies_to or (lambda case: None),
+                                 computes_the_layer)
+        return prepare
+
+    return wrap
+
+
+def _fresh_dynamo():
+    # Each sweep row compiles a new stack; without a reset dynamo counts them as recompilations of one
+    # function and, past its limit (8), silently runs the rest eagerly.
+    torch._dynamo.reset()
+
+
+def _highway_only(case: Case) -> str | None:
+    return "plain stacks have no highway kernel" if case.model == "plain" else None
+
+
+def _dense_highway_only(case: Case) -> str | None:
+    if case.model != "highway" or case.layer != "dense":
+        return "gemm-only is the GEMM reference for dense highway stacks"
+    return None
+
+
+@register_backend("torch", layer_backend="torch")
+def _eager(net):
+    return net
+
+
+@register_backend("compile", layer_backend="torch")
+def _compiled(net):
+    _fresh_dynamo()
+    return torch.compile(net)
+
+
+@register_backend("compile-cudagraphs", layer_backend="torch", needs_gpu="CUDA graphs")
+def _compiled_cudagraphs(net):
+    _fresh_dynamo()
+    return torch.compile(net, mode="reduce-overhead")
+
+
+@register_backend("triton", layer_backend="triton", applies_to=_highway_only,
+                  needs_gpu="triton timing (the CPU interpreter checks correctness, not speed)")
+def _fused(net):
+    return net
+
+
+class GemmOnly(torch.nn.Module):
+    """The bare GEMMs of a highway stack, x·[W_H | W_T]ᵀ per layer (cuBLAS on a GPU), keeping the first N
+    columns to feed the next layer: the speed a fused kernel's GEMM is measured against. Not a highway net."""
+
+    def __init__(self, stack: torch.nn.Sequential):
+        super().__init__()
+        self.stack = stack
+
+    def forward(self, x):
+        for layer in self.stack:
+            x = torch.nn.functional.linear(x, layer.weight)[..., : layer.width]
+        return x
+
+
+@register_backend("gemm-only", layer_backend="torch", applies_to=_dense_highway_only, computes_the_layer=False)
+def _gemm_only(net):
+    return GemmOnly(net)

@@ -1,0 +1,114 @@
+"""What the harness runs, declared once: a case (one configuration of a sweep), the stack it builds, its
+inputs, the step each mode times, and the correctness gate. The sweep, the pytest-benchmark suite and the
+profiler all use these; the backends that run a case are in `backends.py`.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from highway.bench.schema import MODES, THROUGHPUT_KEYS
+from highway.conv_models import highway_conv_stack, plain_conv_stack
+from highway.models import highway_stack, plain_stack
+from highway.tolerances import max_violation
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+KERNEL_SIZE = 3  # conv stacks use 3×3 layers, the paper's most common receptive field
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of a throughput sweep. `spatial` is the conv stacks' image side (ignored for dense)."""
+    model: str
+    layer: str
+    depth: int
+    width: int
+    dtype: str
+    batch: int
+    backend: str
+    mode: str
+    spatial: int = 16
+
+    def key(self) -> tuple:
+        return tuple(asdict(self).values())
+
+    def describe(self) -> str:
+        shape = f"{self.width}" if self.layer == "dense" else f"{self.width}ch {self.spatial}x{self.spatial}"
+        return (f"{self.model} {self.layer} d={self.depth} w={shape} {self.dtype} b={self.batch} "
+                f"{self.backend} {self.mode}")
+
+
+if list(Case.__dataclass_fields__) != THROUGHPUT_KEYS:  # the store's key is the case's fields, in order
+    raise ImportError(f"Case fields {list(Case.__dataclass_fields__)} differ from the schema's {THROUGHPUT_KEYS}")
+
+
+def build_stack(case: Case, layer_backend: str, device, dtype=None) -> torch.nn.Module:
+    """The `depth`-layer stack of `case`, its highway layers on `layer_backend` ("torch" or "triton")."""
+    torch.manual_seed(0)
+    if case.layer == "dense":
+        net = (highway_stack(case.width, case.depth, backend=layer_backend) if case.model == "highway"
+               else plain_stack(case.width, case.depth))
+    else:
+        net = (highway_conv_stack(case.width, case.depth, KERNEL_SIZE, backend=layer_backend)
+               if case.model == "highway" else plain_conv_stack(case.width, case.depth, KERNEL_SIZE))
+    return net.to(device=device, dtype=dtype or DTYPES[case.dtype])
+
+
+def make_inputs(case: Case, device, dtype=None):
+    """(x, dy): the stack's input and a fixed cotangent for its output, the same for every backend."""
+    g = torch.Generator().manual_seed(1)
+    shape = (case.batch, case.width) if case.layer == "dense" else (case.batch, case.width, case.spatial, case.spatial)
+    x, dy = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    dtype = dtype or DTYPES[case.dtype]
+    return x.to(device, dtype), dy.to(device, dtype)
+
+
+def make_step(mode: str, net: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor):
+    """A zero-argument callable that runs one `mode` step and returns what the correctness gate compares:
+    fwd → the output; fwd+bwd → the output and the gradients of <output, dy> in x and every parameter;
+    train → the output after one SGD (momentum 0.9) step's forward, backward and update."""
+    params = list(net.parameters())
+    if mode == "fwd":
+        def step():
+            with torch.no_grad():
+                return [net(x)]
+        return step
+    if mode == "fwd+bwd":
+        xg = x.detach().requires_grad_()
+
+        def step():
+            y = net(xg)
+            grads = torch.autograd.grad(y, [xg, *params], dy, allow_unused=True)  # gemm-only leaves biases out
+            return [y.detach(), *(g for g in grads if g is not None)]
+        return step
+    if mode == "train":
+        opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            y = net(x)
+            y.backward(dy)
+            opt.step()
+            return [y.detach()]
+        return step
+    raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+
+# What the correctness gate runs for each timed mode. A train step's update is −lr·(momentum-filtered)
+# gradient, so checking the output and every gradient (fwd+bwd) checks what the step does.
+GATE_MODE = {"fwd": "fwd", "fwd+bwd": "fwd+bwd", "train": "fwd+bwd"}
+
+
+def correctness_error(case: Case, candidate_outputs, reference_outputs, eager_outputs) -> float:
+    """How far a backend is from the float64 reference, in units of what eager PyTorch in the same dtype
+    gets: max(violation of the per-dtype tolerance, violation ÷ 4·(eager's violation)). ≤ 1 passes.
+
+    Deep stacks legitimately drift further from float64 than one layer does; measuring against eager's own
+    drift keeps the gate meaningful at depth 1000 without loosening it at depth 1."""
+    dtype = DTYPES[case.dtype]
+    worst = 0.0
+    for cand, ref, eager in zip(candidate_outputs, reference_outputs, eager_outputs):
+        v = max_violation(cand, ref, dtype)
+        base = max_violation(eager, ref, dtype)
+        worst = max(worst, min(v, v / (4 * base)) if math.isfinite(base) and base > 0 else v)
+    return worst

@@ -1,0 +1,61 @@
+"""What trained highway nets do with their gates (NIPS 2015, section 4; Figures 2–4).
+
+- Gate statistics per layer and block (`highway.gates`): the transform-gate biases, the mean gate activity
+  over a data set, the gates and the block outputs for one sample (Figure 2), and each class's mean gate
+  activity minus the overall mean (Figure 3).
+- Lesioning: close all transform gates of one layer (T = 0: the layer copies its input) and measure the
+  training loss and error; one point per layer (Figure 4). A closed gate is a b_T of −inf, so lesioning
+  runs through the same forward code, on any backend.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from highway.bench.harness.environment import resolve_device
+from highway.bench.schema import ANALYSIS_META_FILE, GATES_FILE, LESION_FILE
+from highway.bench.study.checkpoints import load_checkpoint
+from highway.bench.study.datasets import load_dataset
+from highway.bench.study.training import evaluate
+from highway.gates import gate_statistics, highway_layers
+
+ANALYSIS_SAMPLES = 10000  # training images the gates and lesions are measured on, unless told otherwise
+
+
+@torch.no_grad()
+def lesion_curve(net, x: torch.Tensor, y: torch.Tensor) -> pd.DataFrame:
+    """Training loss and error with the transform gates of one highway layer closed at a time; layer 0
+    is the unlesioned net. Layers count from 1 at the first highway layer."""
+    rows = []
+    loss, acc = evaluate(net, x, y)
+    rows.append({"layer": 0, "lesioned": False, "train_loss": loss, "train_error": 1 - acc})
+    for i, layer in enumerate(highway_layers(net), start=1):
+        saved = layer.bias.detach().clone()
+        layer.bias.data[layer.width:] = float("-inf")  # σ(−inf) = 0 exactly: the layer carries its input
+        try:
+            loss, acc = evaluate(net, x, y)
+        finally:
+            layer.bias.data.copy_(saved)
+        rows.append({"layer": i, "lesioned": True, "train_loss": loss, "train_error": 1 - acc})
+    return pd.DataFrame(rows)
+
+
+def analyze(checkpoint, out, dataset: str | None = None, max_samples: int = ANALYSIS_SAMPLES, device=None) -> Path:
+    """Gate statistics and the lesion curve of a checkpoint, written to `out/<checkpoint name>/`:
+    gates.npz, lesion.csv and meta.json. Uses the checkpoint's own data set unless `dataset` is given."""
+    device = resolve_device(device)
+    net, meta = load_checkpoint(checkpoint)
+    if meta["model"] != "highway":
+        raise ValueError(f"{checkpoint} is a {meta['model']} net; gate analysis needs a highway net")
+    data = load_dataset(dataset or meta["dataset"], max_train=max_samples)
+    x, y = data.x_train[:max_samples].to(device), data.y_train[:max_samples].to(device)
+    net = net.to(device)
+    target = Path(out) / Path(checkpoint).stem
+    target.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(target / GATES_FILE, **gate_statistics(net, x, y))
+    lesion_curve(net, x, y).to_csv(target / LESION_FILE, index=False)
+    (target / ANALYSIS_META_FILE).write_text(
+        json.dumps({**meta, "analysis_samples": len(x), "analysis_dataset": data.name}, indent=1))
+    return target

@@ -1,0 +1,60 @@
+"""The best trial of each (arm, depth), kept as a checkpoint for the gate analysis.
+
+A checkpoint is `{"meta": plain types, "state_dict": tensors}`, so it loads with `weights_only=True`:
+reading one never runs code from the file. `checkpoints/index.json` holds every checkpoint's meta,
+so that keeping the best needs no loading at all.
+"""
+import json
+import pickle
+from pathlib import Path
+
+import torch
+
+from highway.bench.schema import CHECKPOINT_DIR, CHECKPOINT_INDEX, CHECKPOINT_SUFFIX, arm_id, checkpoint_name
+from highway.models import highway_mlp, plain_mlp
+
+META_KEYS = ("model", "depth", "width", "in_features", "num_classes", "activation", "gate_bias")
+
+
+def save_if_best(out, meta: dict, state_dict: dict, final_loss: float) -> Path | None:
+    """Keep `state_dict` as the checkpoint of its (dataset, arm, depth) when `final_loss` beats the one
+    kept so far; the checkpoint's path, or None when it did not."""
+    directory = Path(out) / CHECKPOINT_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    index_path = directory / CHECKPOINT_INDEX
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    name = checkpoint_name(meta["dataset"], meta["model"], meta["gate_rule"], meta["depth"])
+    if name in index and not final_loss < index[name]["train_loss"]:
+        return None
+    meta = {**meta, "arm": arm_id(meta["model"], meta["gate_rule"]), "train_loss": final_loss}
+    path = directory / f"{name}{CHECKPOINT_SUFFIX}"
+    torch.save({"meta": meta, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}, path)
+    index[name] = meta
+    index_path.write_text(json.dumps(index, indent=1))
+    return path
+
+
+def load_checkpoint(path, backend: str = "auto"):
+    """(net, meta) from a checkpoint written by the convergence study. Loads tensors and plain types
+    only (`weights_only=True`); anything else in the file is refused with a ValueError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} is not a checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} is not a checkpoint this tool can load safely: {reason}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("meta"), dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path} is not a checkpoint written by `highway-bench converge` (no meta/state_dict)")
+    meta = ckpt["meta"]
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: checkpoint meta lacks {missing}")
+    if meta["model"] == "highway":
+        net = highway_mlp(meta["in_features"], meta["width"], meta["depth"], meta["num_classes"], meta["activation"],
+                          meta["gate_bias"], backend)
+    else:
+        net = plain_mlp(meta["in_features"], meta["width"], meta["depth"], meta["num_classes"], meta["activation"])
+    net.load_state_dict(ckpt["state_dict"])
+    return net.eval(), meta

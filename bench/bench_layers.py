@@ -3,11 +3,16 @@
     pytest bench --benchmark-only
     pytest bench --benchmark-only --benchmark-autosave            # then, after a change:
     pytest bench --benchmark-only --benchmark-compare --benchmark-compare-fail=median:10%
+    pytest bench --benchmark-disable                              # every bench run once, as a test
 
 The timer waits for the GPU before reading the clock, so a round measures finished work, not queued
-launches. Each backend is checked against the float64 reference before it is timed. TFLOP/s and GB/s
-(from `highway.bench.harness.flops`) are in each result's `extra_info`. On a CPU the GPU-only backends skip, saying why.
+launches. Each backend is checked against the float64 reference before it is timed. The configuration
+(model, layer, depth, width, batch, dtype, mode, backend, shape, device) and TFLOP/s and GB/s (from
+`highway.bench.harness.flops`) are in each result's `extra_info`. On a CPU the GPU-only backends skip,
+saying why, and the timed calls run on one thread (`highway.bench.harness.timing.CPU_THREADS`).
 """
+import contextlib
+
 import pytest
 import torch
 
@@ -17,7 +22,7 @@ from highway.bench.harness.cases import DTYPES, GATE_MODE, KERNEL_SIZE, Case, bu
 from highway.bench.harness.environment import resolve_device
 from highway.bench.harness.flops import stack_work
 from highway.bench.harness.sweep import Baselines, outputs_in_float64
-from highway.bench.harness.timing import synchronized_perf_counter
+from highway.bench.harness.timing import CPU_THREADS, cpu_threads, synchronized_perf_counter
 
 DEVICE = resolve_device()
 ON_GPU = DEVICE.type == "cuda"
@@ -50,8 +55,15 @@ def test_highway_stack(benchmark, shape, backend, mode):
         assert error <= 1.0, f"{backend} disagrees with the float64 reference: {error:.3g}x the tolerance"
 
     benchmark.group = f"{layer} depth={depth} width={width} batch={batch} {dtype} {mode}"
-    benchmark.pedantic(step, rounds=10 if ON_GPU else 5, iterations=1, warmup_rounds=2)
-    work = stack_work("highway", layer, depth, width, batch, mode, DTYPES[dtype].itemsize, 16, KERNEL_SIZE)
-    median = benchmark.stats.stats.median
-    benchmark.extra_info.update(device=torch.cuda.get_device_name() if ON_GPU else "cpu", backend=backend,
-                                tflops=work.flops / median / 1e12, gbps=work.bytes / median / 1e9)
+    benchmark.extra_info.update(
+        model="highway", layer=layer, depth=depth, width=width, batch=batch, dtype=dtype, mode=mode, backend=backend,
+        shape=list(x.shape), device=torch.cuda.get_device_name() if ON_GPU else "cpu",
+        **({} if ON_GPU else {"threads": CPU_THREADS}))
+    # Rounds, time budget and warm-up are pytest-benchmark's own options (--benchmark-min-rounds,
+    # --benchmark-max-time, --benchmark-warmup); under --benchmark-disable the step runs once, as a test.
+    with contextlib.nullcontext() if ON_GPU else cpu_threads(CPU_THREADS):
+        benchmark(step)
+    if benchmark.stats is not None:
+        work = stack_work("highway", layer, depth, width, batch, mode, DTYPES[dtype].itemsize, 16, KERNEL_SIZE)
+        median = benchmark.stats.stats.median
+        benchmark.extra_info.update(tflops=work.flops / median / 1e12, gbps=work.bytes / median / 1e9)

@@ -7,7 +7,8 @@ from highway.kernels import highway_conv2d_bwd, highway_conv2d_fwd, highway_line
 class HighwayLinearFunction(torch.autograd.Function):
     """Fused highway layer on a 2-D input. Saves x, W, b and, unless `recompute`, the pre-activations Z.
 
-    Per layer that is 3·M·N saved values (x and Z), as eager PyTorch saves for its linear and activation.
+    Per layer that is 3·M·N saved values (x and Z; Z in fp32 for fp16 layers, see
+    `highway.kernels.highway_linear.preactivation_dtype`).
     With `recompute=True` the backward re-runs the forward GEMM instead of reading Z: M·N saved values (x
     alone) for a third more GEMM FLOPs in a training step, the trade a very deep, narrow stack wants.
     """

@@ -21,6 +21,7 @@ classes followed by global average pooling. Default gate biases follow the autho
 from torch import nn
 
 from highway.activations import activation_module
+from highway.checks import odd_kernel_size, positive_int
 from highway.gate_bias import DEFAULT_KEEP, resolve_gate_bias
 from highway.init import init_plain_layer_
 from highway.modules import HighwayConv2d
@@ -49,6 +50,10 @@ class ConvNet(nn.Module):
 
 
 def plain_conv(in_channels: int, out_channels: int, kernel_size: int, activation: str = "relu") -> nn.Sequential:
+    """Conv ('same' padding, so the image keeps its size) + activation, with the init of `highway.init`."""
+    positive_int("in_channels", in_channels)
+    positive_int("out_channels", out_channels)
+    odd_kernel_size(kernel_size)
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
     init_plain_layer_(conv.weight, conv.bias, activation)
     return nn.Sequential(conv, activation_module(activation))
@@ -94,6 +99,8 @@ def mnist_convnet(kind: str = "highway", width: int = 16, num_classes: int = 10,
     layers, max-pooling after layers 3, 6 and 9 (28 → 14 → 7 → 3), then a linear softmax layer.
     `gate_bias="auto"`: the bias for one run of 8 highway layers (`highway.gate_bias`)."""
     _check_kind(kind)
+    positive_int("width", width)
+    positive_int("num_classes", num_classes)
     stages = [(width, ks) for _, ks in ARCHITECTURES["mnist"]["stages"]]
     features, channels = _features(kind, 1, stages, "2x2", activation, gate_bias, backend, keep)
     head = nn.Linear(channels * 3 * 3, num_classes)
@@ -109,6 +116,7 @@ def cifar_convnet(arch: str = "A", kind: str = "highway", num_classes: int = 10,
     `gate_bias` None takes the architecture's FAQ default; "auto" gives each stage's run of highway layers
     the bias for its length (`highway.gate_bias`)."""
     _check_kind(kind)
+    positive_int("num_classes", num_classes)
     if arch not in ("A", "B", "C"):
         raise ValueError(f"arch must be 'A', 'B' or 'C', got {arch!r}")
     spec = ARCHITECTURES[arch]
@@ -128,13 +136,15 @@ def cifar_convnet(arch: str = "A", kind: str = "highway", num_classes: int = 10,
 def highway_conv_stack(channels: int, depth: int, kernel_size: int = 3, activation: str = "relu",
                        gate_bias: float | str = -1.0, backend: str = "auto", keep: float = DEFAULT_KEEP) -> nn.Sequential:
     """`depth` HighwayConv2d layers of `channels` and nothing else (what the benchmarks time)."""
-    if not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    positive_int("channels", channels)
+    positive_int("depth", depth)
     bias = resolve_gate_bias(gate_bias, depth, keep)
     return nn.Sequential(*(HighwayConv2d(channels, kernel_size, activation, bias, backend) for _ in range(depth)))
 
 
 def plain_conv_stack(channels: int, depth: int, kernel_size: int = 3, activation: str = "relu") -> nn.Sequential:
-    if not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    """`depth` plain conv layers of `channels`: the plain twin of `highway_conv_stack`."""
+    positive_int("channels", channels)
+    positive_int("depth", depth)
+    odd_kernel_size(kernel_size)
     return nn.Sequential(*(plain_conv(channels, channels, kernel_size, activation) for _ in range(depth)))

@@ -63,6 +63,8 @@ def highway_linear(x, weight, bias, activation: str = "relu", backend: str = "au
     if x.dim() < 1:
         raise ValueError("x must have at least one dimension (..., N), got a 0-d tensor")
     n = x.shape[-1]
+    if n == 0:
+        raise ValueError(f"x must have at least one feature (..., N) with N >= 1, got shape {tuple(x.shape)}")
     if weight.shape != (2 * n, n):
         raise ValueError(
             f"weight must have shape (2N, N) = ({2 * n}, {n}) for x of shape {tuple(x.shape)} (N = {n}), "
@@ -100,6 +102,9 @@ def highway_conv2d(x, weight, bias, activation: str = "relu", backend: str = "au
     if x.dim() != 4:
         raise ValueError(f"x must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
     c = x.shape[1]
+    if c == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"x must have at least one channel and one pixel (B, C >= 1, H >= 1, W >= 1), got shape "
+                         f"{tuple(x.shape)}; an empty batch (B = 0) is fine")
     if weight.dim() != 4 or weight.shape[:2] != (2 * c, c) or weight.shape[2] != weight.shape[3]:
         raise ValueError(
             f"weight must have shape (2C, C, k, k) = ({2 * c}, {c}, k, k) for x with C = {c} channels, "

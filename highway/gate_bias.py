@@ -28,6 +28,8 @@ import math
 
 import numpy as np
 
+from highway.checks import positive_int
+
 DEFAULT_KEEP = 0.5
 DEFAULT_GATE_STD = 1.0
 
@@ -38,12 +40,11 @@ def gate_bias_for_depth(layers: int, keep: float = DEFAULT_KEEP, gate_std: float
 
     `gate_std=0` gives the first-order rule logit(1 − keep^(1/layers)). See the module docstring.
     """
-    if not isinstance(layers, int) or layers < 1:
-        raise ValueError(f"layers must be a positive integer, got {layers!r}")
-    if not 0.0 < keep < 1.0:
+    positive_int("layers", layers)
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < keep < 1.0:
         raise ValueError(f"keep must be a fraction in (0, 1), got {keep!r}")
-    if not gate_std >= 0.0:
-        raise ValueError(f"gate_std must be >= 0, got {gate_std!r}")
+    if isinstance(gate_std, bool) or not isinstance(gate_std, (int, float)) or not 0.0 <= gate_std < math.inf:
+        raise ValueError(f"gate_std must be a finite number >= 0, got {gate_std!r}")
     target = -math.log(keep) / layers
     first = math.log(math.expm1(target))  # softplus(b0) = target
     if gate_std == 0.0:

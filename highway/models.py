@@ -8,6 +8,7 @@ highway and 71 for plain nets, about 5000 parameters per layer each.
 from torch import nn
 
 from highway.activations import activation_module
+from highway.checks import positive_int
 from highway.gate_bias import DEFAULT_KEEP, resolve_gate_bias
 from highway.init import init_plain_layer_
 from highway.modules import HighwayLinear
@@ -41,14 +42,13 @@ def plain_layer(in_features: int, out_features: int, activation: str) -> nn.Sequ
     return nn.Sequential(linear, activation_module(activation))
 
 
-def _check_sizes(in_features, width, depth, num_classes):
-    for name, value in (("in_features", in_features), ("width", width), ("depth", depth), ("num_classes", num_classes)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _check_sizes(**sizes):
+    for name, value in sizes.items():
+        positive_int(name, value)
 
 
 def _mlp(kind, in_features, width, depth, num_classes, activation, hidden):
-    _check_sizes(in_features, width, depth, num_classes)
+    _check_sizes(in_features=in_features, width=width, depth=depth, num_classes=num_classes)
     stem = nn.Sequential(nn.Flatten(), *plain_layer(in_features, width, activation))
     head = nn.Linear(width, num_classes)
     init_plain_layer_(head.weight, head.bias)
@@ -61,7 +61,7 @@ def highway_mlp(in_features: int, width: int, depth: int, num_classes: int, acti
 
     `gate_bias="auto"` picks the bias from the depth so that a fraction `keep` of the stem's output crosses
     all depth − 1 highway layers at initialization (`highway.gate_bias`)."""
-    _check_sizes(in_features, width, depth, num_classes)
+    _check_sizes(in_features=in_features, width=width, depth=depth, num_classes=num_classes)
     bias = resolve_gate_bias(gate_bias, depth - 1, keep)
     return _mlp("highway", in_features, width, depth, num_classes, activation,
                 lambda: HighwayLinear(width, activation, bias, backend))
@@ -77,12 +77,12 @@ def highway_stack(width: int, depth: int, activation: str = "relu", gate_bias: f
                   backend: str = "auto", keep: float = DEFAULT_KEEP) -> nn.Sequential:
     """`depth` HighwayLinear layers of `width` and nothing else (what the benchmarks time); "auto" gate bias
     as in `highway_mlp`, for `depth` layers."""
-    _check_sizes(width, width, depth, 1)
+    _check_sizes(width=width, depth=depth)
     bias = resolve_gate_bias(gate_bias, depth, keep)
     return nn.Sequential(*(HighwayLinear(width, activation, bias, backend) for _ in range(depth)))
 
 
 def plain_stack(width: int, depth: int, activation: str = "relu") -> nn.Sequential:
     """`depth` plain Linear + activation layers of `width`: the plain twin of `highway_stack`."""
-    _check_sizes(width, width, depth, 1)
+    _check_sizes(width=width, depth=depth)
     return nn.Sequential(*(plain_layer(width, width, activation) for _ in range(depth)))

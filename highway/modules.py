@@ -1,18 +1,15 @@
 """`torch.nn` highway layers. They hold parameters and call `highway.functional`; no kernel code here."""
-import math
-
 import torch
 from torch import nn
 
 from highway.activations import check_activation
 from highway.backends import BACKENDS
+from highway.checks import layer_gate_bias, odd_kernel_size, positive_int
 from highway.functional import highway_conv2d, highway_linear
 from highway.init import init_highway_layer_
 
 
-def _check_layer_args(gate_bias, backend):
-    if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)) or not math.isfinite(gate_bias):
-        raise ValueError(f"gate_bias must be a finite number, got {gate_bias!r}")
+def _check_backend(backend):
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
 
@@ -28,12 +25,10 @@ class HighwayLinear(nn.Module):
     def __init__(self, width: int, activation: str = "relu", gate_bias: float = -2.0, backend: str = "auto",
                  device=None, dtype=None, *, recompute: bool = False):
         super().__init__()
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, got {width!r}")
-        _check_layer_args(gate_bias, backend)
-        self.width = width
+        self.width = positive_int("width", width)
+        self.gate_bias = layer_gate_bias(gate_bias)
+        _check_backend(backend)
         self.activation = check_activation(activation)
-        self.gate_bias = float(gate_bias)
         self.backend = backend
         self.recompute = recompute
         self.weight = nn.Parameter(torch.empty(2 * width, width, device=device, dtype=dtype))
@@ -59,15 +54,11 @@ class HighwayConv2d(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 3, activation: str = "relu", gate_bias: float = -1.0,
                  backend: str = "auto", device=None, dtype=None):
         super().__init__()
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
-        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
-        _check_layer_args(gate_bias, backend)
-        self.channels = channels
-        self.kernel_size = kernel_size
+        self.channels = positive_int("channels", channels)
+        self.kernel_size = odd_kernel_size(kernel_size)
+        self.gate_bias = layer_gate_bias(gate_bias)
+        _check_backend(backend)
         self.activation = check_activation(activation)
-        self.gate_bias = float(gate_bias)
         self.backend = backend
         self.weight = nn.Parameter(torch.empty(2 * channels, channels, kernel_size, kernel_size, device=device,
                                                dtype=dtype))

@@ -32,10 +32,11 @@ def activation_fwd(z, ACTIVATION: tl.constexpr):
 
 @triton.jit
 def activation_fwd_bwd(z, ACTIVATION: tl.constexpr):
-    """(act(z), act'(z)) for a fp32 tile; relu'(0) = 0 as in PyTorch."""
+    """(act(z), act'(z)) for a fp32 tile; relu'(0) = 0 and relu'(NaN) = 1, as PyTorch's relu backward
+    (a gradient passes unless the output is <= 0)."""
     if ACTIVATION == 0:
         a = tl.where(z < 0.0, 0.0, z)
-        da = tl.where(z > 0.0, 1.0, 0.0)
+        da = tl.where(z <= 0.0, 0.0, 1.0)
     elif ACTIVATION == 1:
         a = 2.0 * tl.sigmoid(2.0 * z) - 1.0
         da = 1.0 - a * a

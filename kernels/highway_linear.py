@@ -87,10 +87,11 @@ def _highway_linear_fwd_kernel(
     """Fuses: x·[W_H | W_T]ᵀ (x read once for both), + bias, act, σ, and the carry y = H·T + x·(1 − T).
 
     The (M, 2N) pre-activations stay in registers. Saved for backward, only when autograd needs it
-    (STORE_PREACT): Z = [z_H | z_T], (M, 2N) in x's dtype. The backward needs H, T and act'(z_H); Z rebuilds
-    all three exactly (H or T alone cannot give gelu' or a precise σ' for nearly closed gates), costs the
-    same bytes as storing H and T, and spares the backward a second GEMM. With `recompute` the launcher
-    skips even that and the backward re-runs this GEMM instead: x alone is kept (for very deep stacks).
+    (STORE_PREACT): Z = [z_H | z_T], (M, 2N), in x's dtype for fp32 and bf16 and in fp32 for fp16 (see
+    `preactivation_dtype`). The backward needs H, T and act'(z_H); Z rebuilds all three exactly (H or T
+    alone cannot give gelu' or a precise σ' for nearly closed gates), costs the same bytes as storing H
+    and T, and spares the backward a second GEMM. With `recompute` the launcher skips even that and the
+    backward re-runs this GEMM instead: x alone is kept (for very deep stacks).
     """
     pid_m, pid_n = tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
@@ -219,6 +220,14 @@ def _highway_linear_bwd_dw_kernel(
         write_partial(db_ptr + offs_j, db, j_mask, USE_ATOMIC)
 
 
+def preactivation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype Z is saved in for backward. fp16 tops out at 65504, and a pre-activation past it (which the
+    fp32 accumulator holds, and which a nearly closed gate keeps out of y) would come back as inf and turn
+    the backward's inf·0 into NaN. So fp16 layers save Z in fp32: 8N bytes a row instead of 4N, which with x
+    makes 10N saved bytes a row instead of 6N. bf16 has fp32's range and keeps its own dtype."""
+    return torch.float32 if dtype == torch.float16 else dtype
+
+
 def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: bool):
     """Launch the fused forward on a 2-D `x` (M, N). Returns `(y, Z)`; Z is None unless stored.
 
@@ -226,7 +235,8 @@ def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: b
     """
     M, N = x.shape
     y = torch.empty((M, N), device=x.device, dtype=x.dtype)
-    z = torch.empty((M, 2 * N), device=x.device, dtype=x.dtype) if store_preactivations else None
+    z = (torch.empty((M, 2 * N), device=x.device, dtype=preactivation_dtype(x.dtype)) if store_preactivations
+         else None)
     if M == 0:
         return y, z
     bias = bias.contiguous()

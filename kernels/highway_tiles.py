@@ -37,7 +37,12 @@ def highway_gate_grads(z_h, z_t, x_carry, dy, ACTIVATION: tl.constexpr):
     dz_H = T·dy·act'(z_H), dz_T = (H − x)·dy·T(1 − T), carry = (1 − T)·dy (x's own share of dx)."""
     h, dh = activation_fwd_bwd(z_h, ACTIVATION)
     t = tl.sigmoid(z_t)
-    dz_h = dy * t * dh
+    if ACTIVATION == 0:
+        # relu's backward selects rather than multiplies, as PyTorch's does: a NaN gate upstream of a
+        # closed unit (z_H <= 0) still gives that unit a zero gradient.
+        dz_h = tl.where(z_h <= 0.0, 0.0, dy * t)
+    else:
+        dz_h = dy * t * dh
     dz_t = dy * (h - x_carry) * t * (1.0 - t)
     return dz_h, dz_t, dy * (1.0 - t)
 

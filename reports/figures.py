@@ -48,6 +48,14 @@ def _device_label(device: str, device_type: str) -> str:
     return f"{device} (CPU numbers)" if device_type == "cpu" else f"{device} (GPU)"
 
 
+def _cpu_note(d: pd.DataFrame, device_type: str) -> str:
+    if device_type != "cpu":
+        return ""
+    threads = sorted(int(t) for t in d["threads"].dropna().unique()) if "threads" in d else []
+    on = f" on {'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''}" if threads else ""
+    return f" Timed{on}: these compare backends on this machine and say nothing about a GPU."
+
+
 def _depth_axis(ax, depths):
     ax.set_xscale("log")
     ax.set_xticks(sorted(depths), [str(d) for d in sorted(depths)])
@@ -97,11 +105,15 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
                           "(width 50), dashed: plain (width 71). Left: each depth's best trial by final loss; "
                           "right: mean curve of the best ten trials (fewer where fewer ran).", f"curves-{study}"))
 
-        summary = best_runs(raw).melt(id_vars=["model", "depth"], value_vars=["best_loss", "top10_mean_loss"],
-                                    var_name="statistic", value_name="final_loss")
+        best = best_runs(raw)
+        top = int(min(10, best["trials"].max())) if len(best) else 10
+        summary = best.rename(columns={"best_loss": "best trial", "top10_mean_loss": f"mean of the top {top}"}).melt(
+            id_vars=["model", "depth"], value_vars=["best trial", f"mean of the top {top}"], var_name="statistic",
+            value_name="final_loss")
         fig, ax = plt.subplots(figsize=(7, 4.5))
         sns.lineplot(summary, x="depth", y="final_loss", hue="model", style="statistic", markers=True,
                      palette=arm_palette(arms), ax=ax)
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, fontsize=9)
         ax.set(yscale="log", xlabel="depth (hidden layers)", ylabel="final training cross-entropy",
                title=f"Final training loss against depth ({dataset})")
         _depth_axis(ax, depths)
@@ -218,6 +230,8 @@ def gate_figures(analysis) -> list[Figure]:
         spread = les["train_loss"].max() / max(min(les["train_loss"].min(), base), 1e-12)
         ax.set(xlabel="lesioned highway layer", ylabel="training cross-entropy", yscale="log" if spread > 3 else "linear",
                title=f"Lesioning one layer at a time, {name} — cf. the paper's Figure 4")
+        if spread <= 3:  # from zero, so that a change of a few percent looks like one
+            ax.set_ylim(0, 1.15 * max(les["train_loss"].max(), base))
         ax.legend()
         fig.tight_layout()
         out.append(Figure(f"Lesions of {name}", fig, "Training loss with all transform gates of one layer closed "
@@ -239,16 +253,25 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
             dl = dl.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(dl["width"], dl["dtype"], dl["batch"])])
             modes = sorted(dl["mode"].unique(), key=MODES.index)
             g = sns.relplot(dl, x="depth", y="samples_per_s", hue="backend", style="model", col="mode",
-                            col_order=modes, row="shape", kind="line", markers=True, height=3.2, aspect=1.25,
+                            col_order=modes, row="shape", kind="line", markers=True, height=3.4, aspect=1.35,
                             errorbar=None, facet_kws=dict(sharey=False))
             g.set(yscale="log")
+            g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
+            noisy = dl[dl["noisy"].fillna(False).astype(bool)] if "noisy" in dl else dl.iloc[:0]
+            for (row_name, col_name), ax in g.axes_dict.items():
+                sel = noisy[(noisy["shape"] == row_name) & (noisy["mode"] == col_name)]
+                ax.scatter(sel["depth"], sel["samples_per_s"], s=120, facecolors="none", edgecolors="crimson",
+                           linewidths=1.2, zorder=5)
             for ax in g.axes.flat:
                 _depth_axis(ax, dl["depth"].unique())
             g.set_axis_labels("depth (layers)", "samples / s")
             g.figure.suptitle(f"Throughput against depth, {layer} layers — {label}", y=1.02)
             out.append(Figure(f"Throughput, {layer} ({label})", g.figure,
                               "Samples per second of a stack of `depth` layers (median of the timed calls), per "
-                              "backend; rows are shapes (width, dtype, batch), columns are modes.", f"throughput-{layer}-{slug}"))
+                              "backend; rows are shapes (width, dtype, batch), columns are modes. A red ring marks a "
+                              "noisy point, whose slowest fifth of calls took over 1.3x its fastest fifth: its "
+                              "median is not to be compared with another's." + _cpu_note(dl, device_type),
+                              f"throughput-{layer}-{slug}"))
 
             speed = dl.dropna(subset=["speedup_vs_torch"])
             speed = speed[speed["backend"] != "torch"]

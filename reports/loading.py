@@ -1,14 +1,21 @@
 """Find and read the results a report is made from: throughput sweeps (`results.csv`), convergence studies
-(`converge.csv`) and gate analyses (`*/gates.npz` with `lesion.csv`), anywhere under the given paths."""
+(`converge.csv`) and gate analyses (`*/gates.npz` with `lesion.csv`), anywhere under the given paths.
+
+A results directory's SQLite store is read when it is there (it is the truth; the CSVs are its exports),
+else its CSVs, row by row: a damaged row is left out with a warning, never fatal. A configuration found
+in more than one of the given paths is kept once, from the last path, with a warning that says so.
+"""
 import json
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from highway.bench.schema import ANALYSIS_META_FILE, CARRY_COLUMNS, CARRY_FILE, CARRY_KEYS, CONVERGE_COLUMNS, \
-    CONVERGE_FILE, CONVERGE_KEYS, GATES_FILE, LESION_FILE, RESULTS_FILE, RUNS_FILE, THROUGHPUT_KEYS
+from highway.bench.schema import ANALYSIS_META_FILE, CARRY_FILE, CONVERGE_FILE, GATES_FILE, LESION_FILE, \
+    RESULTS_FILE, RUNS_FILE, STORE_FILE, TABLES, read_csv_rows, read_store_rows, table_name, typed_frame
 
 
 @dataclass
@@ -41,27 +48,46 @@ def _files(paths, name):
             yield from sorted(p.rglob(name))
 
 
-def read_throughput(paths) -> pd.DataFrame:
-    frames = [pd.read_csv(f) for f in _files(paths, RESULTS_FILE)]
+def read_table(paths, filename: str) -> pd.DataFrame:
+    """Every row of one table (`RESULTS_FILE`, `CONVERGE_FILE` or `CARRY_FILE`) under `paths`, the last
+    one per key. A configuration in more than one results directory is kept from the last, and said."""
+    columns, keys, types = TABLES[filename]
+    if filename == RESULTS_FILE:
+        keys = keys + ["device"]  # one configuration timed on several devices is several results
+    frames = []
+    directories = dict.fromkeys(f.parent for name in (filename, STORE_FILE) for f in _files(paths, name))
+    for directory in directories:
+        store, csv_path = directory / STORE_FILE, directory / filename
+        rows = read_store_rows(store, table_name(filename), columns) if store.exists() else None
+        if rows is None and csv_path.exists():
+            rows, damaged = read_csv_rows(csv_path, columns, keys, types)
+            if damaged:
+                print(f"{csv_path}: {len(damaged)} damaged row(s) left out: {'; '.join(damaged[:3])}",
+                      file=sys.stderr)
+        if rows:
+            frames.append(typed_frame(rows, columns, types).assign(_source=str(directory)))
     if not frames:
-        return pd.DataFrame(columns=THROUGHPUT_KEYS + ["status", "median_ms", "device", "device_type"])
+        return typed_frame([], columns, types)
     df = pd.concat(frames, ignore_index=True)
-    return df.drop_duplicates(subset=THROUGHPUT_KEYS + ["device"], keep="last").reset_index(drop=True)
+    by_key = df.groupby(keys, dropna=False)["_source"].nunique()
+    overlapping = int((by_key > 1).sum())
+    if overlapping:
+        warnings.warn(f"{overlapping} {table_name(filename)} rows appear in more than one results directory "
+                      f"({', '.join(sorted(df['_source'].unique()))}); each is kept from the last one given",
+                      stacklevel=2)
+    return df.drop_duplicates(subset=keys, keep="last").drop(columns="_source").reset_index(drop=True)
+
+
+def read_throughput(paths) -> pd.DataFrame:
+    return read_table(paths, RESULTS_FILE)
 
 
 def read_converge(paths) -> pd.DataFrame:
-    frames = [pd.read_csv(f, dtype={"gate_rule": str}) for f in _files(paths, CONVERGE_FILE)]
-    if not frames:
-        return pd.DataFrame(columns=CONVERGE_COLUMNS)
-    df = pd.concat(frames, ignore_index=True).drop_duplicates(subset=CONVERGE_KEYS, keep="last")
-    return df.assign(gate_rule=df["gate_rule"].astype(str))
+    return read_table(paths, CONVERGE_FILE)
 
 
 def read_carry(paths) -> pd.DataFrame:
-    frames = [pd.read_csv(f, dtype={"gate_rule": str}) for f in _files(paths, CARRY_FILE)]
-    if not frames:
-        return pd.DataFrame(columns=CARRY_COLUMNS)
-    return pd.concat(frames, ignore_index=True).drop_duplicates(subset=CARRY_KEYS, keep="last")
+    return read_table(paths, CARRY_FILE)
 
 
 def read_analyses(paths) -> list[Analysis]:

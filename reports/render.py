@@ -34,20 +34,26 @@ def _environment_table(runs) -> pd.DataFrame:
     return df[[k for k in keys if k in df.columns]].drop_duplicates(subset=["device", "commit", "command"])
 
 
-def build_report(paths, out, title: str = "Highway networks: depth, speed and gates") -> Path:
-    """Write `out/report.html` and `out/report.md` (with `out/figures/*.png`); return the HTML's path."""
+def build_report(paths, out, title: str = "Highway networks: depth, speed and gates", progress: bool = True) -> Path:
+    """Write `out/report.html` and `out/report.md` (with `out/figures/*.png`); return the HTML's path.
+    With `progress`, a line per figure as it is drawn and saved."""
     data = load_results(paths)
     if data.empty:
         raise ValueError(f"no results.csv, converge.csv or gates.npz under {', '.join(map(str, paths))}")
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    say = print if progress else (lambda *a, **k: None)
     with report_style():
-        sections = [
-            ("Optimization: plain vs highway at growing depth", convergence_figures(data.converge)),
-            ("The transform-gate bias and depth", gate_bias_figures(data.converge) + carry_figures(data.carry)),
-            ("Inside trained highway nets", [f for a in data.analyses for f in gate_figures(a)]),
-            ("Throughput and memory", throughput_figures(data.throughput)),
-        ]
+        say("  drawing the convergence figures", flush=True)
+        sections = [("Optimization: plain vs highway at growing depth", convergence_figures(data.converge))]
+        say("  drawing the gate-bias figures", flush=True)
+        sections.append(("The transform-gate bias and depth",
+                         gate_bias_figures(data.converge) + carry_figures(data.carry)))
+        say(f"  drawing the gates of {len(data.analyses)} trained net(s)", flush=True)
+        sections.append(("Inside trained highway nets", [f for a in data.analyses for f in gate_figures(a)]))
+        say("  drawing the throughput figures", flush=True)
+        sections.append(("Throughput and memory", throughput_figures(data.throughput)))
+        total, done = sum(len(figures) for _, figures in sections), 0
         claims = claims_table(data)
         env = _environment_table(data.runs)
 
@@ -60,6 +66,8 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
             md += [f"## {heading}", ""]
             body.append(f"<h2>{html.escape(heading)}</h2>")
             for f in figures:
+                done += 1
+                say(f"  figure {done}/{total}: {f.title}", flush=True)
                 png = _png(f.fig)
                 (out / "figures" / f"{f.slug}.png").write_bytes(png)
                 md += [f"### {f.title}", "", f"![{f.title}](figures/{f.slug}.png)", "", f.caption, ""]

@@ -45,7 +45,8 @@ def test_rerun_resumes_and_overwrite_redoes(tmp_path, monkeypatch):
     calls.clear()
     df = sweep(tmp_path, depth=[1], overwrite=True)
     assert len(calls) == 2 and len(df) == 2
-    assert len(pd.read_csv(tmp_path / "results.csv")) == 8  # appended; readers keep the last row per config
+    on_disk = pd.read_csv(tmp_path / "results.csv")
+    assert len(on_disk) == 6 and on_disk["run_id"].nunique() == 3  # one row per configuration, the newest
 
 
 def test_an_interrupted_sweep_keeps_finished_rows_and_resumes(tmp_path, monkeypatch):

@@ -210,9 +210,24 @@ def test_compare_finds_regressions(tmp_path):
     new = fixture_results(tmp_path / "new")
     path = new / "throughput" / "results.csv"
     df = pd.read_csv(path)
-    df.loc[(df["backend"] == "compile") & (df["depth"] == 10), "median_ms"] *= 1.5
-    df.loc[(df["backend"] == "torch") & (df["depth"] == 1), "median_ms"] *= 0.5
+    timings = ["median_ms", "p20_ms", "p80_ms"]
+    df.loc[(df["backend"] == "compile") & (df["depth"] == 10), timings] *= 1.5
+    df.loc[(df["backend"] == "torch") & (df["depth"] == 1), timings] *= 0.5
     df.to_csv(path, index=False)
     diff = compare_throughput([old], [new], threshold=0.1)
     changes = {(r.backend, r.depth): r.change for r in diff.itertuples()}
     assert changes == {("compile", 10): "slower", ("torch", 1): "faster", ("compile", 1): "", ("torch", 10): ""}
+
+
+def test_compare_ignores_a_change_within_the_runs_spread(tmp_path):
+    # Two runs of the same code on a noisy machine: medians 20 % apart, but each run's p20–p80 covers the
+    # other's median. Neither is a change; a --fail-on-slower gate must not fail on it.
+    old = fixture_results(tmp_path / "old")
+    new = fixture_results(tmp_path / "new")
+    for root, median in ((old, 1.0), (new, 1.2)):
+        path = root / "throughput" / "results.csv"
+        df = pd.read_csv(path)
+        df["median_ms"], df["p20_ms"], df["p80_ms"] = median, 0.7, 1.6
+        df.to_csv(path, index=False)
+    diff = compare_throughput([old], [new], threshold=0.1)
+    assert (diff["ratio"] > 1.1).all() and (diff["change"] == "").all()

@@ -138,3 +138,36 @@ def test_hypothesis_shapes_and_values(m, n, lead, activation, dtype, scale, seed
     assert_close(y, y_ref, dtype, "y")
     for name, actual, expected in zip(("dx", "dweight", "dbias"), g, g_ref):
         assert_close(actual, expected, dtype, name)
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_fp16_backward_is_finite_where_the_forward_is(recompute, device):
+    # z_H = 16 · 100 · 62.5 = 1e5 overflows fp16 (max 65504), while T = σ(−20) keeps y ≈ x finite: the
+    # pre-activations saved for backward must hold what the forward computed in fp32.
+    n = 16
+    x = torch.full((4, n), 100.0, device=device, dtype=torch.float16)
+    w = torch.zeros(2 * n, n, device=device, dtype=torch.float16)
+    w[:n] = 62.5
+    b = torch.zeros(2 * n, device=device, dtype=torch.float16)
+    b[n:] = -20.0
+    dy = torch.ones_like(x)
+    (y_ref, g_ref), (y, g) = reference_and_triton(x, w, b, "relu", dy, recompute=recompute)
+    assert torch.isfinite(y).all() and all(torch.isfinite(t).all() for t in g)
+    assert_close(y, y_ref, torch.float16, "y")
+    for name, actual, expected in zip(("dx", "dweight", "dbias"), g, g_ref):
+        assert_close(actual, expected, torch.float16, name)
+
+
+@pytest.mark.parametrize("where", ["b_T", "b_H", "x"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_nan_reaches_the_same_gradients_as_the_reference(where, activation, device):
+    # relu's backward selects (PyTorch's threshold_backward): relu'(NaN) passes the gradient, and a NaN
+    # gate does not reach a unit whose z_H <= 0. The fused backward must make the same choices.
+    x, w, b = linear_inputs(16, 4, torch.float32, device, seed=3)
+    if where == "b_T":
+        b[1] = -100.0  # unit 1 closed (z_H < 0) on every row, its gate NaN
+    {"b_T": b[5:6], "b_H": b[1:2], "x": x[0, :1]}[where].fill_(float("nan"))
+    dy = torch.ones_like(x)
+    (y_ref, g_ref), (y, g) = reference_and_triton(x, w, b, activation, dy)
+    for name, actual, expected in zip(("y", "dx", "dweight", "dbias"), (y, *g), (y_ref, *g_ref)):
+        assert_close(actual, expected, torch.float32, name)  # NaNs in the same places, the rest close

@@ -11,15 +11,19 @@
     highway-bench profile --depth 10 --width 1024 --dtype bf16 --backend triton --mode train --out prof/
 """
 import argparse
+import os
 import sys
 
 from highway.activations import ACTIVATIONS
 from highway.backends import BACKENDS as LAYER_BACKENDS
 from highway.bench.harness.backends import BACKENDS
 from highway.bench.harness.cases import DTYPES, Case
+from highway.bench.harness.environment import resolve_device
 from highway.bench.harness.sweep import PRESETS as SWEEP_PRESETS
+from highway.bench.harness.timing import CPU_THREADS
 from highway.bench.schema import CONVERGE_FILE, GATE_AUTO, GATE_SEARCH, LAYERS, MODELS, MODES, RESULTS_FILE, \
     parse_gate_rule
+from highway.bench.study.analysis import ANALYSIS_SAMPLES
 from highway.bench.study.convergence import PRESETS as STUDIES
 
 # The extra that installs each optional package a command may import (pyproject.toml).
@@ -49,18 +53,41 @@ def _axes(parser: argparse.ArgumentParser, defaults: dict | None):
                         help="image side for conv stacks")
 
 
+def writable_dir(path) -> "Path":
+    """`path` as a directory this process can write into, made if missing; ValueError naming the problem
+    before any work starts (a file in the way, no permission, a read-only file system)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file; give a directory for the results")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".highway-bench-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to {path}: {e.strerror or e}") from None
+    return path
+
+
 def cmd_throughput(args) -> int:
     import pandas as pd
 
-    from highway.bench.harness.sweep import summary_table, throughput_sweep
+    from highway.bench.harness.sweep import expand, summary_table, throughput_sweep
 
     given = {a: getattr(args, a) for a in AXES if getattr(args, a) is not None}
     sweeps = [{**preset, **given} for preset in SWEEP_PRESETS[args.preset]] if args.preset else [given]
+    for axes in sweeps:
+        expand(**axes)  # every axis checked before anything runs
+    resolve_device(args.device)
+    writable_dir(args.out)
     frames = []
     try:
         for axes in sweeps:
             frames.append(throughput_sweep(args.out, overwrite=args.overwrite, device=args.device, timer=args.timer,
-                                           progress=not args.no_progress, argv=sys.argv, **axes))
+                                           progress=not args.no_progress, argv=sys.argv, threads=args.threads,
+                                           **axes))
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished configurations are in {args.out}/{RESULTS_FILE}; "
               "run the same command to resume")
@@ -74,6 +101,8 @@ def cmd_profile(args) -> int:
     from highway.bench.harness.profile import profile_config
 
     case = Case(**{a: getattr(args, a) for a in AXES})
+    resolve_device(args.device)
+    writable_dir(args.out)
     table = profile_config(case, args.out, steps=args.steps, device=args.device)
     print(f"{case.describe()}: {args.steps} steps")
     print(table.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -125,14 +154,21 @@ def cmd_converge(args) -> int:
     from highway.reports.summaries import best_runs
 
     study = _study(args)
+    study.validate()
+    resolve_device(args.device)
+    writable_dir(args.out)
     try:
         df = convergence_study(args.out, study, device=args.device, progress=not args.no_progress,
                                overwrite=args.overwrite, argv=sys.argv)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are in {args.out}/{CONVERGE_FILE}; run the same command to resume")
         return 130
+    best = best_runs(df)
     print(f"study '{study.name}' on {df['dataset'].iloc[0] if len(df) else study.dataset}: final training loss")
-    print(best_runs(df).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if best.empty:
+        print("  every trial diverged: no final loss to show (try a lower --lr, or more trials)")
+    else:
+        print(best.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\nresults: {args.out}/{CONVERGE_FILE}   checkpoints: {args.out}/checkpoints/")
     return 0
 
@@ -140,8 +176,17 @@ def cmd_converge(args) -> int:
 def cmd_analyze(args) -> int:
     from highway.bench.study.analysis import analyze
 
+    from highway.bench.study.checkpoints import load_checkpoint
+
+    resolve_device(args.device)
+    for checkpoint in args.checkpoint:  # every file checked before any is analysed
+        load_checkpoint(checkpoint)
+    if args.samples < 1:
+        raise ValueError(f"--samples must be positive, got {args.samples}")
+    writable_dir(args.out)
     for checkpoint in args.checkpoint:
-        target = analyze(checkpoint, args.out, dataset=args.dataset, max_samples=args.samples, device=args.device)
+        target = analyze(checkpoint, args.out, dataset=args.dataset, max_samples=args.samples, device=args.device,
+                         progress=not args.no_progress)
         print(f"{checkpoint}: gates.npz, lesion.csv, meta.json in {target}")
     return 0
 
@@ -151,22 +196,21 @@ def cmd_report(args) -> int:
         from highway.reports.compare import compare_throughput
 
         old, new = args.compare
+        if not 0 <= args.threshold:
+            raise ValueError(f"--threshold must be a fraction >= 0, got {args.threshold}")
         diff = compare_throughput([old], [new], args.threshold)
         changed = diff[diff["change"] != ""]
         print(f"{len(diff)} configurations in both; {len(changed)} changed by more than {args.threshold:.0%}:")
         cols = [a for a in AXES if a != "spatial"] + ["old_ms", "new_ms", "ratio", "change"]
         print(changed[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}") if len(changed) else "  none")
         if args.output:
-            from pathlib import Path
-
-            Path(args.output).mkdir(parents=True, exist_ok=True)
-            diff.to_csv(Path(args.output) / "compare.csv", index=False)
+            diff.to_csv(writable_dir(args.output) / "compare.csv", index=False)
         return 1 if args.fail_on_slower and (changed["change"] == "slower").any() else 0
     if not args.results:
         raise ValueError("give one or more results directories, or --compare OLD NEW")
     from highway.reports.render import build_report
 
-    page = build_report(args.results, args.output or "report")
+    page = build_report(args.results, writable_dir(args.output or "report"), progress=not args.no_progress)
     print(f"report: {page}  (Markdown: {page.with_suffix('.md')})")
     return 0
 
@@ -174,6 +218,7 @@ def cmd_report(args) -> int:
 def cmd_quickstart(args) -> int:
     from highway.bench.cli.quickstart import quickstart
 
+    writable_dir(args.out)
     quickstart(args.out, progress=not args.no_progress, argv=sys.argv)
     return 0
 
@@ -194,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timer", choices=["events", "graph"], default="events",
                    help="GPU: CUDA events per call, or CUDA-graph replay to take launch overhead out")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=CPU_THREADS,
+                   help=f"CPU timing: torch threads for the timed calls (default {CPU_THREADS}; more threads on a "
+                        "busy machine measure the scheduler)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_throughput)
 
@@ -243,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="+", help="checkpoints written by `highway-bench converge`")
     p.add_argument("--out", default="results/analysis")
     p.add_argument("--dataset", help="data to analyse on (default: the checkpoint's own)")
-    p.add_argument("--samples", type=int, default=10000, help="training samples to use")
+    p.add_argument("--samples", type=int, default=ANALYSIS_SAMPLES, help="training samples to use")
     p.add_argument("--device")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="HTML and Markdown report from results directories; --compare for regressions")
@@ -252,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output directory (default: report)")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two throughput result sets")
     p.add_argument("--threshold", type=float, default=0.1, help="relative change that counts (default 0.1)")
-    p.add_argument("--fail-on-slower", action="store_true", help="exit 1 when anything got slower (for CI)")
+    p.add_argument("--fail-on-slower", action="store_true",
+                   help="exit 1 when anything got slower beyond the threshold and both runs' spread (for CI)")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_report)
 
     return parser
@@ -262,8 +313,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"highway-bench {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # bad input, a missing or unwritable file: the user's to fix
+        print(f"highway-bench {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
         extra = EXTRAS.get((e.name or "").split(".")[0])
@@ -272,6 +323,12 @@ def main(argv=None) -> int:
         print(f"highway-bench {args.command}: error: this needs {e.name}, which comes with the [{extra}] extra: "
               f"pip install 'highway-triton[{extra}]'", file=sys.stderr)
         return 2
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error)
 
 
 if __name__ == "__main__":

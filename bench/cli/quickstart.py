@@ -27,8 +27,8 @@ def quickstart(out, progress: bool = True, argv=None) -> Path:
     checkpoints = sorted((p for p in (out / "converge" / CHECKPOINT_DIR).glob(f"*{CHECKPOINT_SUFFIX}")
                           if highway in p.stem), key=lambda p: checkpoint_depth(p.stem))
     if checkpoints:
-        analyze(checkpoints[-1], out / "analysis", max_samples=QUICK_ANALYSIS_SAMPLES)
+        analyze(checkpoints[-1], out / "analysis", max_samples=QUICK_ANALYSIS_SAMPLES, progress=progress)
     print("4/4 report")
-    page = build_report([out], out / "report")
+    page = build_report([out], out / "report", progress=progress)
     print(f"\nreport: {page}\n        {page.with_suffix('.md')}")
     return page

@@ -53,8 +53,22 @@ def driver_version() -> str:
 
 
 def resolve_device(device=None) -> torch.device:
-    """The device a run uses: the one asked for, else the first CUDA GPU when there is one, else the CPU."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """The device a run uses: the one asked for, else the first CUDA GPU when there is one, else the CPU.
+    ValueError for a device that is not a device name, or that this machine does not have."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device} asked for, but this machine has no CUDA GPU that torch can use")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"device {device} is not supported here; expected cpu, cuda or cuda:N")
+    return device
 
 
 def environment(device: torch.device, argv=None) -> dict:

@@ -24,11 +24,15 @@ from highway.bench.harness.environment import environment, resolve_device
 from highway.bench.harness.flops import stack_work
 from highway.bench.harness.progress import progress_bar
 from highway.bench.harness.store import ResultStore
-from highway.bench.harness.timing import cpu_time, cuda_time, first_call, peak_memory_mb
+from highway.bench.harness.timing import CPU_THREADS, cpu_threads, cpu_time, cuda_time, first_call, load_average, \
+    peak_memory_mb
 from highway.bench.schema import BASELINE_BACKEND, LAYERS, MODELS, MODES, RESULTS_FILE, STATUS_OK, \
     THROUGHPUT_COLUMNS, THROUGHPUT_KEYS
 
 DEFAULT_DEPTHS = [1, 10, 20, 50, 100, 200, 500, 1000]
+# A row whose 80th-percentile time is more than this times its 20th is flagged `noisy`: its median is
+# not a number to compare against another's.
+NOISY_SPREAD = 1.3
 
 PRESETS = {
     # A laptop CPU in about a minute: eager PyTorch vs torch.compile, highway vs plain, dense layers.
@@ -95,8 +99,10 @@ class Baselines:
         return self.cache[key]
 
 
-def run_case(case: Case, device: torch.device, baselines: Baselines, timer: str = "events") -> dict:
-    """Run, check and time one configuration; the result row (without the run's environment columns)."""
+def run_case(case: Case, device: torch.device, baselines: Baselines, timer: str = "events",
+             threads: int = CPU_THREADS) -> dict:
+    """Run, check and time one configuration; the result row (without the run's environment columns).
+    On a CPU, the timed calls run on `threads` threads (see `cpu_threads`)."""
     row = {**case.__dict__}
     reason = BACKENDS[case.backend].unsupported(case, device)
     if reason:
@@ -118,7 +124,9 @@ def run_case(case: Case, device: torch.device, baselines: Baselines, timer: str 
         if device.type == "cuda":
             timing = cuda_time(step, cuda_graph=timer == "graph" and case.backend != "compile-cudagraphs")
         else:
-            timing = cpu_time(step)
+            with cpu_threads(threads):
+                row.update(threads=threads, load_avg=load_average())
+                timing = cpu_time(step)
         timing.first_call_ms = first_ms
         row["peak_mem_mb"] = peak_memory_mb(step, device)
     except torch.cuda.OutOfMemoryError:
@@ -139,7 +147,9 @@ def derived_metrics(case: Case, device: torch.device, timing) -> dict:
     if device.type == "cuda":
         tf32 = torch.get_float32_matmul_precision() != "highest"
         peak_flops, peak_bw = peak_for(torch.cuda.get_device_name(device), case.dtype, tf32)
+    spread = timing.quantile(0.8) / timing.quantile(0.2)
     return {
+        "spread": spread, "noisy": bool(spread > NOISY_SPREAD),
         "median_ms": median, "p20_ms": timing.quantile(0.2), "p80_ms": timing.quantile(0.8),
         "q1_ms": timing.quantile(0.25), "q3_ms": timing.quantile(0.75), "first_call_ms": timing.first_call_ms,
         "repeats": len(timing.samples), "timer": timing.timer, "samples_per_s": case.batch / (median * 1e-3),
@@ -149,37 +159,59 @@ def derived_metrics(case: Case, device: torch.device, timing) -> dict:
     }
 
 
-def _speedup(row: dict, done: pd.DataFrame) -> float:
-    if row.get("status") != STATUS_OK or done.empty:
+def _speedup(row: dict, store: ResultStore) -> float:
+    """Eager time ÷ this row's time, from the eager row of the same shape (one indexed lookup)."""
+    if row.get("status") != STATUS_OK:
         return math.nan
-    same = (done["backend"] == BASELINE_BACKEND) & (done["status"] == STATUS_OK)
-    for c in THROUGHPUT_KEYS:
-        if c != "backend":
-            same &= done[c] == row[c]
-    base = done.loc[same, "median_ms"]
-    return float(base.iloc[-1]) / row["median_ms"] if len(base) else math.nan
+    shape = {k: row[k] for k in THROUGHPUT_KEYS if k != "backend"}
+    base = store.select(**shape, backend=BASELINE_BACKEND)
+    base = base[base["status"] == STATUS_OK]
+    return float(base["median_ms"].iloc[-1]) / row["median_ms"] if len(base) else math.nan
 
 
 def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = "events", progress: bool = True,
-                     argv=None, **axes) -> pd.DataFrame:
-    """Run the sweep of `axes` (see `expand`) into the results store in `out`; the rows of this sweep."""
+                     argv=None, threads: int = CPU_THREADS, **axes) -> pd.DataFrame:
+    """Run the sweep of `axes` (see `expand`) into the results store in `out`; the rows of this sweep.
+
+    Runs into one directory share the work: a case another run is timing is skipped (and timed by it),
+    so two identical sweeps started together each time about half the cases, never one twice."""
     device = resolve_device(device)
     cases = expand(**axes)
-    store = ResultStore(out, RESULTS_FILE, THROUGHPUT_COLUMNS, THROUGHPUT_KEYS)
-    env = environment(device, argv)
-    store.record_run(env)
-    done = set() if overwrite else store.done_keys()
-    todo = [c for c in cases if c.key() not in done]
-    baselines = Baselines(device)
-    bar = progress_bar(todo, progress, "config")
-    for case in bar:
-        if hasattr(bar, "set_postfix_str"):
-            bar.set_postfix_str(case.describe())
-        row = run_case(case, device, baselines, timer)
-        row["speedup_vs_torch"] = _speedup(row, store.read())
-        row.update({k: env[k] for k in ("device", "device_type", "commit", "run_id", "timestamp")})
-        store.append(row)
-    df = store.read()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    with ResultStore(out, RESULTS_FILE, THROUGHPUT_COLUMNS, THROUGHPUT_KEYS) as store:
+        done = set() if overwrite else store.done_keys()
+        todo = [c for c in cases if c.key() not in done]
+        if len(todo) < len(cases):
+            print(f"{len(cases) - len(todo)} of {len(cases)} configurations already done in {store.path.parent}"
+                  + (f"; running the other {len(todo)}" if todo else ""))
+        if todo:
+            env = environment(device, argv)
+            store.record_run(env)
+            baselines = Baselines(device)
+            elsewhere = 0
+            bar = progress_bar(todo, progress, "config")
+            for case in bar:
+                if not store.claim(case.key()):
+                    elsewhere += 1  # another run is timing it
+                    continue
+                if not overwrite and store.has(case.key()):  # another run finished it since we looked
+                    store.release(case.key())
+                    elsewhere += 1
+                    continue
+                if hasattr(bar, "set_postfix_str"):
+                    bar.set_postfix_str(case.describe())
+                try:
+                    row = run_case(case, device, baselines, timer, threads)
+                except BaseException:
+                    store.release(case.key())
+                    raise
+                row["speedup_vs_torch"] = _speedup(row, store)
+                row.update({k: env[k] for k in ("device", "device_type", "commit", "run_id", "timestamp")})
+                store.append(row, unit=case.key())
+            if elsewhere:
+                print(f"{elsewhere} configurations were run by another sweep into {store.path.parent}")
+        df = store.read()
     keys = {c.key() for c in cases}
     mask = [tuple(r) in keys for r in df[THROUGHPUT_KEYS].itertuples(index=False)]
     return df[mask].reset_index(drop=True)

@@ -2,7 +2,9 @@
 `time.perf_counter` on the CPU. The first call (compilation, autotuning) is timed on its own by
 `first_call` and never mixed into the samples; the timers below assume it has been made.
 """
+import contextlib
 import ctypes
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -10,6 +12,9 @@ import numpy as np
 import torch
 
 _L2_FLUSH_BYTES = 256 * 2**20  # larger than any current GPU's L2 (H100: 50 MB, H200: 60 MB)
+# CPU timings run on one thread unless told otherwise: on a small, busy machine a second OpenMP thread
+# fights the OS and every other process for a core, and one matmul was measured at 4.7 ms against 51 µs.
+CPU_THREADS = 1
 
 
 @dataclass
@@ -66,6 +71,27 @@ def cuda_time(fn, warmup: int = 10, repeats: int = 50, flush_l2: bool = True, cu
     torch.cuda.synchronize()
     samples = [s.elapsed_time(e) for s, e in zip(starts, ends)]
     return Timing(samples, timer="cuda-graph" if cuda_graph else "cuda-events")
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int):
+    """torch's intra-op threads pinned to `threads` for the block, restored after."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def load_average() -> float:
+    """The 1-minute load average (runnable processes), NaN where the OS does not say."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return float("nan")
 
 
 def cpu_time(fn, warmup: int = 3, repeats: int = 20, max_seconds: float = 5.0) -> Timing:

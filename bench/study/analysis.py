@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from highway.bench.harness.environment import resolve_device
+from highway.bench.harness.progress import progress_bar
 from highway.bench.schema import ANALYSIS_META_FILE, GATES_FILE, LESION_FILE
 from highway.bench.study.checkpoints import load_checkpoint
 from highway.bench.study.datasets import load_dataset
@@ -25,13 +26,13 @@ ANALYSIS_SAMPLES = 10000  # training images the gates and lesions are measured o
 
 
 @torch.no_grad()
-def lesion_curve(net, x: torch.Tensor, y: torch.Tensor) -> pd.DataFrame:
+def lesion_curve(net, x: torch.Tensor, y: torch.Tensor, progress: bool = False) -> pd.DataFrame:
     """Training loss and error with the transform gates of one highway layer closed at a time; layer 0
     is the unlesioned net. Layers count from 1 at the first highway layer."""
     rows = []
     loss, acc = evaluate(net, x, y)
     rows.append({"layer": 0, "lesioned": False, "train_loss": loss, "train_error": 1 - acc})
-    for i, layer in enumerate(highway_layers(net), start=1):
+    for i, layer in enumerate(progress_bar(highway_layers(net), progress, "lesion"), start=1):
         saved = layer.bias.detach().clone()
         layer.bias.data[layer.width:] = float("-inf")  # σ(−inf) = 0 exactly: the layer carries its input
         try:
@@ -42,7 +43,8 @@ def lesion_curve(net, x: torch.Tensor, y: torch.Tensor) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def analyze(checkpoint, out, dataset: str | None = None, max_samples: int = ANALYSIS_SAMPLES, device=None) -> Path:
+def analyze(checkpoint, out, dataset: str | None = None, max_samples: int = ANALYSIS_SAMPLES, device=None,
+            progress: bool = True) -> Path:
     """Gate statistics and the lesion curve of a checkpoint, written to `out/<checkpoint name>/`:
     gates.npz, lesion.csv and meta.json. Uses the checkpoint's own data set unless `dataset` is given."""
     device = resolve_device(device)
@@ -55,7 +57,7 @@ def analyze(checkpoint, out, dataset: str | None = None, max_samples: int = ANAL
     target = Path(out) / Path(checkpoint).stem
     target.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(target / GATES_FILE, **gate_statistics(net, x, y))
-    lesion_curve(net, x, y).to_csv(target / LESION_FILE, index=False)
+    lesion_curve(net, x, y, progress).to_csv(target / LESION_FILE, index=False)
     (target / ANALYSIS_META_FILE).write_text(
         json.dumps({**meta, "analysis_samples": len(x), "analysis_dataset": data.name}, indent=1))
     return target

@@ -6,6 +6,7 @@ so that keeping the best needs no loading at all.
 """
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -41,10 +42,15 @@ def load_checkpoint(path, backend: str = "auto"):
     if not path.is_file():
         raise ValueError(f"{path} is not a checkpoint file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path} is not a checkpoint this tool can load safely: {reason}") from None
+        with warnings.catch_warnings():  # torch's notes on pickle protocols say nothing to our users
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path} was refused: it is not a file of tensors and plain values, as `highway-bench "
+                         f"converge` writes, and loading anything else could run code from it") from None
+    except (EOFError, RuntimeError, OSError) as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} is not a checkpoint written by `highway-bench converge`: {reason}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("meta"), dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path} is not a checkpoint written by `highway-bench converge` (no meta/state_dict)")
     meta = ckpt["meta"]

@@ -23,13 +23,19 @@ from highway.bench.harness.store import ResultStore
 from highway.bench.schema import CARRY_COLUMNS, CARRY_FILE, CARRY_KEYS, CONVERGE_COLUMNS, CONVERGE_FILE, \
     CONVERGE_KEYS, GATE_AUTO, GATE_SEARCH, MODELS, NO_GATE, STATUS_OK, parse_gate_rule
 from highway.bench.study.checkpoints import save_if_best
-from highway.bench.study.datasets import ImageData, load_dataset
+from highway.bench.study.datasets import FALLBACK_NOTE, ImageData, load_dataset
 from highway.bench.study.training import train_trial
+from highway.activations import check_activation
+from highway.backends import BACKENDS as LAYER_BACKENDS
 from highway.gate_bias import gate_bias_for_depth
 from highway.gates import carried_fraction
 from highway.models import highway_mlp, plain_mlp
 
 WIDTHS = {"highway": 50, "plain": 71}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 CARRY_SAMPLES = 1000  # training images the carried fraction at initialization is averaged over
 
 
@@ -42,6 +48,25 @@ class SearchSpace:
     activation: tuple = ("relu", "tanh")
     gate_bias: tuple = (-10.0, -1.0)  # uniform, highway nets only
     fixed: dict = field(default_factory=dict)  # values that override the draw, e.g. {"gate_bias": -2.0}
+
+    def validate(self):
+        """ValueError for a range or fixed value that no trial could train with."""
+        checks = {
+            "lr": lambda v: 0 < v < math.inf, "momentum": lambda v: 0 <= v < 1, "decay": lambda v: 0 < v <= 1,
+            "gate_bias": lambda v: math.isfinite(v),
+        }
+        words = {"lr": "a positive number", "momentum": "in [0, 1)", "decay": "in (0, 1]",
+                 "gate_bias": "a finite number"}
+        for name, ok in checks.items():
+            lo, hi = getattr(self, name)
+            if not (_is_number(lo) and _is_number(hi) and ok(lo) and ok(hi) and lo <= hi):
+                raise ValueError(f"the search range of {name} must be two numbers {words[name]}, low first; "
+                                 f"got {(lo, hi)}")
+            if name in self.fixed and not (_is_number(self.fixed[name]) and ok(self.fixed[name])):
+                raise ValueError(f"{name} must be {words[name]}, got {self.fixed[name]!r}")
+        for activation in (self.fixed.get("activation"), *self.activation):
+            if activation is not None:
+                check_activation(activation)
 
     def draw(self, model: str, rng: np.random.Generator) -> dict:
         hp = {
@@ -78,6 +103,30 @@ class Study:
     def arms(self):
         """(model, gate rule) pairs: plain nets once, highway nets once per gate rule."""
         return [(m, r) for m in self.models for r in (self.gate_rules if m == "highway" else (NO_GATE,))]
+
+    def validate(self):
+        """ValueError naming the first bad setting, before any data is loaded or any net is built."""
+        for name in ("trials", "epochs", "batch", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, "
+                                 f"got {value!r}")
+        if self.max_train is not None and (isinstance(self.max_train, bool) or not isinstance(self.max_train, int)
+                                           or self.max_train < 1):
+            raise ValueError(f"max_train must be a positive integer or None, got {self.max_train!r}")
+        if not self.depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.depths):
+            raise ValueError(f"depths must be positive integers, got {list(self.depths)}")
+        unknown = [m for m in self.models if m not in MODELS]
+        if not self.models or unknown:
+            raise ValueError(f"models must be some of {list(MODELS)}, got {list(self.models)}")
+        if "highway" in self.models and min(self.depths) < 2:
+            raise ValueError(f"a highway net needs depth >= 2 (depth counts the plain first layer, so depth 1 has no "
+                             f"highway layer); got depths {list(self.depths)}")
+        for rule in self.gate_rules:
+            parse_gate_rule(rule)
+        if self.backend not in LAYER_BACKENDS:
+            raise ValueError(f"backend must be one of {list(LAYER_BACKENDS)}, got {self.backend!r}")
+        self.search.validate()
 
 
 def gate_bias_for_rule(rule: str, depth: int, drawn: float) -> float:
@@ -116,61 +165,88 @@ def trial_seed(study: Study, model: str, depth: int, trial: int) -> int:
     return int(np.random.SeedSequence([study.seed, MODELS.index(model), depth, trial]).generate_state(1)[0])
 
 
-def _record_carry(out, study, data, rule, depth, net, device, samples: int = CARRY_SAMPLES):
+def _record_carry(carry: ResultStore, study, data, rule, depth, net, device, samples: int = CARRY_SAMPLES):
     """The fraction of the input that crosses each highway layer at initialization, measured on data."""
-    store = ResultStore(out, CARRY_FILE, CARRY_COLUMNS, CARRY_KEYS)
     carried = carried_fraction(net, data.x_train[:samples].to(device))
     bias = net.layers[0].gate_bias if len(net.layers) else float("nan")
     for layer, value in enumerate(carried, start=1):
-        store.append({"study": study.name, "dataset": data.name, "gate_rule": rule, "depth": depth, "layer": layer,
+        carry.append({"study": study.name, "dataset": data.name, "gate_rule": rule, "depth": depth, "layer": layer,
                       "gate_bias": bias, "carried": float(value)})
 
 
+def _finished(rows, epochs: int) -> bool:
+    """A trial is finished when it reached its last epoch or stopped (diverged)."""
+    return len(rows) > 0 and (rows["epoch"].max() >= epochs or (rows["status"] != STATUS_OK).any())
+
+
 def convergence_study(out, study: Study, device=None, progress: bool = True, overwrite: bool = False, argv=None):
-    """Run `study` into `out/converge.csv` (resuming); returns the study's rows as a DataFrame."""
+    """Run `study` into the results store in `out` (resuming, and sharing the work with any other run into
+    `out`); returns the study's rows as a DataFrame."""
+    study.validate()
     out = Path(out)
     device = resolve_device(device)
     data = load_dataset(study.dataset, seed=study.seed, max_train=study.max_train)
-    store = ResultStore(out, CONVERGE_FILE, CONVERGE_COLUMNS, CONVERGE_KEYS)
-    env = environment(device, argv)
-    store.record_run({**env, "study": asdict(study)})
-    done = store.read()
-    finished = set()
-    if not overwrite and not done.empty:
-        last = done[(done["study"] == study.name) & (done["dataset"] == data.name)]
-        for (model, rule, depth, trial), rows in last.groupby(["model", "gate_rule", "depth", "trial"]):
-            if rows["epoch"].max() >= study.epochs or (rows["status"] != STATUS_OK).any():
-                finished.add((model, str(rule), int(depth), int(trial)))
-    jobs = [(m, r, d, t) for d in study.depths for m, r in study.arms() for t in range(study.trials)
-            if (m, r, d, t) not in finished]
-    bar = progress_bar(jobs, progress, "trial")
-    for model, rule, depth, trial in bar:
-        seed = trial_seed(study, model, depth, trial)
-        hp = study.search.draw(model, np.random.default_rng(seed))
-        if model == "highway":
-            hp["gate_bias"] = gate_bias_for_rule(rule, depth, hp["gate_bias"])
-        if hasattr(bar, "set_postfix_str"):
-            bar.set_postfix_str(f"{model} ({rule}) depth {depth} trial {trial}")
-        torch.manual_seed(seed)
-        net = build_net(model, depth, data, hp, study.backend).to(device)
-        if model == "highway" and trial == 0:
-            _record_carry(out, study, data, rule, depth, net, device)
-        final = math.inf
-        for epoch, train_loss, val_loss, val_acc, seconds, status in train_trial(
-                net, data, hp, study.epochs, study.batch, seed, device):
-            store.append({
-                "study": study.name, "dataset": data.name, "model": model, "gate_rule": rule, "depth": depth,
-                "trial": trial,
-                "epoch": epoch, "width": WIDTHS[model], **hp, "seed": seed, "batch": study.batch,
-                "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": seconds,
-                "status": status, "backend": study.backend, "device": env["device"], "commit": env["commit"],
-                "run_id": env["run_id"], "num_classes": data.num_classes,
-            })
-            final = train_loss if status == STATUS_OK else math.inf
-        if math.isfinite(final):
-            meta = {"model": model, "gate_rule": rule, "depth": depth, "width": WIDTHS[model],
-                    "in_features": data.in_features, "num_classes": data.num_classes, "dataset": data.name,
-                    "trial": trial, **hp}
-            save_if_best(out, meta, net.state_dict(), final)
-    df = store.read()
-    return df[(df["study"] == study.name) & (df["dataset"] == data.name)].reset_index(drop=True)
+    print(f"data: {data.name}, {len(data.x_train)} training and {len(data.x_val)} validation images")
+    if study.dataset == "default" and data.name == "digits":
+        print(FALLBACK_NOTE)
+    with ResultStore(out, CONVERGE_FILE, CONVERGE_COLUMNS, CONVERGE_KEYS) as store, \
+            ResultStore(out, CARRY_FILE, CARRY_COLUMNS, CARRY_KEYS) as carry:
+        done = store.select(study=study.name, dataset=data.name)
+        finished = set()
+        if not overwrite:
+            for (model, rule, depth, trial), rows in done.groupby(["model", "gate_rule", "depth", "trial"]):
+                if _finished(rows, study.epochs):
+                    finished.add((model, str(rule), int(depth), int(trial)))
+        units = [(m, r, d, t) for d in study.depths for m, r in study.arms() for t in range(study.trials)]
+        jobs = [u for u in units if u not in finished]
+        if len(jobs) < len(units):
+            print(f"{len(units) - len(jobs)} of {len(units)} trials already done in {out}"
+                  + (f"; running the other {len(jobs)}" if jobs else ""))
+        if jobs:
+            env = environment(device, argv)
+            store.record_run({**env, "study": asdict(study)})
+            bar = progress_bar(jobs, progress, "trial")
+            for model, rule, depth, trial in bar:
+                unit = (study.name, data.name, model, rule, depth, trial)
+                if not store.claim(unit):
+                    continue  # another run is training it
+                rows = store.select(study=study.name, dataset=data.name, model=model, gate_rule=rule, depth=depth,
+                                    trial=trial)
+                if not overwrite and _finished(rows, study.epochs):
+                    store.release(unit)
+                    continue
+                if hasattr(bar, "set_postfix_str"):
+                    bar.set_postfix_str(f"{model} ({rule}) depth {depth} trial {trial}")
+                try:
+                    _run_trial(out, store, carry, study, data, env, device, model, rule, depth, trial)
+                finally:
+                    store.release(unit)
+        df = store.select(study=study.name, dataset=data.name)
+    return df
+
+
+def _run_trial(out, store, carry, study, data, env, device, model, rule, depth, trial):
+    seed = trial_seed(study, model, depth, trial)
+    hp = study.search.draw(model, np.random.default_rng(seed))
+    if model == "highway":
+        hp["gate_bias"] = gate_bias_for_rule(rule, depth, hp["gate_bias"])
+    torch.manual_seed(seed)
+    net = build_net(model, depth, data, hp, study.backend).to(device)
+    if model == "highway" and trial == 0:
+        _record_carry(carry, study, data, rule, depth, net, device)
+    final = math.inf
+    for epoch, train_loss, val_loss, val_acc, seconds, status in train_trial(
+            net, data, hp, study.epochs, study.batch, seed, device):
+        store.append({
+            "study": study.name, "dataset": data.name, "model": model, "gate_rule": rule, "depth": depth,
+            "trial": trial, "epoch": epoch, "width": WIDTHS[model], **hp, "seed": seed, "batch": study.batch,
+            "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": seconds,
+            "status": status, "backend": study.backend, "device": env["device"], "commit": env["commit"],
+            "run_id": env["run_id"], "num_classes": data.num_classes,
+        })
+        final = train_loss if status == STATUS_OK else math.inf
+    if math.isfinite(final):
+        meta = {"model": model, "gate_rule": rule, "depth": depth, "width": WIDTHS[model],
+                "in_features": data.in_features, "num_classes": data.num_classes, "dataset": data.name,
+                "trial": trial, **hp}
+        save_if_best(out, meta, net.state_dict(), final)

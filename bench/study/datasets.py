@@ -3,7 +3,9 @@
 - `digits`: scikit-learn's bundled 8×8 digits (always present: the embedded default).
 - `fashion-mnist`: the IDX files of Debian's `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`).
 - `idx:DIR`: any directory of MNIST-format IDX files (`train-images-idx3-ubyte[.gz]`, ...), e.g. real MNIST.
-- `cifar10:DIR`, `cifar100:DIR`: CIFAR in its python pickle format (`data_batch_1`..`5`, or `train`).
+- `cifar10:DIR`, `cifar100:DIR`: CIFAR in its python pickle format (`data_batch_1`..`5`, or `train`), read
+  by an unpickler that builds numpy arrays and plain values and refuses anything else, so a crafted
+  batch file cannot run code.
 
 Pixels are scaled to [0, 1], then standardized with the training split's global mean and standard
 deviation; CIFAR also gets the paper's global contrast normalization (each image minus its mean, over its
@@ -19,6 +21,8 @@ import numpy as np
 import torch
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FALLBACK_NOTE = ("Fashion-MNIST is not installed, so the default data set is scikit-learn's 8x8 digits. For real "
+                 "images: `apt-get install dataset-fashion-mnist` (Debian), or --dataset idx:DIR with MNIST files.")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -101,6 +105,21 @@ def load_idx_dir(directory, name=None, val_fraction=1 / 6, seed=0, max_train=Non
     return _standardize(name or directory.name, *split, int(labels.max()) + 1)
 
 
+class ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and numpy arrays; any other object a pickle names (the way
+    a pickle runs code) is refused with ValueError."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise ValueError(f"refused to build {module}.{name} while unpickling; CIFAR batches hold only arrays "
+                         f"and plain values")
+
+
 def load_cifar(directory, classes=10, val_fraction=0.1, seed=0, max_train=None) -> ImageData:
     directory = Path(directory)
     files = [directory / f"data_batch_{i}" for i in range(1, 6)] if classes == 10 else [directory / "train"]
@@ -114,7 +133,12 @@ def load_cifar(directory, classes=10, val_fraction=0.1, seed=0, max_train=None) 
     xs, ys = [], []
     for f in files:
         with open(f, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
+            try:
+                batch = ArraysOnlyUnpickler(fh, encoding="bytes").load()
+            except ValueError as e:
+                raise ValueError(f"{f}: {e}") from None
+            except (pickle.UnpicklingError, EOFError, TypeError) as e:
+                raise ValueError(f"{f} is not a CIFAR python batch: {e}") from None
         xs.append(np.asarray(batch[b"data"], dtype=np.float32).reshape(-1, 3, 32, 32) / 255.0)
         ys.append(np.asarray(batch[key]))
     x, y = np.concatenate(xs), np.concatenate(ys)

@@ -224,3 +224,41 @@ def test_a_missing_extra_is_an_error_line_that_names_the_install(monkeypatch, ca
     assert main(["report", "somewhere"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "pip install 'highway-triton[report]'" in err
+
+
+def test_cpu_timings_pin_and_record_the_threads(tmp_path, monkeypatch):
+    seen = []
+    real = tp.cpu_time
+    monkeypatch.setattr(tp, "cpu_time", lambda fn, *a, **k: seen.append(torch.get_num_threads()) or real(fn, *a, **k))
+    before = torch.get_num_threads()
+    df = sweep(tmp_path, depth=[1], mode=["fwd"])
+    assert seen == [1] and torch.get_num_threads() == before  # pinned while timing, restored after
+    row = df.iloc[0]
+    assert row["threads"] == 1 and row["load_avg"] >= 0 and row["spread"] >= 1
+    assert row["noisy"] == (row["p80_ms"] / row["p20_ms"] > tp.NOISY_SPREAD)
+    df = sweep(tmp_path / "two", depth=[1], mode=["fwd"], threads=2)
+    assert df.iloc[0]["threads"] == 2
+
+
+def test_pytest_benchmark_conventions(tmp_path):
+    """The suite runs as tests under --benchmark-disable, honours --benchmark-min-rounds, and puts the
+    configuration in extra_info."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    select = ["-k", "dense-d10-w64 and torch and fwd"]
+    run = subprocess.run([sys.executable, "-m", "pytest", "bench", "-q", "--benchmark-disable", *select],
+                         cwd=root, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout + run.stderr
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "-m", "pytest", "bench", "-q", "--benchmark-only", *select,
+                          "--benchmark-min-rounds", "7", "--benchmark-max-time", "0.001", f"--benchmark-json={out}"],
+                         cwd=root, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (result,) = json.loads(out.read_text())["benchmarks"]
+    assert result["stats"]["rounds"] >= 7
+    info = result["extra_info"]
+    assert {"shape", "dtype", "mode", "backend", "device", "depth", "width", "batch"} <= set(info)
+    assert info["shape"] == [128, 64] and info["dtype"] == "fp32" and info["mode"] == "fwd"

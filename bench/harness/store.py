@@ -78,6 +78,7 @@ class ResultStore:
         for row in rows:
             self._insert(row)
         if self.damaged:
+            self._dirty = True  # the next export writes the CSV back without them
             print(f"{self.path}: {len(self.damaged)} damaged row(s) left out and to be run again: "
                   + "; ".join(self.damaged[:5]) + (" ..." if len(self.damaged) > 5 else ""), file=sys.stderr)
 

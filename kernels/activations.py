@@ -9,8 +9,10 @@ import triton.language as tl
 
 ACTIVATION_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2, "gelu": 3, "identity": 4}
 
-_INV_SQRT2 = 0.7071067811865476
-_INV_SQRT_2PI = 0.3989422804014327
+# Globals read inside @triton.jit must be tl.constexpr: the compiler refuses a plain float (the interpreter
+# does not, which is why `highway-bench compile-check` exists).
+_INV_SQRT2 = tl.constexpr(0.7071067811865476)
+_INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
 
 
 @triton.jit

@@ -27,21 +27,41 @@ from highway.kernels.grad_buffer import WeightGradBuffer
 from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
 from highway.kernels.launch import INTERPRET_CONV_TILES, configs, dot_options, reduction_splits, tile_grid, tuned
 
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), sized by `highway-bench compile-check` for sm_80 and
+# sm_90: at most 64 fp32 accumulator registers a thread (2·BM·BN / (32·warps) for the dual GEMMs, whose
+# epilogue, gelu's included, needs the rest), so that bf16 code never spills.
 _CONV2_CONFIGS = configs(
-    (128, 64, 64, 4, 4), (128, 128, 32, 8, 3), (64, 64, 64, 4, 4), (64, 32, 32, 4, 4),
-    (32, 32, 32, 2, 4), (128, 32, 32, 4, 4), (64, 16, 16, 2, 4),
+    (128, 64, 32, 8, 3), (64, 64, 32, 4, 4), (64, 32, 32, 4, 4), (128, 32, 32, 4, 4),
+    (32, 32, 32, 2, 4), (64, 16, 16, 2, 4),
 )
 _CONV_CONFIGS = configs(
-    (128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 64, 64, 4, 4), (64, 32, 32, 4, 4),
+    (128, 128, 32, 8, 3), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (64, 32, 32, 4, 4),
     (128, 32, 32, 4, 4), (32, 32, 32, 2, 4), (64, 16, 16, 2, 4),
 )
+_INT32_MAX = 2**31 - 1
+
+
+def _check_pixel_indexing(x):
+    """The kernels index pixels in int32 (see `pixel_coords`): B·H·W and one image must stay below 2³¹."""
+    B, C, H, W = x.shape
+    if B * H * W > _INT32_MAX or C * H * W > _INT32_MAX:
+        raise ValueError(f"x of shape {tuple(x.shape)} is too large for the fused conv kernels' 32-bit pixel "
+                         f"indexing (B·H·W and C·H·W must stay below 2**31); split the batch")
 
 
 @triton.jit
 def pixel_coords(offs_p, H, W):
-    """(batch, row, column) of flattened output pixels."""
+    """(batch, row, column) of flattened output pixels, in int32: the launcher keeps P = B·H·W below 2³¹,
+    and 32-bit division and registers are what the address arithmetic of an implicit GEMM can afford."""
     hw = offs_p % (H * W)
     return offs_p // (H * W), hw // W, hw % W
+
+
+@triton.jit
+def pixel_offsets(bi, oh, ow, stride_b, stride_h, stride_w):
+    """int64 element offsets of pixels in a (B, ·, H, W) tensor of any strides: only the batch term can pass
+    2³¹ (the launcher keeps one image below it)."""
+    return bi.to(tl.int64) * stride_b + (oh * stride_h + ow * stride_w)
 
 
 @triton.jit
@@ -51,30 +71,35 @@ def highway_conv_preactivations(
     KS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
 ):
-    """fp32 tiles z_H, z_T for pixels `offs_p` (int64) and gate channels `offs_c`: for each of the k² taps,
-    one shifted input tile (zero outside the image) feeds both the W_H and the W_T GEMM."""
+    """fp32 tiles z_H, z_T for pixels `offs_p` and gate channels `offs_c`: for each of the k² taps, one
+    shifted input tile (zero outside the image) feeds both the W_H and the W_T GEMM.
+
+    The address arithmetic is done once, outside the tap loop: each pixel's base pointer and the weight
+    tile's offsets; a tap adds one scalar to each. Only its boundary mask is per tap."""
     bi, oh, ow = pixel_coords(offs_p, H, W)
     p_mask = offs_p < P
     c_mask = offs_c < C
     offs_k = tl.arange(0, BLOCK_K)
+    x_pixels = x_ptr + pixel_offsets(bi, oh, ow, stride_xb, stride_xh, stride_xw)  # (BLOCK_M,) pointers
+    w_tile = offs_k[:, None] * stride_wi + offs_c[None, :] * stride_wo  # (BLOCK_K, BLOCK_N) offsets
     acc_h = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_t = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kh in tl.static_range(KS):
-        ih = oh + kh - KS // 2
+        dh = kh - KS // 2
+        row_inside = p_mask & (oh + dh >= 0) & (oh + dh < H)
         for kw in tl.static_range(KS):
-            iw = ow + kw - KS // 2
-            inside = p_mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            x_rows = x_ptr + bi * stride_xb + ih * stride_xh + iw * stride_xw
-            w_tap = w_ptr + kh * stride_wh + kw * stride_ww
+            dw = kw - KS // 2
+            inside = row_inside & (ow + dw >= 0) & (ow + dw < W)
+            x_tap = x_pixels + (dh * stride_xh + dw * stride_xw)
+            w_tap = w_ptr + (kh * stride_wh + kw * stride_ww)
             for c0 in range(0, C, BLOCK_K):
-                ci = c0 + offs_k
-                ci_mask = ci < C
-                x_tile = tl.load(x_rows[:, None] + ci[None, :] * stride_xc, mask=inside[:, None] & ci_mask[None, :],
-                                 other=0.0)
-                w_mask = ci_mask[:, None] & c_mask[None, :]
-                wh = tl.load(w_tap + offs_c[None, :] * stride_wo + ci[:, None] * stride_wi, mask=w_mask, other=0.0)
-                wt = tl.load(w_tap + (offs_c[None, :] + C) * stride_wo + ci[:, None] * stride_wi, mask=w_mask,
-                             other=0.0)
+                k_mask = offs_k < C - c0
+                x_tile = tl.load(x_tap[:, None] + (c0 + offs_k)[None, :] * stride_xc,
+                                 mask=inside[:, None] & k_mask[None, :], other=0.0)
+                w_mask = k_mask[:, None] & c_mask[None, :]
+                w_here = w_tap + c0 * stride_wi + w_tile
+                wh = tl.load(w_here, mask=w_mask, other=0.0)
+                wt = tl.load(w_here + C * stride_wo, mask=w_mask, other=0.0)
                 if DOT_FP32:
                     x_tile = x_tile.to(tl.float32)
                     wh = wh.to(tl.float32)
@@ -86,7 +111,7 @@ def highway_conv_preactivations(
     return acc_h + b_h[None, :], acc_t + b_t[None, :]
 
 
-@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES)
+@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES, b_tiles=2)
 @triton.jit
 def _highway_conv2d_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, P, C, H, W,
@@ -99,7 +124,7 @@ def _highway_conv2d_fwd_kernel(
     backward beyond x, W, b: the backward recomputes z_H and z_T, because storing them would write the
     (B, 2C, H, W) tensor this kernel exists to avoid, and a conv layer's activations dwarf its weights."""
     pid_p, pid_c = tile_coords(tl.program_id(0), P, C, BLOCK_M, BLOCK_N, GROUP_M)
-    offs_p = (pid_p * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_p = pid_p * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_c = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
     z_h, z_t = highway_conv_preactivations(
         x_ptr, w_ptr, b_ptr, offs_p, offs_c, P, C, H, W, stride_xb, stride_xc, stride_xh, stride_xw,
@@ -107,14 +132,14 @@ def _highway_conv2d_fwd_kernel(
     )
     bi, oh, ow = pixel_coords(offs_p, H, W)
     mask = (offs_p < P)[:, None] & (offs_c < C)[None, :]
-    x_off = (bi * stride_xb + oh * stride_xh + ow * stride_xw)[:, None] + offs_c[None, :] * stride_xc
+    x_off = pixel_offsets(bi, oh, ow, stride_xb, stride_xh, stride_xw)[:, None] + offs_c[None, :] * stride_xc
     x_carry = tl.load(x_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
     y = highway_epilogue(z_h, z_t, x_carry, ACTIVATION)
-    y_off = (bi * stride_yb + oh * stride_yh + ow * stride_yw)[:, None] + offs_c[None, :] * stride_yc
+    y_off = pixel_offsets(bi, oh, ow, stride_yb, stride_yh, stride_yw)[:, None] + offs_c[None, :] * stride_yc
     tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES)
+@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES, b_tiles=2)
 @triton.jit
 def _highway_conv2d_bwd_gates_kernel(
     dy_ptr, x_ptr, w_ptr, b_ptr, dz_ptr, dx_ptr, P, C, H, W,
@@ -125,7 +150,7 @@ def _highway_conv2d_bwd_gates_kernel(
 ):
     """Fuses the recomputed forward tile with the gate backward; writes dZ (P, 2C) and the carry into dx."""
     pid_p, pid_c = tile_coords(tl.program_id(0), P, C, BLOCK_M, BLOCK_N, GROUP_M)
-    offs_p = (pid_p * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_p = pid_p * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_c = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
     z_h, z_t = highway_conv_preactivations(
         x_ptr, w_ptr, b_ptr, offs_p, offs_c, P, C, H, W, stride_xb, stride_xc, stride_xh, stride_xw,
@@ -133,15 +158,15 @@ def _highway_conv2d_bwd_gates_kernel(
     )
     bi, oh, ow = pixel_coords(offs_p, H, W)
     mask = (offs_p < P)[:, None] & (offs_c < C)[None, :]
-    x_off = (bi * stride_xb + oh * stride_xh + ow * stride_xw)[:, None] + offs_c[None, :] * stride_xc
-    dy_off = (bi * stride_dyb + oh * stride_dyh + ow * stride_dyw)[:, None] + offs_c[None, :] * stride_dyc
+    x_off = pixel_offsets(bi, oh, ow, stride_xb, stride_xh, stride_xw)[:, None] + offs_c[None, :] * stride_xc
+    dy_off = pixel_offsets(bi, oh, ow, stride_dyb, stride_dyh, stride_dyw)[:, None] + offs_c[None, :] * stride_dyc
     x_carry = tl.load(x_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
     dy = tl.load(dy_ptr + dy_off, mask=mask, other=0.0).to(tl.float32)
     dz_h, dz_t, carry = highway_gate_grads(z_h, z_t, x_carry, dy, ACTIVATION)
-    dz_ptrs = dz_ptr + offs_p[:, None] * (2 * C) + offs_c[None, :]
+    dz_ptrs = dz_ptr + offs_p.to(tl.int64)[:, None] * (2 * C) + offs_c[None, :]
     tl.store(dz_ptrs, dz_h.to(dz_ptr.dtype.element_ty), mask=mask)
     tl.store(dz_ptrs + C, dz_t.to(dz_ptr.dtype.element_ty), mask=mask)
-    dx_off = (bi * stride_dxb + oh * stride_dxh + ow * stride_dxw)[:, None] + offs_c[None, :] * stride_dxc
+    dx_off = pixel_offsets(bi, oh, ow, stride_dxb, stride_dxh, stride_dxw)[:, None] + offs_c[None, :] * stride_dxc
     tl.store(dx_ptr + dx_off, carry.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -156,32 +181,34 @@ def _highway_conv2d_bwd_dx_kernel(
     """Fuses dx = Σ_taps shift(dZ)·W_tap (the transposed convolution, H and T paths in one reduction of
     length 2C·k²) with the carry term that `_highway_conv2d_bwd_gates_kernel` left in dx."""
     pid_p, pid_c = tile_coords(tl.program_id(0), P, C, BLOCK_M, BLOCK_N, GROUP_M)
-    offs_p = (pid_p * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_p = pid_p * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_c = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_j = tl.arange(0, BLOCK_K)
     bi, oh, ow = pixel_coords(offs_p, H, W)
     p_mask = offs_p < P
     c_mask = offs_c < C
+    dz_pixels = dz_ptr + offs_p.to(tl.int64) * (2 * C)  # (BLOCK_M,) pointers: dZ is (P, 2C), contiguous
+    w_tile = offs_j[:, None] * stride_wo + offs_c[None, :] * stride_wi
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kh in tl.static_range(KS):
-        zh = oh + KS // 2 - kh  # the output row whose tap kh reads this input row
+        dh = KS // 2 - kh  # the output row whose tap kh reads this input row is oh + dh
+        row_inside = p_mask & (oh + dh >= 0) & (oh + dh < H)
         for kw in tl.static_range(KS):
-            zw = ow + KS // 2 - kw
-            inside = p_mask & (zh >= 0) & (zh < H) & (zw >= 0) & (zw < W)
-            dz_rows = dz_ptr + ((bi * H + zh) * W + zw) * (2 * C)
-            w_tap = w_ptr + kh * stride_wh + kw * stride_ww
+            dw = KS // 2 - kw
+            inside = row_inside & (ow + dw >= 0) & (ow + dw < W)
+            dz_tap = dz_pixels + (dh * W + dw) * (2 * C)
+            w_tap = w_ptr + (kh * stride_wh + kw * stride_ww)
             for j0 in range(0, 2 * C, BLOCK_K):
-                j = j0 + offs_j
-                j_mask = j < 2 * C
-                dz = tl.load(dz_rows[:, None] + j[None, :], mask=inside[:, None] & j_mask[None, :], other=0.0)
-                w = tl.load(w_tap + j[:, None] * stride_wo + offs_c[None, :] * stride_wi,
-                            mask=j_mask[:, None] & c_mask[None, :], other=0.0)
+                j_mask = offs_j < 2 * C - j0
+                dz = tl.load(dz_tap[:, None] + (j0 + offs_j)[None, :], mask=inside[:, None] & j_mask[None, :],
+                             other=0.0)
+                w = tl.load(w_tap + j0 * stride_wo + w_tile, mask=j_mask[:, None] & c_mask[None, :], other=0.0)
                 if DOT_FP32:
                     dz = dz.to(tl.float32)
                     w = w.to(tl.float32)
                 acc = tl.dot(dz, w, acc, input_precision=INPUT_PRECISION)
     mask = p_mask[:, None] & c_mask[None, :]
-    dx_ptrs = dx_ptr + (bi * stride_dxb + oh * stride_dxh + ow * stride_dxw)[:, None] + offs_c[None, :] * stride_dxc
+    dx_ptrs = dx_ptr + pixel_offsets(bi, oh, ow, stride_dxb, stride_dxh, stride_dxw)[:, None] + offs_c[None, :] * stride_dxc
     carry = tl.load(dx_ptrs, mask=mask, other=0.0).to(tl.float32)
     tl.store(dx_ptrs, (acc + carry).to(dx_ptr.dtype.element_ty), mask=mask)
 
@@ -210,16 +237,17 @@ def _highway_conv2d_bwd_dw_kernel(
     c_mask = offs_c < C
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     db = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    dh = kh - KS // 2
+    dw = kw - KS // 2
+    x_shift = dh * stride_xh + dw * stride_xw
     for p0 in range(p_start, p_end, BLOCK_K):
-        offs_r = (p0 + tl.arange(0, BLOCK_K)).to(tl.int64)
+        offs_r = p0 + tl.arange(0, BLOCK_K)
         r_mask = offs_r < p_end
         bi, oh, ow = pixel_coords(offs_r, H, W)
-        ih = oh + kh - KS // 2
-        iw = ow + kw - KS // 2
-        inside = r_mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        dz_t = tl.load(dz_ptr + offs_r[None, :] * (2 * C) + offs_j[:, None], mask=j_mask[:, None] & r_mask[None, :],
-                       other=0.0)
-        x_rows = x_ptr + bi * stride_xb + ih * stride_xh + iw * stride_xw
+        inside = r_mask & (oh + dh >= 0) & (oh + dh < H) & (ow + dw >= 0) & (ow + dw < W)
+        dz_t = tl.load(dz_ptr + offs_r.to(tl.int64)[None, :] * (2 * C) + offs_j[:, None],
+                       mask=j_mask[:, None] & r_mask[None, :], other=0.0)
+        x_rows = x_ptr + (pixel_offsets(bi, oh, ow, stride_xb, stride_xh, stride_xw) + x_shift)
         x_tile = tl.load(x_rows[:, None] + offs_c[None, :] * stride_xc, mask=inside[:, None] & c_mask[None, :],
                          other=0.0)
         db += tl.sum(dz_t.to(tl.float32), axis=1)
@@ -238,6 +266,7 @@ def _highway_conv2d_bwd_dw_kernel(
 def highway_conv2d_fwd(x, weight, bias, activation: str):
     """Launch the fused forward on x (B, C, H, W), NCHW or channels_last; y has x's memory layout."""
     B, C, H, W = x.shape
+    _check_pixel_indexing(x)
     y = torch.empty_like(x)
     P = B * H * W
     if P == 0:
@@ -252,6 +281,7 @@ def highway_conv2d_fwd(x, weight, bias, activation: str):
 def highway_conv2d_bwd(dy, x, weight, bias, activation: str, split: int | None = None):
     """Launch the fused backward. Returns `(dx, dweight, dbias)`; `split` as in `highway_linear_bwd`."""
     B, C, H, W = x.shape
+    _check_pixel_indexing(x)
     P, KS = B * H * W, weight.shape[-1]
     dx = torch.empty_like(x)
     if P == 0:

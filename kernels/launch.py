@@ -23,18 +23,60 @@ INTERPRET_TILES = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8)
 INTERPRET_CONV_TILES = {**INTERPRET_TILES, "BLOCK_N": 16, "BLOCK_K": 16}
 
 
-def tuned(configs, key, interpret_config, **autotune_kwargs):
+def tuned(configs, key, interpret_config, b_tiles: int = 1, **autotune_kwargs):
     """Decorate a `@triton.jit` kernel: autotuned on `key` on a GPU, `interpret_config` under the interpreter.
 
-    Launch the result as `kernel[grid](*args)`; it supplies the meta-parameters in both modes.
+    `b_tiles` is how many (BLOCK_K × BLOCK_N) operand tiles each k-step loads beside the (BLOCK_M × BLOCK_K)
+    one (2 for the dual GEMMs against W_H and W_T): the autotuner never tries a config whose pipelined
+    tiles need more shared memory than the GPU gives a block (`fits_shared_memory`). Launch the result as
+    `kernel[grid](*args)`; it supplies the meta-parameters in both modes.
     """
 
     def wrap(jitted):
         if INTERPRET:
             return _FixedConfig(jitted, interpret_config)
-        return triton.autotune(configs=configs, key=key, **autotune_kwargs)(jitted)
+
+        def prune(configs, named_args, **kwargs):
+            element = next(a.element_size() for a in named_args.values() if hasattr(a, "element_size"))
+            limit = max_shared_memory()
+            kept = [c for c in configs if fits_shared_memory(c.kwargs, c.num_stages, element, b_tiles, limit)]
+            return kept or [min(configs, key=lambda c: shared_memory_estimate(c.kwargs, c.num_stages, element,
+                                                                               b_tiles))]
+
+        tuner = triton.autotune(configs=configs, key=key, prune_configs_by={"early_config_prune": prune},
+                                **autotune_kwargs)(jitted)
+        tuner.b_tiles = b_tiles  # for `highway-bench compile-check`, which prunes as the autotuner does
+        return tuner
 
     return wrap
+
+
+# Shared memory a block may use (opt-in maximum), by compute capability: what the compiler's tiles must fit.
+SHARED_MEMORY_LIMITS = {80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448}
+
+
+def shared_memory_estimate(meta: dict, num_stages: int, element_bytes: int, b_tiles: int) -> int:
+    """Bytes of shared memory the software pipeline of a tiled GEMM holds: `num_stages` copies of one
+    (BLOCK_M × BLOCK_K) tile and `b_tiles` (BLOCK_K × BLOCK_N) tiles. Triton allocates exactly this on
+    Hopper and one stage fewer on Ampere, so it is an upper bound on both."""
+    a = meta["BLOCK_M"] * meta["BLOCK_K"]
+    b = b_tiles * meta["BLOCK_K"] * meta["BLOCK_N"]
+    return num_stages * (a + b) * element_bytes
+
+
+def fits_shared_memory(meta: dict, num_stages: int, element_bytes: int, b_tiles: int, limit: int) -> bool:
+    return shared_memory_estimate(meta, num_stages, element_bytes, b_tiles) <= limit
+
+
+@functools.lru_cache(maxsize=None)
+def _device_shared_memory(device_index: int) -> int:
+    props = triton.runtime.driver.active.utils.get_device_properties(device_index)
+    return int(props["max_shared_mem"])
+
+
+def max_shared_memory() -> int:
+    """The current GPU's opt-in shared memory per block, in bytes."""
+    return _device_shared_memory(torch.cuda.current_device())
 
 
 class _FixedConfig:

@@ -262,3 +262,21 @@ def test_pytest_benchmark_conventions(tmp_path):
     info = result["extra_info"]
     assert {"shape", "dtype", "mode", "backend", "device", "depth", "width", "batch"} <= set(info)
     assert info["shape"] == [128, 64] and info["dtype"] == "fp32" and info["mode"] == "fwd"
+
+
+def test_campaign_dry_run_prints_its_plan_and_estimate(capsys):
+    assert main(["campaign", "--out", "unused", "--dry-run", "--budget-minutes", "20"]) == 0
+    out = capsys.readouterr().out
+    for step in ("environment and peaks", "gpu-marked tests", "throughput", "population axis",
+                 "profile of the deepest configuration", "convergence (paper protocol)", "report"):
+        assert step in out
+    assert "configurations in 6 blocks" in out and "min for everything" in out
+
+
+def test_campaign_budget_goes_to_fixed_steps_first_then_by_share():
+    from highway.bench.cli.campaign import Step, allot
+
+    steps = [Step("a", 60, None), Step("b", 1000, None, elastic=0.7), Step("c", 1000, None, elastic=0.3),
+             Step("report", 90, None)]
+    assert allot(steps, 20 * 60) == pytest.approx([60, 0.7 * 1050, 0.3 * 1050, 90])
+    assert sum(allot(steps, 20 * 60)) == pytest.approx(20 * 60)

@@ -231,3 +231,40 @@ def test_compare_ignores_a_change_within_the_runs_spread(tmp_path):
         df.to_csv(path, index=False)
     diff = compare_throughput([old], [new], threshold=0.1)
     assert (diff["ratio"] > 1.1).all() and (diff["change"] == "").all()
+
+
+def test_figures_speak_plainly(tmp_path):
+    import matplotlib
+
+    from highway.reports.figures import convergence_figures, gate_figures, report_style, throughput_figures
+
+    before = dict(matplotlib.rcParams)
+    data = load_results([fixture_results(tmp_path)])
+    with report_style():
+        final = next(f for f in convergence_figures(data.converge) if f.slug.startswith("final-loss"))
+        legend = [t.get_text() for t in final.fig.axes[0].get_legend().get_texts()]
+        assert "best trial" in legend and "mean of the top 3" in legend  # 3 trials ran, not "top 10"
+        assert not any("_" in t for t in legend)  # no raw column names
+        lesion = next(f for f in gate_figures(data.analyses[0]) if f.slug.startswith("lesion"))
+        assert lesion.fig.axes[0].get_ylim()[0] == 0  # small changes look small
+        throughput = next(f for f in throughput_figures(data.throughput) if f.slug.startswith("throughput"))
+        titles = [ax.get_title() for ax in throughput.fig.axes if ax.get_title()]
+        assert titles and all(len(t) < 40 for t in titles)  # short facet titles do not overlap
+        assert "CPU numbers" in throughput.fig._suptitle.get_text()
+    assert dict(matplotlib.rcParams) == before  # the report's style does not leak
+
+
+def test_overlapping_results_directories_are_said(tmp_path):
+    a = fixture_results(tmp_path / "a")
+    b = fixture_results(tmp_path / "b")
+    with pytest.warns(UserWarning, match="more than one results directory"):
+        load_results([a, b])
+
+
+def test_the_default_data_set_says_when_it_falls_back(tmp_path, monkeypatch, capsys):
+    import highway.bench.study.datasets as datasets
+
+    monkeypatch.setattr(datasets, "fashion_mnist_available", lambda: False)
+    cv.convergence_study(tmp_path, tiny_study(dataset="default", trials=1, epochs=1), progress=False)
+    out = capsys.readouterr().out
+    assert "data: digits" in out and "apt-get install dataset-fashion-mnist" in out

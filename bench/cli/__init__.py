@@ -110,6 +110,25 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_compile_check(args) -> int:
+    import time
+
+    from highway.bench.harness.compile_check import compile_check, table, write_csv
+    from highway.bench.harness.progress import progress_bar
+
+    start = time.perf_counter()
+    bar = (lambda items, total: progress_bar(items, True, "compile", total=total)) if not args.no_progress else None
+    results = compile_check(args.arch, args.dtype, args.kernel, args.jobs, bar)
+    print(table(results))
+    if args.out:
+        write_csv(results, writable_dir(args.out) / "compile_check.csv")
+    failed = [r for r in results if r.problem]
+    print(f"\n{len(results)} compiles in {time.perf_counter() - start:.0f} s ({args.jobs or os.cpu_count()} processes): "
+          + (f"{len(failed)} with problems" if failed else "no compile failure, no spill in bf16/fp16, no shared "
+             "memory overflow the autotuner would try, tensor cores in every bf16 GEMM tile of 64 and up"))
+    return 1 if failed else 0
+
+
 def cmd_peaks(args) -> int:
     import torch
 
@@ -215,6 +234,14 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_campaign(args) -> int:
+    from highway.bench.cli.campaign import run_campaign
+
+    if not args.dry_run:
+        writable_dir(args.out)
+    return run_campaign(args.out, args.budget_minutes, args.device, args.dry_run, not args.no_progress, sys.argv)
+
+
 def cmd_quickstart(args) -> int:
     from highway.bench.cli.quickstart import quickstart
 
@@ -253,8 +280,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.set_defaults(func=cmd_profile)
 
+    p = sub.add_parser("compile-check", help="compile every kernel for sm_80/sm_90 without a GPU: registers, "
+                                             "spills, shared memory, tensor cores",
+                       description="Compiles every kernel x autotune config x dtype for each arch with the ptxas "
+                                   "in the triton wheel, prints registers, spill bytes, shared memory and whether "
+                                   "the tensor cores are used, and exits 1 on a compile failure, a bf16/fp16 "
+                                   "spill, a shared-memory overflow the autotuner would try, or a bf16 GEMM tile "
+                                   "of 64+ off the tensor cores.")
+    p.add_argument("--arch", nargs="+", type=int, default=[80, 90], help="compute capabilities (default 80 90)")
+    p.add_argument("--dtype", nargs="+", choices=["bf16", "fp16", "fp32"], default=["bf16", "fp32"])
+    p.add_argument("--kernel", nargs="+", help="only kernels whose name contains one of these")
+    p.add_argument("--jobs", type=int, help="compiler processes (default: one per CPU)")
+    p.add_argument("--out", help="also write compile_check.csv here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_compile_check)
+
     p = sub.add_parser("peaks", help="measure this GPU's peak TFLOP/s and TB/s and compare with the table")
     p.set_defaults(func=cmd_peaks)
+
+    p = sub.add_parser("campaign", help="everything worth running on a GPU, most valuable first, time-boxed",
+                       description="Environment and peaks, the gpu-marked tests, the throughput campaign, a profile "
+                                   "of the deepest configuration, the paper's convergence protocol as far as time "
+                                   "allows, and the report, into one gallery folder. Resumable.")
+    p.add_argument("--out", required=True, help="the gallery folder, e.g. reports/gallery/h100")
+    p.add_argument("--budget-minutes", type=float, default=20, help="time box (default 20)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate, run nothing")
+    p.add_argument("--device")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_campaign)
 
     p = sub.add_parser("quickstart", help="quick study + quick sweep + gate analysis + report (a few minutes, CPU)")
     p.add_argument("--out", default="quickstart", help="where results and the report go (default: quickstart)")

@@ -11,6 +11,7 @@ out of memory, an exception) becomes a row whose status says why, and the sweep 
 import copy
 import itertools
 import math
+import time
 from dataclasses import replace
 
 import pandas as pd
@@ -170,11 +171,12 @@ def _speedup(row: dict, store: ResultStore) -> float:
 
 
 def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = "events", progress: bool = True,
-                     argv=None, threads: int = CPU_THREADS, **axes) -> pd.DataFrame:
+                     argv=None, threads: int = CPU_THREADS, deadline: float | None = None, **axes) -> pd.DataFrame:
     """Run the sweep of `axes` (see `expand`) into the results store in `out`; the rows of this sweep.
 
     Runs into one directory share the work: a case another run is timing is skipped (and timed by it),
-    so two identical sweeps started together each time about half the cases, never one twice."""
+    so two identical sweeps started together each time about half the cases, never one twice. With a
+    `deadline` (a `time.monotonic()` value), no case starts after it; the rest are left for a re-run."""
     device = resolve_device(device)
     cases = expand(**axes)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -189,9 +191,12 @@ def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = 
             env = environment(device, argv)
             store.record_run(env)
             baselines = Baselines(device)
-            elsewhere = 0
+            elsewhere = late = 0
             bar = progress_bar(todo, progress, "config")
             for case in bar:
+                if deadline is not None and time.monotonic() > deadline:
+                    late += 1
+                    continue
                 if not store.claim(case.key()):
                     elsewhere += 1  # another run is timing it
                     continue
@@ -211,6 +216,8 @@ def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = 
                 store.append(row, unit=case.key())
             if elsewhere:
                 print(f"{elsewhere} configurations were run by another sweep into {store.path.parent}")
+            if late:
+                print(f"{late} configurations left for a re-run: the time budget ran out")
         df = store.read()
     keys = {c.key() for c in cases}
     mask = [tuple(r) in keys for r in df[THROUGHPUT_KEYS].itertuples(index=False)]

@@ -11,6 +11,7 @@ a re-run resumes, skipping finished trials. The best trial per (arm, depth) keep
 `checkpoints/` for `highway-bench analyze`. File names and columns are in `highway.bench.schema`.
 """
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -179,9 +180,11 @@ def _finished(rows, epochs: int) -> bool:
     return len(rows) > 0 and (rows["epoch"].max() >= epochs or (rows["status"] != STATUS_OK).any())
 
 
-def convergence_study(out, study: Study, device=None, progress: bool = True, overwrite: bool = False, argv=None):
+def convergence_study(out, study: Study, device=None, progress: bool = True, overwrite: bool = False, argv=None,
+                      deadline: float | None = None):
     """Run `study` into the results store in `out` (resuming, and sharing the work with any other run into
-    `out`); returns the study's rows as a DataFrame."""
+    `out`); returns the study's rows as a DataFrame. With a `deadline` (a `time.monotonic()` value), no
+    trial starts after it; the rest are left for a re-run."""
     study.validate()
     out = Path(out)
     device = resolve_device(device)
@@ -206,7 +209,11 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
             env = environment(device, argv)
             store.record_run({**env, "study": asdict(study)})
             bar = progress_bar(jobs, progress, "trial")
+            late = 0
             for model, rule, depth, trial in bar:
+                if deadline is not None and time.monotonic() > deadline:
+                    late += 1
+                    continue
                 unit = (study.name, data.name, model, rule, depth, trial)
                 if not store.claim(unit):
                     continue  # another run is training it
@@ -218,14 +225,16 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
                 if hasattr(bar, "set_postfix_str"):
                     bar.set_postfix_str(f"{model} ({rule}) depth {depth} trial {trial}")
                 try:
-                    _run_trial(out, store, carry, study, data, env, device, model, rule, depth, trial)
+                    _run_trial(out, store, carry, study, data, env, device, model, rule, depth, trial, deadline)
                 finally:
                     store.release(unit)
+            if late:
+                print(f"{late} trials left for a re-run: the time budget ran out")
         df = store.select(study=study.name, dataset=data.name)
     return df
 
 
-def _run_trial(out, store, carry, study, data, env, device, model, rule, depth, trial):
+def _run_trial(out, store, carry, study, data, env, device, model, rule, depth, trial, deadline=None):
     seed = trial_seed(study, model, depth, trial)
     hp = study.search.draw(model, np.random.default_rng(seed))
     if model == "highway":
@@ -236,7 +245,7 @@ def _run_trial(out, store, carry, study, data, env, device, model, rule, depth, 
         _record_carry(carry, study, data, rule, depth, net, device)
     final = math.inf
     for epoch, train_loss, val_loss, val_acc, seconds, status in train_trial(
-            net, data, hp, study.epochs, study.batch, seed, device):
+            net, data, hp, study.epochs, study.batch, seed, device, deadline):
         store.append({
             "study": study.name, "dataset": data.name, "model": model, "gate_rule": rule, "depth": depth,
             "trial": trial, "epoch": epoch, "width": WIDTHS[model], **hp, "seed": seed, "batch": study.batch,
@@ -245,7 +254,7 @@ def _run_trial(out, store, carry, study, data, env, device, model, rule, depth, 
             "run_id": env["run_id"], "num_classes": data.num_classes,
         })
         final = train_loss if status == STATUS_OK else math.inf
-    if math.isfinite(final):
+    if math.isfinite(final) and epoch == study.epochs:  # a trial the deadline cut short is not a best
         meta = {"model": model, "gate_rule": rule, "depth": depth, "width": WIDTHS[model],
                 "in_features": data.in_features, "num_classes": data.num_classes, "dataset": data.name,
                 "trial": trial, **hp}

@@ -22,9 +22,12 @@ def evaluate(net, x, y, batch: int = EVAL_BATCH) -> tuple[float, float]:
     return total / len(x), correct / len(x)
 
 
-def train_trial(net, data: ImageData, hp: dict, epochs: int, batch: int, seed: int, device):
+def train_trial(net, data: ImageData, hp: dict, epochs: int, batch: int, seed: int, device,
+                deadline: float | None = None):
     """Train with SGD + momentum and per-epoch exponential decay; yield (epoch, train_loss, val_loss, val_acc,
-    seconds, status) for epoch 0 (initialization) through `epochs`, stopping early when the loss diverges."""
+    seconds, status) for epoch 0 (initialization) through `epochs`, stopping early when the loss diverges,
+    or after the epoch in which `deadline` (a `time.monotonic()` value) passed: an unfinished trial, which a
+    resumed study runs again."""
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
     opt = torch.optim.SGD(net.parameters(), lr=hp["lr"], momentum=hp["momentum"])
@@ -51,5 +54,5 @@ def train_trial(net, data: ImageData, hp: dict, epochs: int, batch: int, seed: i
         diverged = diverged or not math.isfinite(train_loss)
         yield epoch, train_loss, val_loss, val_acc, time.perf_counter() - start, \
             STATUS_DIVERGED if diverged else STATUS_OK
-        if diverged:
+        if diverged or (deadline is not None and time.monotonic() > deadline):
             return

@@ -1,0 +1,234 @@
+"""Compile every kernel for real GPUs on a machine without one, and say what the GPU compiler made of it.
+
+`triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32))` runs the whole pipeline down to a
+cubin with the ptxas that ships in the triton wheel; `cuobjdump -res-usage` (shipped beside it) reads the
+registers and the stack frame from the cubin, and the PTX says whether the GEMM tiles reach the tensor
+cores (`wgmma` on sm_90, `mma` on both). Each kernel is compiled for every autotune config, in bf16 and
+in fp32 (tf32), specialized as a contiguous launch of a GEMM-sized layer specializes it (16-aligned
+pointers, sizes and strides; unit strides folded to constants).
+
+A config fails the check when it does not compile, when bf16 or fp16 code spills registers to local
+memory, when it needs more shared memory than the arch gives a block and the autotuner would still try
+it (`highway.kernels.launch.fits_shared_memory`), or when a bf16 GEMM tile of 64 or more misses the
+tensor cores. The Triton interpreter, which the tests run, sees none of this.
+"""
+import csv
+import os
+import re
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+ARCHS = (80, 90)
+DTYPES = ("bf16", "fp32")
+# The heaviest epilogue (gelu: erf and exp) stands for every activation: if it fits, the others fit.
+CHECK_ACTIVATION = "gelu"
+TENSOR_CORE_OPS = {80: ("mma.sync",), 90: ("wgmma", "mma.sync")}  # the best first
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """How a real launch specializes one kernel: which of its arguments are unit strides, the constexprs
+    beside the config's tile sizes, and the pointers whose dtype is not the layer's."""
+    module: str
+    name: str
+    unit_strides: tuple
+    constants: dict = field(default_factory=dict)
+    fp32_pointers: tuple = ()  # always fp32 (atomics targets)
+    fp16_as_fp32_pointers: tuple = ()  # fp32 when the layer is fp16 (saved pre-activations)
+    label: str = ""
+
+
+def kernel_specs() -> list[KernelSpec]:
+    dense, conv = "highway.kernels.highway_linear", "highway.kernels.highway_conv2d"
+    dense_strides = ("stride_xk", "stride_wk", "stride_dyn")
+    conv_strides = ("stride_xc", "stride_ww", "stride_yc", "stride_dyc", "stride_dxc")  # channels_last x, y
+    return [
+        KernelSpec(dense, "_highway_linear_fwd_kernel", dense_strides, dict(STORE_PREACT=True),
+                   fp16_as_fp32_pointers=("z_ptr",)),
+        KernelSpec(dense, "_highway_linear_bwd_gates_kernel", dense_strides, dict(RECOMPUTE=False),
+                   fp16_as_fp32_pointers=("z_ptr",)),
+        KernelSpec(dense, "_highway_linear_bwd_gates_kernel", dense_strides, dict(RECOMPUTE=True),
+                   label="_highway_linear_bwd_gates_kernel (recompute)"),
+        KernelSpec(dense, "_highway_linear_bwd_dx_kernel", dense_strides),
+        KernelSpec(dense, "_highway_linear_bwd_dw_kernel", dense_strides, dict(USE_ATOMIC=True),
+                   fp32_pointers=("dw_ptr", "db_ptr")),
+        KernelSpec(conv, "_highway_conv2d_fwd_kernel", conv_strides, dict(KS=3)),
+        KernelSpec(conv, "_highway_conv2d_bwd_gates_kernel", conv_strides, dict(KS=3)),
+        KernelSpec(conv, "_highway_conv2d_bwd_dx_kernel", conv_strides, dict(KS=3)),
+        KernelSpec(conv, "_highway_conv2d_bwd_dw_kernel", conv_strides, dict(KS=3, USE_ATOMIC=True),
+                   fp32_pointers=("dw_ptr", "db_ptr")),
+    ]
+
+
+@dataclass
+class Result:
+    kernel: str
+    arch: int
+    dtype: str
+    tile: str
+    warps: int
+    stages: int
+    regs: int = -1
+    spill_bytes: int = -1
+    shared_bytes: int = -1
+    shared_limit: int = 0
+    autotuner_tries: bool = True
+    tensor_cores: str = ""
+    seconds: float = 0.0
+    problem: str = ""
+
+
+def _tools_dir() -> str:
+    import triton
+
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+
+
+def _kernel(spec: KernelSpec):
+    import importlib
+
+    return getattr(importlib.import_module(spec.module), spec.name)
+
+
+def _signature(spec: KernelSpec, jitted, dtype: str, config_kwargs: dict):
+    from highway.kernels.activations import ACTIVATION_CODES
+
+    types = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
+    signature, constants, attrs = {}, {}, {}
+    # On a GPU bf16 tiles go to tl.dot as they are (DOT_FP32 is the interpreter's), and fp32 is checked as
+    # TF32, the precision anyone timing fp32 on tensor cores asks for.
+    defaults = dict(ACTIVATION=ACTIVATION_CODES[CHECK_ACTIVATION], DOT_FP32=False, INPUT_PRECISION="tf32")
+    for i, (name, param) in enumerate(zip(jitted.arg_names, jitted.params)):
+        if param.is_constexpr:
+            signature[name] = "constexpr"
+            constants[name] = {**defaults, **spec.constants, **config_kwargs}[name]
+        elif name in spec.unit_strides:
+            signature[name], constants[name] = "constexpr", 1
+        elif name.endswith("_ptr"):
+            kind = "fp32" if name in spec.fp32_pointers or (dtype == "fp16" and name in spec.fp16_as_fp32_pointers) \
+                else types[dtype]
+            signature[name] = f"*{kind}"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        else:  # sizes and the other strides of a GEMM-sized layer: multiples of 16
+            signature[name] = "i32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    return signature, constants, attrs
+
+
+def _resources(cubin: bytes, name: str) -> tuple[int, int]:
+    """(registers, stack + local bytes) of `name` in a cubin, from cuobjdump -res-usage."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run([os.path.join(_tools_dir(), "cuobjdump"), "-res-usage", f.name], capture_output=True,
+                             text=True, timeout=120).stdout
+    match = re.search(rf"Function {re.escape(name)}:\s*\n\s*REG:(\d+) STACK:(\d+) SHARED:\d+ LOCAL:(\d+)", out)
+    if not match:
+        raise RuntimeError(f"cuobjdump did not report {name}: {out[-300:]}")
+    regs, stack, local = map(int, match.groups())
+    return regs, stack + local
+
+
+def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config=None) -> Result:
+    """Compile one kernel × config (its autotune config `config_index`, or `config`) × dtype × arch and
+    judge it."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from highway.kernels.launch import SHARED_MEMORY_LIMITS, fits_shared_memory
+
+    tuner = _kernel(spec)
+    config = config or tuner.configs[config_index]
+    meta = config.kwargs
+    element = 4 if dtype == "fp32" else 2
+    limit = SHARED_MEMORY_LIMITS[arch]
+    result = Result(spec.label or spec.name, arch, dtype, f"{meta['BLOCK_M']}x{meta['BLOCK_N']}x{meta['BLOCK_K']}",
+                    config.num_warps, config.num_stages, shared_limit=limit,
+                    autotuner_tries=fits_shared_memory(meta, config.num_stages, element, tuner.b_tiles, limit))
+    start = time.perf_counter()
+    try:
+        signature, constants, attrs = _signature(spec, tuner.fn, dtype, meta)
+        target = GPUTarget("cuda", arch, 32)
+        backend = triton.compiler.make_backend(target)
+        options = backend.parse_options({"num_warps": config.num_warps, "num_stages": config.num_stages})
+        compiled = triton.compile(ASTSource(fn=tuner.fn, signature=signature, constexprs=constants, attrs=attrs),
+                                  target=target, options=options.__dict__)
+        result.regs, result.spill_bytes = _resources(compiled.asm["cubin"], spec.name)
+        result.shared_bytes = int(compiled.metadata.shared)
+        ptx = compiled.asm["ptx"]
+        result.tensor_cores = next((op.split(".")[0] for op in TENSOR_CORE_OPS[arch] if op in ptx), "no")
+    except Exception as e:  # a compile failure is a result: the table says which config and why
+        result.problem = f"compile failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:160]}"
+    result.seconds = time.perf_counter() - start
+    if not result.problem:
+        result.problem = judge(result, spec)
+    return result
+
+
+def judge(r: Result, spec: KernelSpec) -> str:
+    problems = []
+    if r.spill_bytes > 0 and r.dtype != "fp32":
+        problems.append(f"spills {r.spill_bytes} bytes")
+    if r.autotuner_tries and r.shared_bytes > r.shared_limit:
+        problems.append(f"needs {r.shared_bytes} bytes of shared memory, the arch gives {r.shared_limit}")
+    gemm = not (spec.name.endswith("bwd_gates_kernel") and not spec.constants.get("RECOMPUTE", True))
+    tile = min(int(v) for v in r.tile.split("x")[:2])
+    if gemm and r.dtype == "bf16" and tile >= 64 and r.tensor_cores == "no":
+        problems.append("misses the tensor cores")
+    return "; ".join(problems)
+
+
+def plan(archs=ARCHS, dtypes=DTYPES, kernels=None) -> list[tuple]:
+    """(spec, config index, dtype, arch) for everything to compile."""
+    jobs = []
+    for spec in kernel_specs():
+        if kernels and not any(k in (spec.label or spec.name) for k in kernels):
+            continue
+        for index in range(len(_kernel(spec).configs)):
+            jobs.extend((spec, index, dtype, arch) for arch in archs for dtype in dtypes)
+    return jobs
+
+
+def _run(job):
+    return check_one(*job)
+
+
+def compile_check(archs=ARCHS, dtypes=DTYPES, kernels=None, jobs: int | None = None, progress=None) -> list[Result]:
+    """Every (kernel, config, dtype, arch) compiled, in `jobs` processes; results in plan order."""
+    from highway.kernels.launch import INTERPRET
+
+    if INTERPRET:
+        raise ValueError("compile-check compiles for real GPUs: run it without TRITON_INTERPRET=1")
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton's default; set, so it stops warning
+    unknown = [a for a in archs if a not in TENSOR_CORE_OPS]
+    if unknown:
+        raise ValueError(f"unknown arch {unknown}; expected some of {sorted(TENSOR_CORE_OPS)}")
+    work = plan(archs, dtypes, kernels)
+    if not work:
+        raise ValueError(f"no kernel matches {kernels}")
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(work)))
+    with ProcessPoolExecutor(workers) as pool:
+        results = list(progress(pool.map(_run, work), total=len(work)) if progress else pool.map(_run, work))
+    return results
+
+
+def write_csv(results: list[Result], path):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(results[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in results)
+
+
+def table(results: list[Result]) -> str:
+    head = f"{'kernel':46} {'sm':>3} {'dtype':5} {'tile':>10} {'w':>2} {'s':>2} {'regs':>4} {'spill':>5} " \
+           f"{'shared':>7} {'tries':>5} {'tc':>3}  problem"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(f"{r.kernel[:46]:46} {r.arch:>3} {r.dtype:5} {r.tile:>10} {r.warps:>2} {r.stages:>2} {r.regs:>4} "
+                     f"{r.spill_bytes:>5} {r.shared_bytes:>7} {'yes' if r.autotuner_tries else 'no':>5} "
+                     f"{r.tensor_cores:>3}  {r.problem}")
+    return "\n".join(lines)

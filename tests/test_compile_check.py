@@ -1,0 +1,73 @@
+"""`highway-bench compile-check`: every kernel compiled for sm_80 and sm_90 with the ptxas in the triton
+wheel, no GPU needed. The full check runs here, so CI fails on a spill, a shared-memory overflow or a
+compile error that Triton's interpreter cannot see. It takes about 5 minutes on 2 cores with a cold
+Triton cache (~/.triton/cache), seconds with a warm one."""
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from highway.bench.harness.compile_check import KernelSpec, Result, judge
+
+ENV = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile for GPUs, not the interpreter
+
+
+def run(args, timeout=1800):
+    return subprocess.run([sys.executable, "-m", "highway.bench.cli", *args], env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_every_kernel_compiles_for_ampere_and_hopper_without_spills(tmp_path):
+    result = run(["compile-check", "--arch", "80", "90", "--no-progress", "--out", str(tmp_path)])
+    rows = list(csv.DictReader(open(tmp_path / "compile_check.csv")))
+    problems = [f"{r['kernel']} sm_{r['arch']} {r['dtype']} {r['tile']}: {r['problem']}" for r in rows if r["problem"]]
+    assert result.returncode == 0 and not problems, "\n".join(problems) + result.stderr[-2000:]
+    assert {r["arch"] for r in rows} == {"80", "90"} and {r["dtype"] for r in rows} == {"bf16", "fp32"}
+    kernels = {r["kernel"].split(" ")[0] for r in rows}
+    assert len(kernels) == 8  # four dense and four conv kernels
+    bf16_gemm_64 = [r for r in rows if r["dtype"] == "bf16" and "gates_kernel" not in r["kernel"]
+                    and min(map(int, r["tile"].split("x")[:2])) >= 64]
+    assert bf16_gemm_64 and all(r["tensor_cores"] in ("wgmma", "mma") for r in bf16_gemm_64)
+    assert any(r["tensor_cores"] == "wgmma" for r in bf16_gemm_64 if r["arch"] == "90")
+    assert "compiles in" in result.stdout  # the time it took is printed
+
+
+def test_the_check_catches_a_spilling_tile():
+    # Two 128×128 fp32 accumulators and gelu's epilogue on 8 warps: more registers than a thread has.
+    code = (
+        "import triton\n"
+        "from highway.bench.harness.compile_check import check_one, kernel_specs\n"
+        "spec = kernel_specs()[0]\n"
+        "config = triton.Config({'BLOCK_M': 128, 'BLOCK_N': 128, 'BLOCK_K': 64, 'GROUP_M': 8}, num_warps=8, num_stages=3)\n"
+        "r = check_one(spec, 0, 'bf16', 90, config)\n"
+        "print('SPILL', r.spill_bytes, 'PROBLEM', r.problem)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "PROBLEM spills" in out.stdout
+
+
+@pytest.mark.parametrize("result,spec,words", [
+    (Result("k", 90, "bf16", "64x64x64", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_limit=2), None,
+     "spills 8 bytes"),
+    (Result("k", 90, "fp32", "64x64x64", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_limit=2), None, ""),
+    (Result("k", 80, "fp32", "128x128x64", 8, 3, spill_bytes=0, shared_bytes=300000, shared_limit=166912,
+            autotuner_tries=True), None, "shared memory"),
+    (Result("k", 80, "fp32", "128x128x64", 8, 3, spill_bytes=0, shared_bytes=300000, shared_limit=166912,
+            autotuner_tries=False), None, ""),
+    (Result("k", 90, "bf16", "64x64x64", 4, 4, spill_bytes=0, tensor_cores="no"), None, "tensor cores"),
+    (Result("k", 90, "bf16", "32x64x64", 4, 4, spill_bytes=0, tensor_cores="no"), None, ""),
+])
+def test_what_counts_as_a_problem(result, spec, words):
+    spec = spec or KernelSpec("m", "_some_gemm_kernel", ())
+    problem = judge(result, spec)
+    assert (words in problem) if words else problem == ""
+
+
+def test_the_interpreter_is_refused():
+    code = "from highway.bench.cli import main; raise SystemExit(main(['compile-check', '--kernel', 'linear_fwd']))"
+    out = subprocess.run([sys.executable, "-c", code], env={**ENV, "TRITON_INTERPRET": "1"}, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 2 and "without TRITON_INTERPRET=1" in out.stderr

@@ -280,3 +280,11 @@ def test_campaign_budget_goes_to_fixed_steps_first_then_by_share():
              Step("report", 90, None)]
     assert allot(steps, 20 * 60) == pytest.approx([60, 0.7 * 1050, 0.3 * 1050, 90])
     assert sum(allot(steps, 20 * 60)) == pytest.approx(20 * 60)
+
+
+def test_the_summary_table_marks_noisy_rows():
+    df = pd.DataFrame([dict(model="highway", layer="dense", depth=d, width=8, dtype="fp32", batch=4, mode="fwd",
+                            backend="torch", status="ok", median_ms=1.0 + d, noisy=d == 2, device_type="cpu")
+                       for d in (1, 2)])
+    table = tp.summary_table(df)
+    assert "3.000~" in table and "2.000~" not in table and "noisy" in table

@@ -225,16 +225,22 @@ def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = 
 
 
 def summary_table(df: pd.DataFrame) -> str:
-    """A short text table: median ms per backend for each shape and mode, plus the status of failures."""
+    """A short text table: median ms per backend for each shape and mode (a `~` marks a noisy row, whose
+    p80/p20 exceeds NOISY_SPREAD), plus the status of failures."""
     if df.empty:
         return "no results"
     ok = df[df["status"] == STATUS_OK]
     lines = []
     if not ok.empty:
-        table = ok.pivot_table(index=["model", "layer", "depth", "width", "dtype", "batch", "mode"],
-                               columns="backend", values="median_ms", aggfunc="last")
+        noisy = ok["noisy"].fillna(False).astype(bool) if "noisy" in ok else pd.Series(False, index=ok.index)
+        cells = ok.assign(cell=[f"{ms:.3f}{'~' if flag else ''}" for ms, flag in zip(ok["median_ms"], noisy)])
+        table = cells.pivot_table(index=["model", "layer", "depth", "width", "dtype", "batch", "mode"],
+                                  columns="backend", values="cell", aggfunc="last", fill_value="")
         lines.append("median ms per step" + (" (CPU)" if (df["device_type"] == "cpu").all() else "") + ":")
-        lines.append(table.round(3).to_string())
+        lines.append(table.to_string())
+        if noisy.any():
+            lines.append(f"~ noisy: the slowest fifth of calls took over {NOISY_SPREAD}x the fastest fifth "
+                         f"({int(noisy.sum())} rows); compare those medians with care")
     bad = df[df["status"] != STATUS_OK]
     if not bad.empty:
         counts = bad["status"].str.slice(0, 90).value_counts()

@@ -199,12 +199,15 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
     outcomes, deadline = [], start
     for step, seconds in zip(steps, allotted):
         deadline += seconds  # cumulative: time an earlier step did not use passes to the next
-        if step.name != "report" and time.monotonic() > deadline:
+        if step.estimate_s and step.name != "report" and time.monotonic() > deadline:
             outcomes.append((step.name, "skipped: the time budget ran out"))
             continue
         print(f"\n== {step.name}", flush=True)
         outcomes.append((step.name, step.run(deadline)))
-    print(f"\ncampaign done in {(time.monotonic() - start) / 60:.1f} min:")
+    took = time.monotonic() - start
+    print(f"\ncampaign done in {took / 60:.1f} min" + (
+        f" ({(took - budget) / 60:.1f} over the budget: a case, trial epoch or test run in flight when its time ran "
+        f"out is finished, not cut)" if took > budget else "") + ":")
     for name, outcome in outcomes:
         print(f"  {name}: {outcome}")
     print(f"\ncommit {out} (results, report, environment); run the same command again to go on where it stopped")

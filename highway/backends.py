@@ -1,20 +1,24 @@
 """Which implementation runs a layer: "torch" (eager reference), "triton" (fused kernels) or "auto"."""
-import functools
-
 import torch
 
 BACKENDS = ("auto", "torch", "triton")
 
 
-@functools.lru_cache(maxsize=None)
-def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
+_triton_available = None  # found out on first use: importing the kernels fixes interpreter mode
 
-        import highway.kernels  # noqa: F401
-    except ImportError:
-        return False
-    return True
+
+@torch.compiler.assume_constant_result  # torch.compile calls it eagerly, once, and keeps the answer
+def triton_available() -> bool:
+    global _triton_available
+    if _triton_available is None:
+        try:
+            import triton  # noqa: F401
+
+            import highway.kernels  # noqa: F401
+            _triton_available = True
+        except ImportError:
+            _triton_available = False
+    return _triton_available
 
 
 def triton_interpreting() -> bool:

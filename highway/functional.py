@@ -36,6 +36,34 @@ def check_same_dtype_and_device(x, weight, bias):
         raise ValueError(f"tensors must be on one device, got {devices}")
 
 
+def autocast_inputs(x, weight, bias):
+    """x, weight and bias in the autocast dtype when autocast is on for x's device (as nn.Linear and
+    nn.Conv2d take theirs), else as they are."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        return x, weight, bias
+    device_type = x.device.type
+    if not _autocast_enabled(device_type):
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype(device_type)
+    cast = [t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in (x, weight, bias)]
+    return tuple(cast)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 asks per device family
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def under_functorch(*tensors) -> bool:
+    """True inside torch.func transforms (vmap's batched tensors, grad's tracking tensors): our custom ops have
+    no batching or functorch rules, so the reference path, made of vmappable torch ops, runs there."""
+    if torch.compiler.is_compiling():  # dynamo sees fake tensors, and handles transforms itself
+        return False
+    return any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+
+
 def needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
@@ -57,8 +85,13 @@ def highway_linear(x, weight, bias, activation: str = "relu", backend: str = "au
             TRITON_INTERPRET=1), or "auto" (triton for CUDA tensors when Triton is usable, else torch).
         recompute: triton backend only: keep only x for backward and recompute the gates there.
     Returns:
-        A tensor of x's shape and dtype, differentiable in x, weight and bias on every backend.
+        A tensor of x's shape and dtype, differentiable in x, weight and bias on every backend (twice
+        over, too: second derivatives run through the reference).
+
+    Under `torch.autocast` x, weight and bias are cast to the autocast dtype first, as `nn.Linear` casts
+    its own. Under `torch.func` transforms (vmap, grad, jacrev, ...) the reference path runs, on any backend.
     """
+    x, weight, bias = autocast_inputs(x, weight, bias)
     check_same_dtype_and_device(x, weight, bias)
     if x.dim() < 1:
         raise ValueError("x must have at least one dimension (..., N), got a 0-d tensor")
@@ -73,18 +106,14 @@ def highway_linear(x, weight, bias, activation: str = "relu", backend: str = "au
     if bias.shape != (2 * n,):
         raise ValueError(f"bias must have shape (2N,) = ({2 * n},) for N = {n}, got {tuple(bias.shape)}")
     check_activation(activation)
-    if resolve_backend(backend, x.device) == "torch":
+    if resolve_backend(backend, x.device) == "torch" or under_functorch(x, weight, bias):
         return highway_linear_reference(x, weight, bias, activation)
 
     check_triton_dtype(x.dtype)
-    from highway.autograd import HighwayLinearFunction
-    from highway.kernels import highway_linear_fwd
+    from highway.ops import linear_fwd
 
-    x2d = x.reshape(-1, n)
-    if needs_grad(x, weight, bias):
-        y = HighwayLinearFunction.apply(x2d, weight, bias, activation, recompute)
-    else:
-        y, _ = highway_linear_fwd(x2d, weight, bias, activation, store_preactivations=False)
+    store = needs_grad(x, weight, bias) and not recompute
+    y, _ = linear_fwd(x.reshape(-1, n), weight, bias, activation, store)
     return y.reshape(x.shape)
 
 
@@ -97,7 +126,9 @@ def highway_conv2d(x, weight, bias, activation: str = "relu", backend: str = "au
         bias: `(2C,)`.
         activation, backend: as for `highway_linear`.
     Stride 1 and "same" zero padding (k // 2), so y has x's shape, dtype (and, on triton, memory layout).
+    Autocast and `torch.func` transforms as for `highway_linear`.
     """
+    x, weight, bias = autocast_inputs(x, weight, bias)
     check_same_dtype_and_device(x, weight, bias)
     if x.dim() != 4:
         raise ValueError(f"x must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
@@ -115,13 +146,10 @@ def highway_conv2d(x, weight, bias, activation: str = "relu", backend: str = "au
     if bias.shape != (2 * c,):
         raise ValueError(f"bias must have shape (2C,) = ({2 * c},) for C = {c}, got {tuple(bias.shape)}")
     check_activation(activation)
-    if resolve_backend(backend, x.device) == "torch":
+    if resolve_backend(backend, x.device) == "torch" or under_functorch(x, weight, bias):
         return highway_conv2d_reference(x, weight, bias, activation)
 
     check_triton_dtype(x.dtype)
-    from highway.autograd import HighwayConv2dFunction
-    from highway.kernels import highway_conv2d_fwd
+    from highway.ops import conv2d_fwd
 
-    if needs_grad(x, weight, bias):
-        return HighwayConv2dFunction.apply(x, weight, bias, activation)
-    return highway_conv2d_fwd(x, weight, bias, activation)
+    return conv2d_fwd(x, weight, bias, activation)

@@ -2,7 +2,7 @@
 all, before this package is first imported.
 
 Each module holds the kernels of one layer and their launchers; nothing here is an `nn.Module` or an
-autograd.Function (those are in `highway.autograd`).
+autograd formula (the custom ops that wrap these launchers are in `highway.ops`).
 """
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.highway_conv2d import highway_conv2d_bwd, highway_conv2d_fwd

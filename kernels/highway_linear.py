@@ -14,7 +14,7 @@ The backward is kernels 2–4: three launches, and no elementwise PyTorch op bet
 
 Tile code that a depth-fused kernel (a whole narrow stack in one launch) needs is in plain `@triton.jit`
 helpers (`highway_preactivations` here; the epilogue and gate math in `highway_tiles.py`), separate
-from the kernels, and the launchers are separate from the autograd.Function (in `highway.autograd`).
+from the kernels, and the launchers are separate from the custom ops and their autograd (`highway.ops`).
 """
 import torch
 import triton

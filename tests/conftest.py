@@ -27,7 +27,8 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU: Triton's CPU interpreter computes bf16 tl.dot wrongly")
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (bf16 tensor cores, wide layers, Inductor): the CPU "
+                                   "interpreter computes bf16 tl.dot wrongly and has no Inductor GPU backend")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

@@ -35,7 +35,8 @@ REPORT_RESERVE_S = 90  # kept back from the budget for the report, which must al
 THROUGHPUT_BLOCKS = [
     ("the paper's thin nets: fused triton vs eager, compile, CUDA graphs and the bare GEMM, bf16 training",
      dict(model=["highway"], layer=["dense"], depth=[1, 10, 100, 1000], width=[50, 128], dtype=["bf16"],
-          batch=[128], backend=["torch", "compile", "compile-cudagraphs", "triton", "gemm-only"], mode=["train"])),
+          batch=[128], backend=["torch", "compile", "compile-cudagraphs", "triton", "triton+compile", "gemm-only"],
+          mode=["train"])),
     ("GEMM-bound widths, bf16: the fused kernels against cuBLAS and the compiler",
      dict(model=["highway"], layer=["dense"], depth=[1, 10, 100], width=[1024, 4096, 8192], dtype=["bf16"],
           batch=[1024], backend=["torch", "compile", "triton", "gemm-only"], mode=["fwd", "train"])),

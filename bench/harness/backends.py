@@ -84,6 +84,15 @@ def _fused(net):
     return net
 
 
+@register_backend("triton+compile", layer_backend="triton", applies_to=_highway_only,
+                  needs_gpu="triton timing (the CPU interpreter checks correctness, not speed)")
+def _fused_compiled(net):
+    # The fused layers are custom ops (highway.ops), so Inductor compiles everything around them (the rest
+    # of the step) without a graph break: this row shows what that adds to the per-layer kernels.
+    _fresh_dynamo()
+    return torch.compile(net)
+
+
 class GemmOnly(torch.nn.Module):
     """The bare GEMMs of a highway stack, x·[W_H | W_T]ᵀ per layer (cuBLAS on a GPU), keeping the first N
     columns to feed the next layer: the speed a fused kernel's GEMM is measured against. Not a highway net."""

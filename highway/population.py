@@ -1,0 +1,227 @@
+"""Many trials of one architecture trained at once: a random search as one model.
+
+    nets = [highway_mlp(784, 50, 20, 10, activation="relu", gate_bias=b) for b in biases]
+    population = stack_population(nets)                 # parameters (P, ...)
+    opt = PopulationSGD(population.parameters(), lr=lrs, momentum=moms)   # per-trial lr and momentum
+    logits = population(x)                              # x (B, ...) shared, or (P, B, F): logits (P, B, C)
+    winners = population.unstack()                      # P ordinary nets with the current weights
+
+A trial alone at the paper's width (50) cannot fill a GPU, or even a CPU: its step is bound by launches and
+Python. Stacked, every layer of every trial is one batched matrix product (`baddbmm`), so P trials cost
+about the launches of one. Trials stay independent: trial p's output, loss and gradients depend on trial
+p's parameters and data only, so each ends where it would alone, up to the rounding of batched GEMMs.
+"""
+import torch
+from torch import nn
+
+from highway.activations import ACTIVATIONS
+from highway.models import DeepMLP
+from highway.modules import HighwayLinear
+
+
+def _layer_spec(layer) -> tuple:
+    """What must agree between trials for a layer to be stacked: kind, shapes, activation."""
+    if isinstance(layer, HighwayLinear):
+        return ("highway", tuple(layer.weight.shape), layer.activation)
+    linear, act = layer[0], layer[1]
+    return ("plain", tuple(linear.weight.shape), type(act).__name__)
+
+
+def _architecture(net: DeepMLP) -> list:
+    if not isinstance(net, DeepMLP):
+        raise TypeError(f"stack_population takes nets built by highway_mlp or plain_mlp, got {type(net).__name__}")
+    stem = net.stem[1]
+    return [("stem", tuple(stem.weight.shape), type(net.stem[2]).__name__),
+            *(_layer_spec(layer) for layer in net.layers), ("head", tuple(net.head.weight.shape))]
+
+
+def _activation_name(module) -> str:
+    names = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "GELU": "gelu", "Identity": "identity"}
+    return names[type(module).__name__]
+
+
+class Population(nn.Module):
+    """P nets of one `DeepMLP` architecture with a leading trial axis on every parameter:
+    `stem_weight (P, w, F)`, per hidden layer `weight (P, 2w, w)` (highway, rows [W_H; W_T]) or `(P, w, w)`
+    (plain) and `bias`, and `head_weight (P, C, w)`. `forward` computes all trials with batched GEMMs."""
+
+    def __init__(self, nets: list[DeepMLP]):
+        super().__init__()
+        first = nets[0]
+        self.kind = first.kind
+        self.trials = len(nets)
+        self.activation = _activation_name(first.stem[2])
+        self.in_features = first.stem[1].in_features
+        self.width = first.stem[1].out_features
+        self.num_classes = first.head.out_features
+        stack = lambda tensors: nn.Parameter(torch.stack([t.detach() for t in tensors]).clone())  # noqa: E731
+        self.stem_weight = stack([n.stem[1].weight for n in nets])
+        self.stem_bias = stack([n.stem[1].bias for n in nets])
+        weights, biases = [], []
+        for i in range(len(first.layers)):
+            linears = [n.layers[i] if self.kind == "highway" else n.layers[i][0] for n in nets]
+            weights.append(stack([lin.weight for lin in linears]))
+            biases.append(stack([lin.bias for lin in linears]))
+        self.weights = nn.ParameterList(weights)
+        self.biases = nn.ParameterList(biases)
+        self.head_weight = stack([n.head.weight for n in nets])
+        self.head_bias = stack([n.head.bias for n in nets])
+        # The architecture to rebuild in `unstack`, kept out of the module's registry so that its parameters
+        # are neither the population's nor moved with it.
+        self.__dict__["_template"] = first
+
+    @property
+    def depth(self) -> int:
+        return 1 + len(self.weights)
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The first layer's pre-activations (P, B, w). An input shared by every trial, (B, ...), is one GEMM
+        against all trials' stem weights side by side, (B, F) × (F, P·w): wider and cheaper than P thin ones."""
+        if x.dim() == 3 and x.shape[0] == self.trials and x.shape[-1] == self.in_features:
+            return torch.baddbmm(self.stem_bias.unsqueeze(1), x, self.stem_weight.transpose(1, 2))
+        flat = x.reshape(x.shape[0], -1)
+        if flat.shape[1] != self.in_features:
+            raise ValueError(f"x must be (B, ...) with {self.in_features} features, or ({self.trials}, B, "
+                             f"{self.in_features}); got shape {tuple(x.shape)}")
+        z = torch.nn.functional.linear(flat, self.stem_weight.reshape(-1, self.in_features), self.stem_bias.reshape(-1))
+        return z.view(flat.shape[0], self.trials, self.width).transpose(0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = ACTIVATIONS[self.activation]
+        h = act(self._stem(x))
+        for weight, bias in zip(self.weights, self.biases):
+            z = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+            if self.kind == "highway":
+                z_h, z_t = z.split(self.width, dim=-1)  # split's backward is one cat; slicing's is fill + copy
+                t = torch.sigmoid(z_t)
+                h = act(z_h) * t + h * (1 - t)  # as the reference writes it: inf propagates alike
+            else:
+                h = act(z)
+        return torch.baddbmm(self.head_bias.unsqueeze(1), h, self.head_weight.transpose(1, 2))
+
+    @torch.no_grad()
+    def unstack(self) -> list[DeepMLP]:
+        """P ordinary nets like the inputs, holding the current weights (on the population's device)."""
+        import copy
+
+        nets = []
+        for p in range(self.trials):
+            net = copy.deepcopy(self._template).to(self.stem_weight.device)
+            net.stem[1].weight.copy_(self.stem_weight[p])
+            net.stem[1].bias.copy_(self.stem_bias[p])
+            for i, layer in enumerate(net.layers):
+                linear = layer if self.kind == "highway" else layer[0]
+                linear.weight.copy_(self.weights[i][p])
+                linear.bias.copy_(self.biases[i][p])
+            net.head.weight.copy_(self.head_weight[p])
+            net.head.bias.copy_(self.head_bias[p])
+            nets.append(net)
+        return nets
+
+
+def stack_population(nets) -> Population:
+    """One `Population` of `nets`: highway_mlp or plain_mlp nets of one architecture and one activation.
+    ValueError naming the first difference; TypeError for other models (conv nets do not stack: their
+    layers are not batched matrix products)."""
+    nets = list(nets)
+    if not nets:
+        raise ValueError("stack_population needs at least one net")
+    reference = _architecture(nets[0])
+    for i, net in enumerate(nets[1:], start=1):
+        arch = _architecture(net)
+        if net.kind != nets[0].kind:
+            raise ValueError(f"net {i} is a {net.kind} net, net 0 a {nets[0].kind} net")
+        if len(arch) != len(reference):
+            raise ValueError(f"net {i} has depth {net.depth}, net 0 depth {nets[0].depth}")
+        for where, (a, b) in enumerate(zip(reference, arch)):
+            if a != b:
+                raise ValueError(f"net {i} differs from net 0 at layer {where}: {b} against {a}")
+    for net in nets:
+        if any(p.device != nets[0].stem[1].weight.device or p.dtype != nets[0].stem[1].weight.dtype
+               for p in net.parameters()):
+            raise ValueError("every net must have its parameters on one device and in one dtype")
+    return Population(nets)
+
+
+class PopulationSGD(torch.optim.Optimizer):
+    """`torch.optim.SGD`'s update, with a learning rate and a momentum per trial, for parameters whose first
+    axis is the trial axis. Each step updates every trial with one pass over the parameter tensors (a few
+    in-place ops a tensor, whatever P is).
+
+    `lr` and `momentum` are sequences or `(P,)` tensors. `decay_lr_(gamma)` multiplies each trial's
+    learning rate by its own factor (the paper's per-epoch exponential decay). `freeze_(mask)` stops the
+    trials in `mask` (diverged ones) for good: their learning rate and momentum buffer become zero, and
+    their gradients are ignored, NaN or not."""
+
+    def __init__(self, params, lr, momentum=0.0, nesterov: bool = False, weight_decay: float = 0.0):
+        params = list(params)
+        if not params:
+            raise ValueError("PopulationSGD got no parameters")
+        trials = params[0].shape[0]
+        device = params[0].device
+        lr = torch.as_tensor(lr, dtype=torch.float32, device=device).reshape(-1)
+        momentum = torch.as_tensor(momentum, dtype=torch.float32, device=device).reshape(-1)
+        if momentum.numel() == 1:
+            momentum = momentum.expand(trials).clone()
+        for name, value in (("lr", lr), ("momentum", momentum)):
+            if value.numel() != trials:
+                raise ValueError(f"{name} must have one value per trial ({trials}), got {value.numel()}")
+        if not (torch.isfinite(lr).all() and (lr >= 0).all()):
+            raise ValueError(f"lr must be finite and >= 0 for every trial, got {lr.tolist()}")
+        if not ((momentum >= 0) & (momentum < 1)).all():
+            raise ValueError(f"momentum must be in [0, 1) for every trial, got {momentum.tolist()}")
+        if nesterov and not (momentum > 0).all():
+            raise ValueError("nesterov needs a positive momentum for every trial")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        for p in params:
+            if p.shape[0] != trials:
+                raise ValueError(f"every parameter needs the trial axis first ({trials}), got shape {tuple(p.shape)}")
+        super().__init__(params, dict(nesterov=nesterov, weight_decay=weight_decay))
+        self.trials = trials
+        self.lr = lr
+        self.momentum = momentum
+        self.active = torch.ones(trials, dtype=torch.bool, device=device)
+        self._all_active = True  # kept on the host, so that a step never waits on the device to ask
+
+    def decay_lr_(self, gamma):
+        self.lr.mul_(torch.as_tensor(gamma, dtype=self.lr.dtype, device=self.lr.device))
+
+    @torch.no_grad()
+    def freeze_(self, mask: torch.Tensor):
+        self.active &= ~mask.to(self.active.device)
+        self._all_active = bool(self.active.all())
+        self.lr.mul_(self.active)
+        for group in self.param_groups:
+            for p in group["params"]:
+                buf = self.state[p].get("momentum_buffer")
+                if buf is not None:
+                    buf.mul_(self.active.to(buf.dtype).view(-1, *([1] * (p.dim() - 1))))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        all_active = self._all_active
+        for group in self.param_groups:
+            decay, nesterov = group["weight_decay"], group["nesterov"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                shape = (-1, *([1] * (p.dim() - 1)))  # a per-trial factor, broadcast over the trial's slice
+                # frozen trials' gradients may be NaN: zero them, so that NaN·0 never reaches a live trial
+                grad = p.grad if all_active else torch.where(self.active.view(shape), p.grad, 0)
+                if decay:
+                    grad = grad.add(p, alpha=decay)
+                momentum = self.momentum.view(shape).to(p.dtype)
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:  # SGD's first step: the buffer is the gradient itself
+                    buf = state["momentum_buffer"] = grad.clone()
+                else:
+                    buf.mul_(momentum).add_(grad)
+                step = grad.add(buf * momentum) if nesterov else buf
+                p.addcmul_(step, self.lr.view(shape).to(p.dtype), value=-1.0)
+        return loss

@@ -1,4 +1,6 @@
 """Population training: P trials of one architecture as one model, each ending where it would alone."""
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -122,3 +124,40 @@ def test_population_sgd_refuses_bad_settings(kwargs, words):
     population = stack_population(make_nets())
     with pytest.raises(ValueError, match=words):
         PopulationSGD(population.parameters(), **kwargs)
+
+
+def test_a_study_trained_as_populations_matches_one_trial_at_a_time(tmp_path):
+    import highway.bench.study.convergence as cv
+
+    study = cv.Study(name="pop", dataset="digits", depths=(3,), trials=4, epochs=2, batch=64, max_train=300,
+                     search=cv.SearchSpace(fixed={"activation": "relu"}))
+    one = cv.convergence_study(tmp_path / "one", study, progress=False)
+    together = cv.convergence_study(tmp_path / "pop", dataclasses.replace(study, population=4), progress=False)
+    keys = ["model", "gate_rule", "depth", "trial", "epoch"]
+    one, together = one.sort_values(keys).reset_index(drop=True), together.sort_values(keys).reset_index(drop=True)
+    assert len(one) == len(together) == 2 * 4 * 3
+    assert (one[keys] == together[keys]).all().all() and (one["status"] == together["status"]).all()
+    assert_close(torch.tensor(together["train_loss"].to_numpy()), torch.tensor(one["train_loss"].to_numpy()),
+                 torch.float32)
+    assert sorted(p.name for p in (tmp_path / "pop" / "checkpoints").glob("*.pt")) == \
+        sorted(p.name for p in (tmp_path / "one" / "checkpoints").glob("*.pt"))
+
+
+def test_populations_split_by_activation_and_freeze_diverged_trials(tmp_path):
+    import highway.bench.study.convergence as cv
+
+    study = cv.Study(name="mix", dataset="digits", depths=(3,), models=("highway",), trials=5, epochs=2, batch=64,
+                     max_train=300, search=cv.SearchSpace(lr=(1e-3, 1e4), momentum=(0.9, 0.99)))
+    jobs = [("highway", "search", 3, t) for t in range(5)]
+    activations = [cv.trial_hyperparameters(study, *job)[1]["activation"] for job in jobs]
+    chunks = cv._chunks(dataclasses.replace(study, population=5), jobs)
+    assert sorted(len(c) for c in chunks) == sorted([activations.count(a) for a in set(activations)])
+    one = cv.convergence_study(tmp_path / "one", study, progress=False)
+    together = cv.convergence_study(tmp_path / "pop", dataclasses.replace(study, population=5), progress=False)
+    keys = ["trial", "epoch"]
+    one, together = one.sort_values(keys).reset_index(drop=True), together.sort_values(keys).reset_index(drop=True)
+    assert (one["status"] == "diverged").any()  # the search reached lr 1e4 somewhere: the freeze is exercised
+    assert one[keys + ["status"]].equals(together[keys + ["status"]])
+    finite = one["status"] == "ok"
+    assert_close(torch.tensor(together.loc[finite, "train_loss"].to_numpy()),
+                 torch.tensor(one.loc[finite, "train_loss"].to_numpy()), torch.float32)

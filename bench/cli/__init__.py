@@ -151,8 +151,8 @@ def _study(args):
     from highway.bench.study.convergence import PRESETS, SearchSpace, Study
 
     study = PRESETS[args.preset] if args.preset else Study()
-    changes = {k: getattr(args, k) for k in ("dataset", "trials", "epochs", "batch", "max_train", "seed", "backend")
-               if getattr(args, k) is not None}
+    changes = {k: getattr(args, k) for k in ("dataset", "trials", "epochs", "batch", "max_train", "seed", "backend",
+                                             "population") if getattr(args, k) is not None}
     if args.depth:
         changes["depths"] = tuple(args.depth)
     if args.model:
@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--max-train", type=int, help="use at most this many training images")
+    p.add_argument("--population", type=int,
+                   help="train up to this many trials of one (model, gate rule, depth, activation) at once, as one "
+                        "population (default 1: one after another)")
     p.add_argument("--seed", type=int)
     p.add_argument("--backend", choices=LAYER_BACKENDS, help="highway layers' backend")
     p.add_argument("--name", help="study name, part of every row's key (default: the preset's)")

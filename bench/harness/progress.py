@@ -1,7 +1,9 @@
 """A progress bar with ETA for long runs (tqdm when installed), or the plain iterable."""
 
 
-def progress_bar(items, enabled: bool = True, unit: str = "it", total: int | None = None):
+def progress_bar(items=None, enabled: bool = True, unit: str = "it", total: int | None = None):
+    """tqdm over `items`; with no items, a bar the caller moves with `.update(n)`. When disabled (or without
+    tqdm) `items` itself, so callers test for `update` before they call it."""
     if not enabled:
         return items
     try:

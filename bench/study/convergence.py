@@ -25,12 +25,13 @@ from highway.bench.schema import CARRY_COLUMNS, CARRY_FILE, CARRY_KEYS, CONVERGE
     CONVERGE_KEYS, GATE_AUTO, GATE_SEARCH, MODELS, NO_GATE, STATUS_OK, parse_gate_rule
 from highway.bench.study.checkpoints import save_if_best
 from highway.bench.study.datasets import FALLBACK_NOTE, ImageData, load_dataset
-from highway.bench.study.training import train_trial
+from highway.bench.study.training import train_population, train_trial
 from highway.activations import check_activation
 from highway.backends import BACKENDS as LAYER_BACKENDS
 from highway.gate_bias import gate_bias_for_depth
 from highway.gates import carried_fraction
 from highway.models import highway_mlp, plain_mlp
+from highway.population import stack_population
 
 WIDTHS = {"highway": 50, "plain": 71}
 
@@ -100,6 +101,9 @@ class Study:
     # How highway nets get their transform-gate bias: "search" (drawn like the other hyperparameters),
     # "auto" (`highway.gate_bias.gate_bias_for_depth` for depth − 1 layers), or a number, e.g. "-2".
     gate_rules: tuple = (GATE_SEARCH,)
+    # Trials trained at once as one population (`highway.population`): up to this many of one (model, gate
+    # rule, depth, activation) group. 1 trains one trial after another.
+    population: int = 1
 
     def arms(self):
         """(model, gate rule) pairs: plain nets once, highway nets once per gate rule."""
@@ -107,7 +111,7 @@ class Study:
 
     def validate(self):
         """ValueError naming the first bad setting, before any data is loaded or any net is built."""
-        for name in ("trials", "epochs", "batch", "seed"):
+        for name in ("trials", "epochs", "batch", "seed", "population"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
                 raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, "
@@ -208,54 +212,127 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
         if jobs:
             env = environment(device, argv)
             store.record_run({**env, "study": asdict(study)})
-            bar = progress_bar(jobs, progress, "trial")
+            bar = progress_bar(total=len(jobs), enabled=progress, unit="trial")
             late = 0
-            for model, rule, depth, trial in bar:
+            for chunk in _chunks(study, jobs):
                 if deadline is not None and time.monotonic() > deadline:
-                    late += 1
+                    late += len(chunk)
                     continue
-                unit = (study.name, data.name, model, rule, depth, trial)
-                if not store.claim(unit):
-                    continue  # another run is training it
-                rows = store.select(study=study.name, dataset=data.name, model=model, gate_rule=rule, depth=depth,
-                                    trial=trial)
-                if not overwrite and _finished(rows, study.epochs):
-                    store.release(unit)
-                    continue
-                if hasattr(bar, "set_postfix_str"):
-                    bar.set_postfix_str(f"{model} ({rule}) depth {depth} trial {trial}")
+                mine = []
+                for model, rule, depth, trial in chunk:
+                    unit = (study.name, data.name, model, rule, depth, trial)
+                    if not store.claim(unit):
+                        continue  # another run is training it
+                    rows = store.select(study=study.name, dataset=data.name, model=model, gate_rule=rule,
+                                        depth=depth, trial=trial)
+                    if not overwrite and _finished(rows, study.epochs):
+                        store.release(unit)
+                        continue
+                    mine.append((model, rule, depth, trial))
+                if mine and hasattr(bar, "set_postfix_str"):
+                    model, rule, depth, _ = mine[0]
+                    bar.set_postfix_str(f"{model} ({rule}) depth {depth}, {len(mine)} trial(s)")
                 try:
-                    _run_trial(out, store, carry, study, data, env, device, model, rule, depth, trial, deadline)
+                    if len(mine) == 1:
+                        _run_trial(out, store, carry, study, data, env, device, *mine[0], deadline)
+                    elif mine:
+                        _run_population(out, store, carry, study, data, env, device, mine, deadline)
                 finally:
-                    store.release(unit)
+                    for model, rule, depth, trial in mine:
+                        store.release((study.name, data.name, model, rule, depth, trial))
+                if hasattr(bar, "update"):
+                    bar.update(len(chunk))
+            if hasattr(bar, "close"):
+                bar.close()
             if late:
                 print(f"{late} trials left for a re-run: the time budget ran out")
         df = store.select(study=study.name, dataset=data.name)
     return df
 
 
-def _run_trial(out, store, carry, study, data, env, device, model, rule, depth, trial, deadline=None):
+def trial_hyperparameters(study: Study, model: str, rule: str, depth: int, trial: int) -> tuple[int, dict]:
+    """(seed, hyperparameters) of a trial: fixed by its identity, so a resumed study redraws them."""
     seed = trial_seed(study, model, depth, trial)
     hp = study.search.draw(model, np.random.default_rng(seed))
     if model == "highway":
         hp["gate_bias"] = gate_bias_for_rule(rule, depth, hp["gate_bias"])
+    return seed, hp
+
+
+def _chunks(study: Study, jobs: list) -> list[list]:
+    """The jobs in the order given, cut into populations of at most `study.population` trials that share a
+    (model, gate rule, depth, activation): the trials one Population can hold."""
+    chunks, open_chunks = [], {}
+    for job in jobs:
+        model, rule, depth, trial = job
+        key = (model, rule, depth, trial_hyperparameters(study, *job)[1]["activation"])
+        chunk = open_chunks.get(key)
+        if chunk is None or len(chunk) == study.population:
+            chunk = open_chunks[key] = []
+            chunks.append(chunk)
+        chunk.append(job)
+    return chunks
+
+
+def _build(study, data, device, model, rule, depth, trial):
+    seed, hp = trial_hyperparameters(study, model, rule, depth, trial)
     torch.manual_seed(seed)
-    net = build_net(model, depth, data, hp, study.backend).to(device)
+    return seed, hp, build_net(model, depth, data, hp, study.backend).to(device)
+
+
+def _row(study, data, env, model, rule, depth, trial, seed, hp, epoch, train_loss, val_loss, val_acc, seconds,
+         status):
+    return {
+        "study": study.name, "dataset": data.name, "model": model, "gate_rule": rule, "depth": depth,
+        "trial": trial, "epoch": epoch, "width": WIDTHS[model], **hp, "seed": seed, "batch": study.batch,
+        "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": seconds,
+        "status": status, "backend": study.backend, "device": env["device"], "commit": env["commit"],
+        "run_id": env["run_id"], "num_classes": data.num_classes,
+    }
+
+
+def _keep_if_best(out, data, model, rule, depth, trial, hp, net, final):
+    meta = {"model": model, "gate_rule": rule, "depth": depth, "width": WIDTHS[model],
+            "in_features": data.in_features, "num_classes": data.num_classes, "dataset": data.name,
+            "trial": trial, **hp}
+    save_if_best(out, meta, net.state_dict(), final)
+
+
+def _run_trial(out, store, carry, study, data, env, device, model, rule, depth, trial, deadline=None):
+    seed, hp, net = _build(study, data, device, model, rule, depth, trial)
     if model == "highway" and trial == 0:
         _record_carry(carry, study, data, rule, depth, net, device)
     final = math.inf
     for epoch, train_loss, val_loss, val_acc, seconds, status in train_trial(
             net, data, hp, study.epochs, study.batch, seed, device, deadline):
-        store.append({
-            "study": study.name, "dataset": data.name, "model": model, "gate_rule": rule, "depth": depth,
-            "trial": trial, "epoch": epoch, "width": WIDTHS[model], **hp, "seed": seed, "batch": study.batch,
-            "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": seconds,
-            "status": status, "backend": study.backend, "device": env["device"], "commit": env["commit"],
-            "run_id": env["run_id"], "num_classes": data.num_classes,
-        })
+        store.append(_row(study, data, env, model, rule, depth, trial, seed, hp, epoch, train_loss, val_loss,
+                          val_acc, seconds, status))
         final = train_loss if status == STATUS_OK else math.inf
     if math.isfinite(final) and epoch == study.epochs:  # a trial the deadline cut short is not a best
-        meta = {"model": model, "gate_rule": rule, "depth": depth, "width": WIDTHS[model],
-                "in_features": data.in_features, "num_classes": data.num_classes, "dataset": data.name,
-                "trial": trial, **hp}
-        save_if_best(out, meta, net.state_dict(), final)
+        _keep_if_best(out, data, model, rule, depth, trial, hp, net, final)
+
+
+def _run_population(out, store, carry, study, data, env, device, jobs, deadline=None):
+    """The trials of `jobs` (one model, gate rule, depth and activation) trained as one population."""
+    built = [_build(study, data, device, *job) for job in jobs]
+    for (model, rule, depth, trial), (_, _, net) in zip(jobs, built):
+        if model == "highway" and trial == 0:
+            _record_carry(carry, study, data, rule, depth, net, device)
+    final = [math.inf] * len(jobs)
+    epoch = 0
+    population = stack_population([net for _, _, net in built]).to(device)
+    population_rows = train_population(population, data, [hp for _, hp, _ in built], study.epochs, study.batch,
+                                       [seed for seed, _, _ in built], device, deadline)
+    for epoch, rows, seconds in population_rows:
+        for p, ((model, rule, depth, trial), (seed, hp, _), row) in enumerate(zip(jobs, built, rows)):
+            if row is None:
+                continue
+            train_loss, val_loss, val_acc, status = row
+            store.append(_row(study, data, env, model, rule, depth, trial, seed, hp, epoch, train_loss, val_loss,
+                              val_acc, seconds, status))
+            final[p] = train_loss if status == STATUS_OK else math.inf
+    if epoch != study.epochs:
+        return  # the deadline cut the population short: no trial of it is a best yet
+    for job, (_, hp, _), net, loss in zip(jobs, built, population.unstack(), final):
+        if math.isfinite(loss):
+            _keep_if_best(out, data, *job, hp, net, loss)

@@ -56,3 +56,71 @@ def train_trial(net, data: ImageData, hp: dict, epochs: int, batch: int, seed: i
             STATUS_DIVERGED if diverged else STATUS_OK
         if diverged or (deadline is not None and time.monotonic() > deadline):
             return
+
+
+@torch.no_grad()
+def evaluate_population(population, x, y, batch: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy, accuracy) of every trial over the whole of x, y: two (P,) tensors."""
+    total = torch.zeros(population.trials, device=x.device)
+    correct = torch.zeros(population.trials, device=x.device)
+    for i in range(0, len(x), batch):
+        logits = population(x[i:i + batch]).float()  # (P, b, C)
+        target = y[i:i + batch].expand(population.trials, -1)
+        total += F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1)
+        correct += (logits.argmax(-1) == target).sum(1)
+    return total / len(x), correct / len(x)
+
+
+def train_population(population, data: ImageData, hps: list[dict], epochs: int, batch: int, seeds: list[int],
+                     device, deadline: float | None = None):
+    """`train_trial` for a `Population` of P nets (`highway.population`), trained in place: each trial keeps its own
+    learning rate, momentum, decay and minibatch order (its seed), so it ends where it would alone. Yields
+    (epoch, train_loss, val_loss, val_acc, seconds, status) with (P,)-long lists for epoch 0 through
+    `epochs`; a trial whose loss turns non-finite is frozen at that step, reported diverged once, and its
+    later entries are None."""
+    from highway.population import PopulationSGD
+
+    trials = population.trials
+    opt = PopulationSGD(population.parameters(), [hp["lr"] for hp in hps], [hp["momentum"] for hp in hps])
+    decay = torch.tensor([hp["decay"] for hp in hps], device=device)
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    flat = x_train.reshape(len(x_train), -1)
+    reported = [False] * trials  # a diverged trial is reported once, then left out
+    start = time.perf_counter()
+
+    def epoch_rows(epoch, diverged):
+        train_loss, _ = evaluate_population(population, x_train, y_train)
+        val_loss, val_acc = evaluate_population(population, x_val, y_val)
+        rows = [None] * trials
+        for p in range(trials):
+            if reported[p]:
+                continue
+            bad = bool(diverged[p]) or not math.isfinite(float(train_loss[p]))
+            rows[p] = (float(train_loss[p]), float(val_loss[p]), float(val_acc[p]),
+                       STATUS_DIVERGED if bad else STATUS_OK)
+            if bad:
+                reported[p] = True
+                opt.freeze_(torch.arange(trials, device=device) == p)
+        return epoch, rows, time.perf_counter() - start
+
+    yield epoch_rows(0, [False] * trials)
+    for epoch in range(1, epochs + 1):
+        diverged = torch.zeros(trials, dtype=torch.bool, device=device)
+        orders = [torch.randperm(len(x_train), generator=g).split(batch) for g in generators]
+        for step in range(len(orders[0])):
+            idx = torch.stack([order[step] for order in orders]).to(device)  # (P, b): each trial's own batch
+            logits = population(flat[idx])
+            losses = F.cross_entropy(logits.transpose(1, 2), y_train[idx], reduction="none").mean(1)
+            bad = ~torch.isfinite(losses) & opt.active
+            if bad.any():  # as train_trial: the step that diverged is not taken
+                diverged |= bad
+                opt.freeze_(bad)
+            opt.zero_grad(set_to_none=True)
+            torch.where(opt.active, losses, 0.0).sum().backward()
+            opt.step()
+        opt.decay_lr_(decay)
+        yield epoch_rows(epoch, diverged.tolist())
+        if all(reported) or (deadline is not None and time.monotonic() > deadline):
+            return

@@ -63,7 +63,7 @@ def _linear_backward(ctx, dy, dz_unused):
     x, weight, bias, z = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: a differentiable backward, through the reference
         return (*_reference_grads(highway_linear_reference, (x, weight, bias), ctx.activation, dy), None, None)
-    dx, dweight, dbias = linear_bwd(dy.contiguous(), x, weight, bias, z, ctx.activation)
+    dx, dweight, dbias = linear_bwd(dy, x, weight, bias, z, ctx.activation)  # the kernels take any strides
     return dx, dweight, dbias, None, None
 
 

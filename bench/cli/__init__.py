@@ -250,6 +250,13 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
+def _run_options(parser: argparse.ArgumentParser, device: bool = True):
+    """The options every command that runs something shares."""
+    if device:
+        parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="highway-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,11 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="re-run configurations already in the results")
     p.add_argument("--timer", choices=["events", "graph"], default="events",
                    help="GPU: CUDA events per call, or CUDA-graph replay to take launch overhead out")
-    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument("--threads", type=int, default=CPU_THREADS,
                    help=f"CPU timing: torch threads for the timed calls (default {CPU_THREADS}; more threads on a "
                         "busy machine measure the scheduler)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _run_options(p)
     p.set_defaults(func=cmd_throughput)
 
     p = sub.add_parser("profile", help="one configuration under torch.profiler: Chrome trace and kernel table")
@@ -292,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", nargs="+", help="only kernels whose name contains one of these")
     p.add_argument("--jobs", type=int, help="compiler processes (default: one per CPU)")
     p.add_argument("--out", help="also write compile_check.csv here")
-    p.add_argument("--no-progress", action="store_true")
+    _run_options(p, device=False)
     p.set_defaults(func=cmd_compile_check)
 
     p = sub.add_parser("peaks", help="measure this GPU's peak TFLOP/s and TB/s and compare with the table")
@@ -305,13 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the gallery folder, e.g. reports/gallery/h100")
     p.add_argument("--budget-minutes", type=float, default=20, help="time box (default 20)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate, run nothing")
-    p.add_argument("--device")
-    p.add_argument("--no-progress", action="store_true")
+    _run_options(p)
     p.set_defaults(func=cmd_campaign)
 
     p = sub.add_parser("quickstart", help="quick study + quick sweep + gate analysis + report (a few minutes, CPU)")
     p.add_argument("--out", default="quickstart", help="where results and the report go (default: quickstart)")
-    p.add_argument("--no-progress", action="store_true")
+    _run_options(p, device=False)
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("converge", help="plain vs highway optimization at growing depth (the paper's Figure 1)",
@@ -339,8 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"depth, highway.gate_bias), or a number; e.g. --gate-bias -2 {GATE_AUTO}")
     p.add_argument("--out", default="results/converge")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--device")
-    p.add_argument("--no-progress", action="store_true")
+    _run_options(p)
     p.set_defaults(func=cmd_converge)
 
     p = sub.add_parser("analyze", help="gate statistics and lesions of trained highway nets (Figures 2-4)")
@@ -348,8 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/analysis")
     p.add_argument("--dataset", help="data to analyse on (default: the checkpoint's own)")
     p.add_argument("--samples", type=int, default=ANALYSIS_SAMPLES, help="training samples to use")
-    p.add_argument("--device")
-    p.add_argument("--no-progress", action="store_true")
+    _run_options(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="HTML and Markdown report from results directories; --compare for regressions")
@@ -359,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.1, help="relative change that counts (default 0.1)")
     p.add_argument("--fail-on-slower", action="store_true",
                    help="exit 1 when anything got slower beyond the threshold and both runs' spread (for CI)")
-    p.add_argument("--no-progress", action="store_true")
+    _run_options(p, device=False)
     p.set_defaults(func=cmd_report)
 
     return parser

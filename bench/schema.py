@@ -16,6 +16,7 @@ STORE_FILE = "results.sqlite"  # every table of a results directory; the CSVs be
 RESULTS_FILE = "results.csv"  # throughput sweeps
 CONVERGE_FILE = "converge.csv"  # convergence studies: one row per trial and epoch
 CARRY_FILE = "carry.csv"  # convergence studies: the carried input per layer at initialization
+POPULATION_FILE = "population.csv"  # population sweeps: P trials trained at once against one by one
 RUNS_FILE = "runs.jsonl"  # the environment of every run, beside each of the above
 CHECKPOINT_DIR = "checkpoints"  # the best trial per arm and depth, beside converge.csv
 CHECKPOINT_INDEX = "index.json"
@@ -33,11 +34,21 @@ THROUGHPUT_COLUMNS = THROUGHPUT_KEYS + [
     "status", "median_ms", "p20_ms", "p80_ms", "q1_ms", "q3_ms", "first_call_ms", "repeats", "timer",
     "samples_per_s", "tflops", "gbps", "pct_peak_flops", "pct_peak_bw", "peak_mem_mb", "speedup_vs_torch",
     "max_error", "device", "device_type", "commit", "run_id", "timestamp", "threads", "load_avg", "spread",
-    "noisy",
+    "noisy", "host",
 ]
 BASELINE_BACKEND = "torch"  # the eager backend every speed-up is measured against
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
+
+# A population sweep row: P trials' train steps, as one population and one net after another, timed in
+# alternation within the row, so that their ratio is measured side by side.
+POPULATION_KEYS = ["model", "depth", "width", "dtype", "batch", "backend", "population"]
+POPULATION_COLUMNS = POPULATION_KEYS + [
+    "status", "population_ms", "population_p20_ms", "population_p80_ms", "one_by_one_ms", "one_by_one_p20_ms",
+    "one_by_one_p80_ms", "speedup", "trials_per_s", "one_by_one_trials_per_s", "samples_per_s",
+    "one_by_one_samples_per_s", "repeats", "max_error", "device", "device_type", "commit", "run_id", "timestamp",
+    "threads", "load_avg",
+]
 
 # --- convergence ----------------------------------------------------------------------------------------
 # How a highway arm gets its transform-gate bias: drawn by the random search, from the depth, or a number
@@ -47,7 +58,7 @@ GATE_RULES = (GATE_SEARCH, GATE_AUTO)  # the named rules; any finite number is a
 CONVERGE_KEYS = ["study", "dataset", "model", "gate_rule", "depth", "trial", "epoch"]
 CONVERGE_COLUMNS = CONVERGE_KEYS + [
     "width", "activation", "gate_bias", "lr", "momentum", "decay", "seed", "batch", "train_loss", "val_loss",
-    "val_acc", "seconds", "status", "backend", "device", "commit", "run_id", "num_classes",
+    "val_acc", "seconds", "status", "backend", "device", "commit", "run_id", "num_classes", "host",
 ]
 CARRY_KEYS = ["study", "dataset", "gate_rule", "depth", "layer"]
 CARRY_COLUMNS = CARRY_KEYS + ["gate_bias", "carried"]
@@ -65,10 +76,16 @@ _CONVERGE_TYPES = {
     **dict.fromkeys(["gate_bias", "lr", "momentum", "decay", "train_loss", "val_loss", "val_acc", "seconds"], float),
 }
 _CARRY_TYPES = {"depth": int, "layer": int, "gate_bias": float, "carried": float}
+_POPULATION_TYPES = {
+    **dict.fromkeys(["depth", "width", "batch", "population", "repeats", "threads"], int),
+    **dict.fromkeys([c for c in POPULATION_COLUMNS if c.endswith(("_ms", "_per_s"))] + ["speedup", "max_error",
+                                                                                     "load_avg"], float),
+}
 TABLES = {  # CSV export → (columns, keys, column types)
     RESULTS_FILE: (THROUGHPUT_COLUMNS, THROUGHPUT_KEYS, _THROUGHPUT_TYPES),
     CONVERGE_FILE: (CONVERGE_COLUMNS, CONVERGE_KEYS, _CONVERGE_TYPES),
     CARRY_FILE: (CARRY_COLUMNS, CARRY_KEYS, _CARRY_TYPES),
+    POPULATION_FILE: (POPULATION_COLUMNS, POPULATION_KEYS, _POPULATION_TYPES),
 }
 
 

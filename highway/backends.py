@@ -1,7 +1,9 @@
-"""Which implementation runs a layer: "torch" (eager reference), "triton" (fused kernels) or "auto"."""
+"""Which implementation runs a layer: "torch" (eager reference), "triton" (fused kernels) or "auto"; a
+`HighwayStack` also takes "triton-stack" (every layer in one launch)."""
 import torch
 
 BACKENDS = ("auto", "torch", "triton")
+STACK_BACKENDS = BACKENDS + ("triton-stack",)
 
 
 _triton_available = None  # found out on first use: importing the kernels fixes interpreter mode

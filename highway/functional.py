@@ -3,11 +3,13 @@
 Every argument is checked here, before anything is launched, so that a bad call fails with a message
 naming the offending shapes or values instead of a kernel error or, worse, a silently wrong result.
 """
+import warnings
+
 import torch
 
 from highway.activations import check_activation
-from highway.backends import resolve_backend
-from highway.reference import highway_conv2d_reference, highway_linear_reference
+from highway.backends import STACK_BACKENDS, resolve_backend
+from highway.reference import highway_conv2d_reference, highway_linear_reference, highway_stack_reference
 
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -114,6 +116,102 @@ def highway_linear(x, weight, bias, activation: str = "relu", backend: str = "au
 
     store = needs_grad(x, weight, bias) and not recompute
     y, _ = linear_fwd(x.reshape(-1, n), weight, bias, activation, store)
+    return y.reshape(x.shape)
+
+
+def highway_linear_population(x, weight, bias, activation: str = "relu", backend: str = "auto"):
+    """P highway layers of one width at once, one per trial of a population (`highway.population`):
+    y[p] = highway_linear(x[p], weight[p], bias[p]).
+
+    Args:
+        x: `(P, B, N)`, any strides; weight: `(P, 2N, N)`; bias: `(P, 2N)`.
+        activation, backend: as for `highway_linear`. On triton, one launch serves every trial (the fused
+            kernels' grid runs over the trials); on torch, one batched GEMM (`baddbmm`).
+    """
+    x, weight, bias = autocast_inputs(x, weight, bias)
+    check_same_dtype_and_device(x, weight, bias)
+    if x.dim() != 3 or x.shape[-1] == 0:
+        raise ValueError(f"x must be (P, B, N) with N >= 1, got shape {tuple(x.shape)}")
+    p, _, n = x.shape
+    if weight.shape != (p, 2 * n, n):
+        raise ValueError(f"weight must have shape (P, 2N, N) = ({p}, {2 * n}, {n}) for x of shape {tuple(x.shape)}, "
+                         f"got {tuple(weight.shape)}")
+    if bias.shape != (p, 2 * n):
+        raise ValueError(f"bias must have shape (P, 2N) = ({p}, {2 * n}), got {tuple(bias.shape)}")
+    check_activation(activation)
+    if resolve_backend(backend, x.device) == "torch" or under_functorch(x, weight, bias):
+        return highway_linear_reference(x, weight, bias, activation)
+
+    check_triton_dtype(x.dtype)
+    from highway.ops import linear_fwd
+
+    y, _ = linear_fwd(x, weight, bias, activation, needs_grad(x, weight, bias))
+    return y
+
+
+_FELL_BACK: set = set()  # widths whose "auto" fallback to the per-layer kernels has been said
+
+
+def stack_backend(backend: str, width: int, device: torch.device) -> str:
+    """What runs a stack: "torch", "triton" (a launch per layer) or "triton-stack" (all layers in one).
+    "auto" takes triton-stack on a GPU up to the widest stack the kernels hold on chip (128) and the
+    per-layer kernels past it; a forced "triton-stack" past it is a ValueError (never a wrong answer)."""
+    if backend not in STACK_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {list(STACK_BACKENDS)}")
+    wants_stack = backend == "triton-stack"
+    resolved = resolve_backend("triton" if wants_stack else backend, device)
+    if resolved == "torch":
+        return "torch"
+    from highway.kernels.highway_stack import MAX_STACK_WIDTH
+
+    if width <= MAX_STACK_WIDTH:
+        return "triton-stack" if wants_stack or backend == "auto" else "triton"
+    if wants_stack:
+        raise ValueError(f"backend='triton-stack' holds widths up to {MAX_STACK_WIDTH} on chip, got width {width}; "
+                         f"use backend='triton' (a launch per layer) or 'auto'")
+    if backend == "auto" and width not in _FELL_BACK:
+        _FELL_BACK.add(width)
+        warnings.warn(f"HighwayStack width {width} is wider than the depth-fused kernels hold on chip "
+                      f"({MAX_STACK_WIDTH}): running the per-layer triton kernels, a launch per layer", stacklevel=3)
+    return "triton"
+
+
+def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str = "auto"):
+    """`depth` highway layers of one width applied in turn: x (..., N), weight (depth, 2N, N) with layer l's
+    rows [W_H; W_T], bias (depth, 2N). With a leading trial axis, a population of stacks: x (P, B, N),
+    weight (P, depth, 2N, N), bias (P, depth, 2N), trial p's rows through trial p's stack.
+
+    backend: "torch", "triton" (the per-layer fused kernels, a launch per layer), "triton-stack" (every
+    layer in one launch forward and one backward; widths up to 128) or "auto" (see `stack_backend`).
+    Autocast and `torch.func` transforms as for `highway_linear`.
+    """
+    x, weight, bias = autocast_inputs(x, weight, bias)
+    check_same_dtype_and_device(x, weight, bias)
+    population = weight.dim() == 4
+    if weight.dim() not in (3, 4) or weight.shape[-2] != 2 * weight.shape[-1]:
+        raise ValueError(f"weight must have shape (depth, 2N, N), or (P, depth, 2N, N) for a population, got "
+                         f"{tuple(weight.shape)}")
+    n, depth = weight.shape[-1], weight.shape[-3]
+    if x.dim() < 1 or x.shape[-1] != n or (population and (x.dim() != 3 or x.shape[0] != weight.shape[0])):
+        want = f"({weight.shape[0]}, B, {n})" if population else f"(..., {n})"
+        raise ValueError(f"x must have shape {want} for weight of shape {tuple(weight.shape)}, got {tuple(x.shape)}")
+    if bias.shape != (*weight.shape[:-2], 2 * n):
+        raise ValueError(f"bias must have shape {(*weight.shape[:-2], 2 * n)} for weight of shape "
+                         f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
+    check_activation(activation)
+    resolved = stack_backend(backend, n, x.device)
+    if resolved == "torch" or under_functorch(x, weight, bias) or depth == 0:
+        return highway_stack_reference(x, weight, bias, activation)
+    check_triton_dtype(x.dtype)
+    if resolved == "triton":
+        layer = highway_linear_population if population else highway_linear
+        for i in range(depth):
+            x = layer(x, weight[..., i, :, :], bias[..., i, :], activation, "triton")
+        return x
+    from highway.ops import stack_fwd
+
+    rows = x if population else x.reshape(-1, n)
+    y, _ = stack_fwd(rows, weight, bias, activation, needs_grad(x, weight, bias))
     return y.reshape(x.shape)
 
 

@@ -12,6 +12,7 @@ from highway.checks import positive_int
 from highway.gate_bias import DEFAULT_KEEP, resolve_gate_bias
 from highway.init import init_plain_layer_
 from highway.modules import HighwayLinear
+from highway.stack import HighwayStack
 
 
 class DeepMLP(nn.Module):
@@ -26,7 +27,7 @@ class DeepMLP(nn.Module):
 
     @property
     def depth(self) -> int:
-        return 1 + len(self.layers)
+        return 1 + sum(getattr(layer, "depth", 1) for layer in self.layers)  # a HighwayStack counts its layers
 
     def forward(self, x):
         x = self.stem(x)
@@ -56,13 +57,21 @@ def _mlp(kind, in_features, width, depth, num_classes, activation, hidden):
 
 
 def highway_mlp(in_features: int, width: int, depth: int, num_classes: int, activation: str = "relu",
-                gate_bias: float | str = -2.0, backend: str = "auto", keep: float = DEFAULT_KEEP) -> DeepMLP:
+                gate_bias: float | str = -2.0, backend: str = "auto", keep: float = DEFAULT_KEEP,
+                stack: bool = False) -> DeepMLP:
     """The paper's highway net: plain stem, `depth − 1` `HighwayLinear(width)` layers, linear head.
 
     `gate_bias="auto"` picks the bias from the depth so that a fraction `keep` of the stem's output crosses
-    all depth − 1 highway layers at initialization (`highway.gate_bias`)."""
+    all depth − 1 highway layers at initialization (`highway.gate_bias`). With `stack=True` the highway
+    layers are one `HighwayStack` (backend "triton-stack" runs them all in one launch)."""
     _check_sizes(in_features=in_features, width=width, depth=depth, num_classes=num_classes)
     bias = resolve_gate_bias(gate_bias, depth - 1, keep)
+    if stack:
+        if depth < 2:
+            raise ValueError(f"stack=True needs depth >= 2 (depth counts the plain first layer), got {depth}")
+        net = _mlp("highway", in_features, width, 1, num_classes, activation, None)
+        net.layers.append(HighwayStack(width, depth - 1, activation, bias, backend))
+        return net
     return _mlp("highway", in_features, width, depth, num_classes, activation,
                 lambda: HighwayLinear(width, activation, bias, backend))
 

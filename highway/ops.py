@@ -1,8 +1,8 @@
 """The fused layers as PyTorch custom ops (`torch.ops.highway.*`), so that torch.compile, torch.export and
 the dispatcher see one op where a Python launcher would be opaque and break the graph.
 
-- `highway::linear_fwd`, `highway::linear_bwd`, `highway::conv2d_fwd`, `highway::conv2d_bwd` wrap the
-  launchers of `highway.kernels`; each has a fake (meta) implementation, so compiling and exporting never
+- `highway::linear_fwd`, `highway::linear_bwd`, `highway::conv2d_fwd`, `highway::conv2d_bwd`,
+  `highway::stack_fwd`, `highway::stack_bwd` wrap the launchers of `highway.kernels`; each has a fake (meta) implementation, so compiling and exporting never
   run a kernel on a fake tensor.
 - The forward ops carry their autograd formula (`register_autograd`): the backward is the fused backward
   op. When the backward itself is differentiated (`create_graph=True`, a gradient penalty), it runs
@@ -14,7 +14,7 @@ the dispatcher see one op where a Python launcher would be opaque and break the 
 """
 import torch
 
-from highway.reference import highway_conv2d_reference, highway_linear_reference
+from highway.reference import highway_conv2d_reference, highway_linear_reference, highway_stack_reference
 
 _EMPTY = (0,)
 
@@ -22,7 +22,8 @@ _EMPTY = (0,)
 @torch.library.custom_op("highway::linear_fwd", mutates_args=())
 def linear_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activation: str,
                store_preactivations: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y, Z) for a 2-D x; Z is empty unless stored."""
+    """(y, Z) for x (M, N) with weight (2N, N), or for a population: x (P, M, N), weight (P, 2N, N), bias
+    (P, 2N); Z is empty unless stored."""
     from highway.kernels import highway_linear_fwd
 
     y, z = highway_linear_fwd(x, weight, bias, activation, store_preactivations)
@@ -33,9 +34,10 @@ def linear_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activa
 def _(x, weight, bias, activation, store_preactivations):
     from highway.kernels.highway_linear import preactivation_dtype
 
-    m, n = x.shape
-    z = x.new_empty((m, 2 * n), dtype=preactivation_dtype(x.dtype)) if store_preactivations else x.new_empty(_EMPTY)
-    return x.new_empty((m, n)), z
+    *lead, m, n = x.shape
+    z = (x.new_empty((*lead, m, 2 * n), dtype=preactivation_dtype(x.dtype)) if store_preactivations
+         else x.new_empty(_EMPTY))
+    return x.new_empty(x.shape), z
 
 
 @torch.library.custom_op("highway::linear_bwd", mutates_args=())
@@ -53,21 +55,27 @@ def _(dy, x, weight, bias, z, activation):
     return torch.empty_like(x), torch.empty_like(weight), torch.empty_like(bias)
 
 
-def _linear_setup(ctx, inputs, output):
-    x, weight, bias, activation, _ = inputs
-    ctx.save_for_backward(x, weight, bias, output[1])
-    ctx.activation = activation
+def _autograd_from_saved(reference, backward_kernels):
+    """(backward, setup_context) for `register_autograd` of a forward op `(x, weight, bias, activation, save) -> (y, saved)`: the
+    backward runs `backward_kernels(dy, x, weight, bias, saved, activation)`, or, when it is itself
+    differentiated (create_graph=True: a gradient penalty), the eager `reference`'s differentiable grads."""
+    def setup(ctx, inputs, output):
+        x, weight, bias, activation, _ = inputs
+        ctx.save_for_backward(x, weight, bias, output[1])
+        ctx.activation = activation
+
+    def backward(ctx, dy, d_saved_unused):
+        x, weight, bias, saved = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return (*_reference_grads(reference, (x, weight, bias), ctx.activation, dy), None, None)
+        return (*backward_kernels(dy, x, weight, bias, saved, ctx.activation), None, None)  # any strides of dy
+
+    return backward, setup
 
 
-def _linear_backward(ctx, dy, dz_unused):
-    x, weight, bias, z = ctx.saved_tensors
-    if torch.is_grad_enabled():  # create_graph=True: a differentiable backward, through the reference
-        return (*_reference_grads(highway_linear_reference, (x, weight, bias), ctx.activation, dy), None, None)
-    dx, dweight, dbias = linear_bwd(dy, x, weight, bias, z, ctx.activation)  # the kernels take any strides
-    return dx, dweight, dbias, None, None
-
-
-linear_fwd.register_autograd(_linear_backward, setup_context=_linear_setup)
+_backward, _setup = _autograd_from_saved(
+    highway_linear_reference, lambda dy, x, weight, bias, z, activation: linear_bwd(dy, x, weight, bias, z, activation))
+linear_fwd.register_autograd(_backward, setup_context=_setup)
 
 
 @torch.library.custom_op("highway::conv2d_fwd", mutates_args=())
@@ -111,6 +119,43 @@ def _conv_backward(ctx, dy):
 
 
 conv2d_fwd.register_autograd(_conv_backward, setup_context=_conv_setup)
+
+
+@torch.library.custom_op("highway::stack_fwd", mutates_args=())
+def stack_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activation: str,
+              save_inputs: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, each layer's input) of a depth-fused stack (x (M, N), weight (depth, 2N, N)) or of a population
+    of stacks (leading trial axis); the inputs are empty unless saved."""
+    from highway.kernels.highway_stack import highway_stack_fwd
+
+    y, xs = highway_stack_fwd(x, weight, bias, activation, save_inputs)
+    return y, xs if xs is not None else x.new_empty(_EMPTY)
+
+
+@stack_fwd.register_fake
+def _(x, weight, bias, activation, save_inputs):
+    *lead, m, n = x.shape
+    xs = x.new_empty((*lead, weight.shape[-3], m, n)) if save_inputs else x.new_empty(_EMPTY)
+    return x.new_empty(x.shape), xs
+
+
+@torch.library.custom_op("highway::stack_bwd", mutates_args=())
+def stack_bwd(dy: torch.Tensor, xs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+              activation: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from highway.kernels.highway_stack import highway_stack_bwd
+
+    dx, dweight, dbias = highway_stack_bwd(dy, xs, weight, bias, activation)
+    return dx, dweight, dbias.clone()  # views of one gradient buffer: an op's outputs may not alias
+
+
+@stack_bwd.register_fake
+def _(dy, xs, weight, bias, activation):
+    return torch.empty_like(dy), torch.empty_like(weight), torch.empty_like(bias)
+
+
+_backward, _setup = _autograd_from_saved(
+    highway_stack_reference, lambda dy, x, weight, bias, xs, activation: stack_bwd(dy, xs, weight, bias, activation))
+stack_fwd.register_autograd(_backward, setup_context=_setup)
 
 
 def _reference_grads(reference, tensors, activation, dy):

@@ -7,20 +7,25 @@
     winners = population.unstack()                      # P ordinary nets with the current weights
 
 A trial alone at the paper's width (50) cannot fill a GPU, or even a CPU: its step is bound by launches and
-Python. Stacked, every layer of every trial is one batched matrix product (`baddbmm`), so P trials cost
-about the launches of one. Trials stay independent: trial p's output, loss and gradients depend on trial
+Python. Stacked, every layer of every trial is one batched matrix product (`baddbmm`) on the torch backend,
+or one launch of the fused kernels with a trial axis on triton (`highway_linear_population`), so P trials
+cost about the launches of one. Trials stay independent: trial p's output, loss and gradients depend on trial
 p's parameters and data only, so each ends where it would alone, up to the rounding of batched GEMMs.
 """
 import torch
 from torch import nn
 
 from highway.activations import ACTIVATIONS
+from highway.functional import highway_linear_population, highway_linear_stack
 from highway.models import DeepMLP
 from highway.modules import HighwayLinear
+from highway.stack import HighwayStack
 
 
 def _layer_spec(layer) -> tuple:
     """What must agree between trials for a layer to be stacked: kind, shapes, activation."""
+    if isinstance(layer, HighwayStack):
+        return ("highway stack", tuple(layer.weight.shape), layer.activation)
     if isinstance(layer, HighwayLinear):
         return ("highway", tuple(layer.weight.shape), layer.activation)
     linear, act = layer[0], layer[1]
@@ -43,7 +48,8 @@ def _activation_name(module) -> str:
 class Population(nn.Module):
     """P nets of one `DeepMLP` architecture with a leading trial axis on every parameter:
     `stem_weight (P, w, F)`, per hidden layer `weight (P, 2w, w)` (highway, rows [W_H; W_T]) or `(P, w, w)`
-    (plain) and `bias`, and `head_weight (P, C, w)`. `forward` computes all trials with batched GEMMs."""
+    (plain) and `bias`, and `head_weight (P, C, w)`; for nets built with `highway_mlp(stack=True)`, one
+    `weight (P, depth − 1, 2w, w)` for all hidden layers. `forward` computes all trials at once."""
 
     def __init__(self, nets: list[DeepMLP]):
         super().__init__()
@@ -54,6 +60,12 @@ class Population(nn.Module):
         self.in_features = first.stem[1].in_features
         self.width = first.stem[1].out_features
         self.num_classes = first.head.out_features
+        # The highway layers' backend, as the nets had it: "triton" runs each layer of every trial as one
+        # launch of the fused kernels (grid over the trials), "torch" as one batched GEMM; nets built with
+        # highway_mlp(stack=True) keep one (P, depth, 2w, w) weight, which "triton-stack" runs as one launch
+        # for every layer of every trial.
+        self.backend = first.layers[0].backend if self.kind == "highway" and len(first.layers) else "torch"
+        self.stacked = len(first.layers) == 1 and isinstance(first.layers[0], HighwayStack)
         stack = lambda tensors: nn.Parameter(torch.stack([t.detach() for t in tensors]).clone())  # noqa: E731
         self.stem_weight = stack([n.stem[1].weight for n in nets])
         self.stem_bias = stack([n.stem[1].bias for n in nets])
@@ -72,7 +84,7 @@ class Population(nn.Module):
 
     @property
     def depth(self) -> int:
-        return 1 + len(self.weights)
+        return 1 + (self.weights[0].shape[1] if self.stacked else len(self.weights))
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         """The first layer's pre-activations (P, B, w). An input shared by every trial, (B, ...), is one GEMM
@@ -89,14 +101,14 @@ class Population(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         act = ACTIVATIONS[self.activation]
         h = act(self._stem(x))
+        if self.stacked:
+            h = highway_linear_stack(h, self.weights[0], self.biases[0], self.activation, self.backend)
+            return torch.baddbmm(self.head_bias.unsqueeze(1), h, self.head_weight.transpose(1, 2))
         for weight, bias in zip(self.weights, self.biases):
-            z = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
             if self.kind == "highway":
-                z_h, z_t = z.split(self.width, dim=-1)  # split's backward is one cat; slicing's is fill + copy
-                t = torch.sigmoid(z_t)
-                h = act(z_h) * t + h * (1 - t)  # as the reference writes it: inf propagates alike
+                h = highway_linear_population(h, weight, bias, self.activation, self.backend)
             else:
-                h = act(z)
+                h = act(torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2)))
         return torch.baddbmm(self.head_bias.unsqueeze(1), h, self.head_weight.transpose(1, 2))
 
     @torch.no_grad()

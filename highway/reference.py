@@ -1,4 +1,9 @@
-"""Pure-PyTorch eager reference of the highway layers: the ground truth every backend is tested against."""
+"""Pure-PyTorch eager reference of the highway layers: the ground truth every backend is tested against (in
+float64), the layers' `torch` backend, and a population's (`highway.population`), so that a trial trained
+there rounds as it would alone.
+
+y is written H·T + x·(1 − T), as the paper and the kernels write it: an infinite x is carried as inf.
+(`torch.lerp(x, H, T)` is one op instead of four, but computes x + T·(H − x), which turns that inf into NaN.)"""
 import torch.nn.functional as F
 import torch
 
@@ -6,12 +11,24 @@ from highway.activations import ACTIVATIONS
 
 
 def highway_linear_reference(x, weight, bias, activation: str = "relu"):
-    """y = act(x W_Hᵀ + b_H)·T + x·(1 − T), T = σ(x W_Tᵀ + b_T), with W = [W_H; W_T] of shape (2N, N)."""
+    """y = act(x W_Hᵀ + b_H)·T + x·(1 − T), T = σ(x W_Tᵀ + b_T), with W = [W_H; W_T] of shape (2N, N).
+    A population of P layers: x (P, B, N), weight (P, 2N, N), bias (P, 2N), each trial its own GEMM."""
     n = x.shape[-1]
-    z = F.linear(x, weight, bias)
-    h = ACTIVATIONS[activation](z[..., :n])
-    t = torch.sigmoid(z[..., n:])
-    return h * t + x * (1 - t)
+    if weight.dim() == 3:
+        z = torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
+    else:
+        z = F.linear(x, weight, bias)
+    z_h, z_t = z.split(n, dim=-1)  # split's backward is one cat; slicing's is a fill and a copy per half
+    t = torch.sigmoid(z_t)
+    return ACTIVATIONS[activation](z_h) * t + x * (1 - t)
+
+
+def highway_stack_reference(x, weight, bias, activation: str = "relu"):
+    """`depth` highway layers of one width, one after another: weight (depth, 2N, N), bias (depth, 2N); or a
+    population of stacks: x (P, B, N), weight (P, depth, 2N, N), bias (P, depth, 2N)."""
+    for layer in range(weight.shape[-3]):
+        x = highway_linear_reference(x, weight[..., layer, :, :], bias[..., layer, :], activation)
+    return x
 
 
 def highway_conv2d_reference(x, weight, bias, activation: str = "relu"):

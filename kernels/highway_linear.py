@@ -81,7 +81,7 @@ def highway_preactivations(
 @triton.jit
 def _highway_linear_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, z_ptr, M, N,
-    stride_xm, stride_xk, stride_wn, stride_wk,
+    stride_xp, stride_xm, stride_xk, stride_wp, stride_wn, stride_wk, stride_bp,
     ACTIVATION: tl.constexpr, STORE_PREACT: tl.constexpr,
     DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
@@ -94,8 +94,17 @@ def _highway_linear_fwd_kernel(
     alone cannot give gelu' or a precise σ' for nearly closed gates), costs the same bytes as storing H
     and T, and spares the backward a second GEMM. With `recompute` the launcher skips even that and the
     backward re-runs this GEMM instead: x alone is kept (for very deep stacks).
+
+    Grid axis 1 is the trial axis of a population: trial p's x, weight and bias start at p times their
+    trial strides (0 for a single layer), its y and Z at p times their (contiguous) trial sizes.
     """
     pid_m, pid_n = tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_p = tl.program_id(1).to(tl.int64)
+    x_ptr += pid_p * stride_xp
+    w_ptr += pid_p * stride_wp
+    b_ptr += pid_p * stride_bp
+    y_ptr += pid_p * M * N
+    z_ptr += pid_p * M * (2 * N)
     offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     z_h, z_t = highway_preactivations(
@@ -116,7 +125,7 @@ def _highway_linear_fwd_kernel(
 @triton.jit
 def _highway_linear_bwd_gates_kernel(
     dy_ptr, x_ptr, w_ptr, b_ptr, z_ptr, dz_ptr, dx_ptr, M, N,
-    stride_dym, stride_dyn, stride_xm, stride_xk, stride_wn, stride_wk,
+    stride_dyp, stride_dym, stride_dyn, stride_xp, stride_xm, stride_xk, stride_wp, stride_wn, stride_wk, stride_bp,
     ACTIVATION: tl.constexpr, RECOMPUTE: tl.constexpr,
     DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
@@ -125,9 +134,17 @@ def _highway_linear_bwd_gates_kernel(
 
     Reads Z (or, with RECOMPUTE, rebuilds it with the forward's GEMM tile), x and dy; writes dZ (M, 2N) for
     the two weight-path GEMMs, and the carry term into dx, which `_highway_linear_bwd_dx_kernel` then
-    completes. H, T and act' live only in registers.
+    completes. H, T and act' live only in registers. Grid axis 1 is the trial axis, as in the forward.
     """
     pid_m, pid_n = tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_p = tl.program_id(1).to(tl.int64)
+    dy_ptr += pid_p * stride_dyp
+    x_ptr += pid_p * stride_xp
+    w_ptr += pid_p * stride_wp
+    b_ptr += pid_p * stride_bp
+    z_ptr += pid_p * M * (2 * N)
+    dz_ptr += pid_p * M * (2 * N)
+    dx_ptr += pid_p * M * N
     offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
@@ -151,13 +168,18 @@ def _highway_linear_bwd_gates_kernel(
 @tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES, restore_value=["dx_ptr"])
 @triton.jit
 def _highway_linear_bwd_dx_kernel(
-    dz_ptr, w_ptr, dx_ptr, M, N, stride_wn, stride_wk,
+    dz_ptr, w_ptr, dx_ptr, M, N, stride_wp, stride_wn, stride_wk,
     DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     """Fuses dx = dZ·W (K = 2N: the H and T paths in one reduction) with the carry term (1 − T)·dy, which
-    `_highway_linear_bwd_gates_kernel` left in dx and this epilogue adds in fp32 before the one store."""
+    `_highway_linear_bwd_gates_kernel` left in dx and this epilogue adds in fp32 before the one store.
+    Grid axis 1 is the trial axis."""
     pid_m, pid_n = tile_coords(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_p = tl.program_id(1).to(tl.int64)
+    dz_ptr += pid_p * M * (2 * N)
+    w_ptr += pid_p * stride_wp
+    dx_ptr += pid_p * M * N
     offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_j = tl.arange(0, BLOCK_K)
@@ -185,7 +207,7 @@ def _highway_linear_bwd_dx_kernel(
 @tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES, reset_to_zero=["dw_ptr", "db_ptr"])
 @triton.jit
 def _highway_linear_bwd_dw_kernel(
-    dz_ptr, x_ptr, dw_ptr, db_ptr, M, N, stride_xm, stride_xk,
+    dz_ptr, x_ptr, dw_ptr, db_ptr, M, N, stride_xp, stride_xm, stride_xk,
     USE_ATOMIC: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
@@ -193,9 +215,15 @@ def _highway_linear_bwd_dw_kernel(
 
     Grid axis 1 splits M so that narrow layers (few output tiles, long reduction) still fill the GPU;
     split partial sums meet in fp32 through `tl.atomic_add` (USE_ATOMIC), which makes dW's last bits depend
-    on the order the splits finish. Programs in the first column of tiles also produce db.
+    on the order the splits finish. Programs in the first column of tiles also produce db. Grid axis 2 is
+    the trial axis: trial p's dW and db are the p-th (2N, N) and (2N,) blocks of contiguous buffers.
     """
     pid_j, pid_n = tile_coords(tl.program_id(0), 2 * N, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_p = tl.program_id(2).to(tl.int64)
+    dz_ptr += pid_p * M * (2 * N)
+    x_ptr += pid_p * stride_xp
+    dw_ptr += pid_p * (2 * N) * N
+    db_ptr += pid_p * (2 * N)
     m_start, m_end = split_range(M, BLOCK_K, 1)
     offs_j = pid_j * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -230,53 +258,65 @@ def preactivation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype == torch.float16 else dtype
 
 
+def _trial_strides(t: torch.Tensor) -> tuple:
+    """(trial stride, row stride, column stride) of a 2-D tensor (one layer: trial stride 0) or a 3-D one
+    (a population: trials first)."""
+    return (0, *t.stride()) if t.dim() == 2 else tuple(t.stride())
+
+
 def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: bool):
-    """Launch the fused forward on a 2-D `x` (M, N). Returns `(y, Z)`; Z is None unless stored.
+    """Launch the fused forward on `x` (M, N) with weight (2N, N) and bias (2N,), or on a population: x
+    (P, M, N), weight (P, 2N, N), bias (P, 2N), one launch for all trials. Returns `(y, Z)` shaped like x
+    (Z with 2N columns); Z is None unless stored.
 
     Inputs are assumed checked (see `highway.functional`); any strides of x and weight are accepted.
     """
-    M, N = x.shape
-    y = torch.empty((M, N), device=x.device, dtype=x.dtype)
-    z = (torch.empty((M, 2 * N), device=x.device, dtype=preactivation_dtype(x.dtype)) if store_preactivations
-         else None)
-    if M == 0:
+    *lead, M, N = x.shape
+    trials = lead[0] if lead else 1
+    y = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    z = (torch.empty((*lead, M, 2 * N), device=x.device, dtype=preactivation_dtype(x.dtype))
+         if store_preactivations else None)
+    if M == 0 or trials == 0:
         return y, z
     bias = bias.contiguous()
-    _highway_linear_fwd_kernel[tile_grid(M, N)](
+    _highway_linear_fwd_kernel[tile_grid(M, N, trials)](
         x, weight, bias, y, y if z is None else z, M, N,
-        x.stride(0), x.stride(1), weight.stride(0), weight.stride(1),
+        *_trial_strides(x), *_trial_strides(weight), bias.stride(0) if bias.dim() == 2 else 0,
         ACTIVATION=ACTIVATION_CODES[activation], STORE_PREACT=store_preactivations, **dot_options(x.dtype),
     )
     return y, z
 
 
 def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split: int | None = None):
-    """Launch the fused backward. `z` is the forward's Z, or None to recompute it here.
+    """Launch the fused backward, for one layer or a population (shapes as `highway_linear_fwd`'s). `z` is
+    the forward's Z, or None to recompute it here.
 
     Returns `(dx, dweight, dbias)` in the dtypes of x, weight and bias. `split` splits the dW reduction
     over M into that many programs joined by fp32 atomics; None picks 1 under the interpreter and enough
     to fill the GPU's SMs otherwise.
     """
-    M, N = x.shape
-    dx = torch.empty((M, N), device=x.device, dtype=x.dtype)
-    if M == 0:
+    *lead, M, N = x.shape
+    trials = lead[0] if lead else 1
+    dx = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    if M == 0 or trials == 0:
         return dx, torch.zeros_like(weight), torch.zeros_like(bias)
     bias = bias.contiguous()
+    bias_stride = bias.stride(0) if bias.dim() == 2 else 0
     dots = dot_options(x.dtype)
-    dz = torch.empty((M, 2 * N), device=x.device, dtype=x.dtype)
-    _highway_linear_bwd_gates_kernel[tile_grid(M, N)](
+    dz = torch.empty((*lead, M, 2 * N), device=x.device, dtype=x.dtype)
+    _highway_linear_bwd_gates_kernel[tile_grid(M, N, trials)](
         dy, x, weight, bias, dz if z is None else z, dz, dx, M, N,
-        dy.stride(0), dy.stride(1), x.stride(0), x.stride(1), weight.stride(0), weight.stride(1),
+        *_trial_strides(dy), *_trial_strides(x), *_trial_strides(weight), bias_stride,
         ACTIVATION=ACTIVATION_CODES[activation], RECOMPUTE=z is None, **dots,
     )
-    _highway_linear_bwd_dx_kernel[tile_grid(M, N)](dz, weight, dx, M, N, weight.stride(0), weight.stride(1), **dots)
+    _highway_linear_bwd_dx_kernel[tile_grid(M, N, trials)](dz, weight, dx, M, N, *_trial_strides(weight), **dots)
 
     grads = WeightGradBuffer(weight, bias, split)
 
     def dw_grid(META):
         tiles = triton.cdiv(2 * N, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"])
-        return (tiles, reduction_splits(tiles, M, META["BLOCK_K"], x.device, split))
+        return (tiles, reduction_splits(tiles * trials, M, META["BLOCK_K"], x.device, split), trials)
 
-    _highway_linear_bwd_dw_kernel[dw_grid](dz, x, grads.dweight, grads.dbias, M, N, x.stride(0), x.stride(1),
-                                  USE_ATOMIC=grads.use_atomic, **dots)
+    _highway_linear_bwd_dw_kernel[dw_grid](dz, x, grads.dweight, grads.dbias, M, N, *_trial_strides(x),
+                                           USE_ATOMIC=grads.use_atomic, **dots)
     return dx, *grads.result()

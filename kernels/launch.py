@@ -101,9 +101,12 @@ def configs(*rows, names=("BLOCK_M", "BLOCK_N", "BLOCK_K")):
     ]
 
 
-def tile_grid(rows: int, cols: int):
-    """The 1-D grid of (BLOCK_M × BLOCK_N) output tiles over a rows × cols output, for any config."""
-    return lambda META: (triton.cdiv(rows, META["BLOCK_M"]) * triton.cdiv(cols, META["BLOCK_N"]),)
+def tile_grid(rows: int, cols: int, trials: int | None = None):
+    """The grid of (BLOCK_M × BLOCK_N) output tiles over a rows × cols output, for any config: 1-D, or with
+    `trials` a second axis over a population's trials."""
+    if trials is None:
+        return lambda META: (triton.cdiv(rows, META["BLOCK_M"]) * triton.cdiv(cols, META["BLOCK_N"]),)
+    return lambda META: (triton.cdiv(rows, META["BLOCK_M"]) * triton.cdiv(cols, META["BLOCK_N"]), trials)
 
 
 def dot_options(dtype: torch.dtype) -> dict:

@@ -16,7 +16,7 @@ import pandas as pd
 import seaborn as sns
 
 from highway.bench.schema import GATE_AUTO, GATE_SEARCH, MODES, STATUS_OK
-from highway.reports.summaries import arm_names, best_runs, chance_loss
+from highway.reports.summaries import TOP, arm_names, best_runs, chance_loss
 
 MODEL_COLORS = {"plain": "#d55e00", "highway": "#0072b2"}
 
@@ -46,6 +46,13 @@ class Figure:
 
 def _device_label(device: str, device_type: str) -> str:
     return f"{device} (CPU numbers)" if device_type == "cpu" else f"{device} (GPU)"
+
+
+def _by_device(ok: pd.DataFrame):
+    """(label, file-name slug, device type, rows) for each device in `ok`."""
+    for (device, device_type), d in ok.groupby(["device", "device_type"]):
+        yield _device_label(device, device_type), "cpu" if device_type == "cpu" else device.replace(" ", "-"), \
+            device_type, d
 
 
 def _cpu_note(d: pd.DataFrame, device_type: str) -> str:
@@ -85,12 +92,13 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         if final.empty:
             continue
         best = final.loc[final.groupby(["model", "depth"])["train_loss"].idxmin(), ["model", "depth", "trial"]]
-        top = final.sort_values("train_loss").groupby(["model", "depth"]).head(10)[["model", "depth", "trial"]]
+        top = final.sort_values("train_loss").groupby(["model", "depth"]).head(TOP)[["model", "depth", "trial"]]
+        n_top = int(top.groupby(["model", "depth"]).size().max())
         depths = sorted(d["depth"].unique())
         arms = sorted(d["model"].unique())
         palette = dict(zip(depths, sns.color_palette("viridis", len(depths))))
         fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
-        for ax, trials, title in ((axes[0], best, "best run per depth"), (axes[1], top, "mean of the top 10 runs")):
+        for ax, trials, title in ((axes[0], best, "best run per depth"), (axes[1], top, f"mean of the top {n_top} runs")):
             curves = _curves(d, trials).groupby(["model", "depth", "epoch"])["train_loss"].mean().reset_index()
             sns.lineplot(curves, x="epoch", y="train_loss", hue="depth", style="model", palette=palette,
                          style_order=sorted(arms, key=lambda a: a == "plain"), ax=ax, marker="o", markersize=4)
@@ -103,11 +111,11 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         out.append(Figure("Training curves by depth", fig,
                           "Training-set cross-entropy per epoch (epoch 0: at initialization). Solid: highway "
                           "(width 50), dashed: plain (width 71). Left: each depth's best trial by final loss; "
-                          "right: mean curve of the best ten trials (fewer where fewer ran).", f"curves-{study}"))
+                          f"right: mean curve of the best {TOP} trials (fewer where fewer finished).", f"curves-{study}"))
 
         best = best_runs(raw)
-        top = int(min(10, best["trials"].max())) if len(best) else 10
-        summary = best.rename(columns={"best_loss": "best trial", "top10_mean_loss": f"mean of the top {top}"}).melt(
+        top = int(best["top"].max()) if len(best) else TOP
+        summary = best.rename(columns={"best_loss": "best trial", "top_mean_loss": f"mean of the top {top}"}).melt(
             id_vars=["model", "depth"], value_vars=["best trial", f"mean of the top {top}"], var_name="statistic",
             value_name="final_loss")
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -119,7 +127,7 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         _depth_axis(ax, depths)
         fig.tight_layout()
         out.append(Figure("Final loss against depth", fig,
-                          "Final training loss of the best trial and the mean of the best ten, per depth. Diverged "
+                          f"Final training loss of the best trial and the mean of the best {top}, per depth. Diverged "
                           "trials are left out of both.", f"final-loss-{study}"))
     return out
 
@@ -246,9 +254,7 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
     if ok.empty:
         return []
     out = []
-    for (device, device_type), d in ok.groupby(["device", "device_type"]):
-        label = _device_label(device, device_type)
-        slug = "cpu" if device_type == "cpu" else device.replace(" ", "-")
+    for label, slug, device_type, d in _by_device(ok):
         for layer, dl in d.groupby("layer"):
             dl = dl.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(dl["width"], dl["dtype"], dl["batch"])])
             modes = sorted(dl["mode"].unique(), key=MODES.index)
@@ -314,4 +320,74 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
             out.append(Figure(f"Memory and roofline, {layer} ({label})", fig, "Left: peak memory a step adds (GPU: "
                               "allocator peak; CPU: growth of the process's peak RSS), mean over shapes. Right: achieved TFLOP/s as "
                               "a share of the device's peak.", f"memory-{layer}-{slug}"))
+    return out
+
+
+def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
+    """Time per layer against depth, dense highway stacks: it falls while launches dominate, then flattens
+    at what one layer costs (the depth-fused stack's chain latency; a per-layer kernel's launch)."""
+    ok = df[(df["status"] == STATUS_OK) & (df["model"] == "highway") & (df["layer"] == "dense")] if not df.empty else df
+    if ok.empty or ok["depth"].nunique() < 2:
+        return []
+    out = []
+    for label, slug, device_type, d in _by_device(ok):
+        d = d.assign(us_per_layer=1e3 * d["median_ms"] / d["depth"],
+                     shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(d["width"], d["dtype"], d["batch"])])
+        modes = sorted(d["mode"].unique(), key=MODES.index)
+        g = sns.relplot(d, x="depth", y="us_per_layer", hue="backend", col="mode", col_order=modes, row="shape",
+                        kind="line", markers=True, height=3.2, aspect=1.3, errorbar=None,
+                        facet_kws=dict(sharey=False))
+        g.set(xscale="log", yscale="log")
+        g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
+        g.set_axis_labels("depth (layers)", "µs per layer")
+        g.figure.suptitle(f"Time per layer against depth — {label}", y=1.02)
+        out.append(Figure(f"Time per layer ({label})", g.figure,
+                          "Median time of a stack divided by its depth, per backend. Per-layer backends flatten at "
+                          "their launches' cost; the depth-fused stack (triton-stack) at one layer's dependent "
+                          "chain of weight load, GEMM and epilogue." + _cpu_note(d, device_type),
+                          f"per-layer-{slug}"))
+    return out
+
+
+# --- population --------------------------------------------------------------------------------------------
+
+def population_figures(df: pd.DataFrame) -> list[Figure]:
+    """Trials per second against the population size P, one by one (dashed) and as one population (solid),
+    per backend; and the speed-up of the population, per device."""
+    ok = df[df["status"] == STATUS_OK] if not df.empty else df
+    if ok.empty:
+        return []
+    out = []
+    for label, slug, device_type, d in _by_device(ok):
+        d = d.assign(net=[f"{m}, depth {dp}, width {w}, {t}" for m, dp, w, t in
+                          zip(d["model"], d["depth"], d["width"], d["dtype"])])
+        long = pd.concat([d.assign(arrangement="population", rate=d["trials_per_s"]),
+                          d.assign(arrangement="one by one", rate=d["one_by_one_trials_per_s"])], ignore_index=True)
+        nets = sorted(d["net"].unique())
+        cols = min(3, len(nets))
+        rows = int(np.ceil(len(nets) / cols))
+        fig, axes = plt.subplots(rows, 2 * cols, figsize=(5.2 * cols * 2, 3.6 * rows), squeeze=False)
+        for i, net in enumerate(nets):
+            ax_rate, ax_speed = axes.flat[2 * i], axes.flat[2 * i + 1]
+            sel = long[long["net"] == net]
+            sns.lineplot(sel, x="population", y="rate", hue="backend", style="arrangement",
+                         style_order=["population", "one by one"], markers=True, ax=ax_rate, errorbar=None)
+            ax_rate.set(xscale="log", yscale="log", title=net, xlabel="trials P", ylabel="trial train steps / s")
+            speed = d[d["net"] == net]
+            sns.lineplot(speed, x="population", y="speedup", hue="backend", markers=True, marker="o", ax=ax_speed,
+                         errorbar=None, legend=False)
+            ax_speed.axhline(1.0, color="grey", lw=0.8, ls=":")
+            ax_speed.set(xscale="log", title="population ÷ one by one", xlabel="trials P", ylabel="speed-up")
+            for ax in (ax_rate, ax_speed):
+                ax.set_xticks(sorted(speed["population"].unique()), labels=sorted(speed["population"].unique()))
+                ax.minorticks_off()
+        for ax in axes.flat[2 * len(nets):]:
+            ax.set_visible(False)
+        fig.suptitle(f"Population training: P trials at once against one after another — {label}")
+        fig.tight_layout()
+        out.append(Figure(f"Population training ({label})", fig,
+                          "Left of each pair: trial train steps per second (fwd + bwd + SGD step of every trial), "
+                          "trained as one population (solid) or as P nets one after another (dashed), timed in "
+                          "alternation in one run. Right: the population's speed-up (the dotted line is 1)."
+                          + _cpu_note(d, device_type), f"population-{slug}"))
     return out

@@ -1,5 +1,5 @@
-"""Find and read the results a report is made from: throughput sweeps (`results.csv`), convergence studies
-(`converge.csv`) and gate analyses (`*/gates.npz` with `lesion.csv`), anywhere under the given paths.
+"""Find and read the results a report is made from: throughput sweeps (`results.csv`), population sweeps
+(`population.csv`), convergence studies (`converge.csv`) and gate analyses (`*/gates.npz` with `lesion.csv`), anywhere under the given paths.
 
 A results directory's SQLite store is read when it is there (it is the truth; the CSVs are its exports),
 else its CSVs, row by row: a damaged row is left out with a warning, never fatal. A configuration found
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from highway.bench.schema import ANALYSIS_META_FILE, CARRY_FILE, CONVERGE_FILE, GATES_FILE, LESION_FILE, \
-    RESULTS_FILE, RUNS_FILE, STORE_FILE, TABLES, read_csv_rows, read_store_rows, table_name, typed_frame
+    POPULATION_FILE, RESULTS_FILE, RUNS_FILE, STORE_FILE, TABLES, read_csv_rows, read_store_rows, table_name, typed_frame
 
 
 @dataclass
@@ -32,12 +32,13 @@ class ReportData:
     converge: pd.DataFrame
     analyses: list = field(default_factory=list)
     carry: pd.DataFrame = field(default_factory=pd.DataFrame)
+    population: pd.DataFrame = field(default_factory=pd.DataFrame)  # population sweeps
     runs: list = field(default_factory=list)  # the environments of the runs behind the data
     sources: list = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return self.throughput.empty and self.converge.empty and not self.analyses
+        return self.throughput.empty and self.converge.empty and self.population.empty and not self.analyses
 
 
 def _files(paths, name):
@@ -52,7 +53,7 @@ def read_table(paths, filename: str) -> pd.DataFrame:
     """Every row of one table (`RESULTS_FILE`, `CONVERGE_FILE` or `CARRY_FILE`) under `paths`, the last
     one per key. A configuration in more than one results directory is kept from the last, and said."""
     columns, keys, types = TABLES[filename]
-    if filename == RESULTS_FILE:
+    if filename in (RESULTS_FILE, POPULATION_FILE):
         keys = keys + ["device"]  # one configuration timed on several devices is several results
     frames = []
     directories = dict.fromkeys(f.parent for name in (filename, STORE_FILE) for f in _files(paths, name))
@@ -90,6 +91,10 @@ def read_carry(paths) -> pd.DataFrame:
     return read_table(paths, CARRY_FILE)
 
 
+def read_population(paths) -> pd.DataFrame:
+    return read_table(paths, POPULATION_FILE)
+
+
 def read_analyses(paths) -> list[Analysis]:
     out = []
     for f in _files(paths, GATES_FILE):
@@ -115,4 +120,5 @@ def load_results(paths) -> ReportData:
     if missing:
         raise FileNotFoundError(f"no such results: {', '.join(missing)}")
     return ReportData(throughput=read_throughput(paths), converge=read_converge(paths), analyses=read_analyses(paths),
-                      carry=read_carry(paths), runs=read_runs(paths), sources=[str(p) for p in paths])
+                      carry=read_carry(paths), population=read_population(paths), runs=read_runs(paths),
+                      sources=[str(p) for p in paths])

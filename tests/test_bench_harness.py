@@ -288,3 +288,53 @@ def test_the_summary_table_marks_noisy_rows():
                        for d in (1, 2)])
     table = tp.summary_table(df)
     assert "3.000~" in table and "2.000~" not in table and "noisy" in table
+
+
+POPULATION_TINY = dict(model=["highway", "plain"], depth=[3], width=[8], dtype=["fp32"], batch=[4],
+                       backend=["torch", "triton"], population=[1, 3])
+
+
+def test_the_population_axis_times_both_arrangements_side_by_side(tmp_path, capsys):
+    from highway.bench.harness.population_sweep import population_sweep
+    from highway.reports.claims import population_claims
+    from highway.reports.figures import population_figures, report_style
+    from highway.reports.loading import load_results
+
+    df = population_sweep(tmp_path, progress=False, device="cpu", **POPULATION_TINY)
+    assert len(df) == 8
+    ok = df[df["status"] == "ok"]
+    assert len(ok) == 4 and (ok["backend"] == "torch").all()  # triton timing needs a GPU: a row that says so
+    triton = df[df["backend"] == "triton"].set_index("model")["status"]
+    assert triton["highway"].str.contains("needs a CUDA GPU").all() and triton["plain"].str.contains("no highway").all()
+    assert (ok["population_ms"] > 0).all() and (ok["one_by_one_ms"] > 0).all() and (ok["max_error"] <= 1).all()
+    assert ok["speedup"].to_numpy() == pytest.approx((ok["one_by_one_ms"] / ok["population_ms"]).to_numpy())
+    assert ok["trials_per_s"].to_numpy() == pytest.approx((ok["population"] / ok["population_ms"] * 1e3).to_numpy())
+    assert ok["samples_per_s"].to_numpy() == pytest.approx((ok["trials_per_s"] * ok["batch"]).to_numpy())
+    assert (pd.read_csv(tmp_path / "population.csv")["status"] == "ok").sum() == 4
+    assert len(population_sweep(tmp_path, progress=False, device="cpu", **POPULATION_TINY)) == 8
+    assert "already done" in capsys.readouterr().out
+    data = load_results([tmp_path])
+    with report_style():
+        (figure,) = population_figures(data.population)
+    assert figure.slug == "population-cpu"
+    assert all(c["verdict"] == "no data" for c in population_claims(data.population))  # not the targets' shapes
+
+
+@pytest.mark.parametrize("axes,words", [
+    (dict(population=[0]), "population must be positive"),
+    (dict(backend=["gemm-only"]), "unknown backend"),
+    (dict(model=["highway"], depth=[1]), "depth >= 2"),
+])
+def test_a_bad_population_axis_is_refused_before_anything_runs(tmp_path, axes, words):
+    from highway.bench.harness.population_sweep import population_sweep
+
+    with pytest.raises(ValueError, match=words):
+        population_sweep(tmp_path, progress=False, device="cpu", **{**POPULATION_TINY, **axes})
+    assert not (tmp_path / "population.csv").exists()
+
+
+def test_population_command(tmp_path, capsys):
+    assert main(["population", "--model", "highway", "--depth", "3", "--width", "8", "--batch", "4",
+                 "--population", "2", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "one by one against one population" in out and "population.csv" in out

@@ -26,7 +26,7 @@ def test_every_kernel_compiles_for_ampere_and_hopper_without_spills(tmp_path):
     assert result.returncode == 0 and not problems, "\n".join(problems) + result.stderr[-2000:]
     assert {r["arch"] for r in rows} == {"80", "90"} and {r["dtype"] for r in rows} == {"bf16", "fp32"}
     kernels = {r["kernel"].split(" ")[0] for r in rows}
-    assert len(kernels) == 8  # four dense and four conv kernels
+    assert len(kernels) == 10  # four dense, four conv and the two of the depth-fused stack
     bf16_gemm_64 = [r for r in rows if r["dtype"] == "bf16" and "gates_kernel" not in r["kernel"]
                     and min(map(int, r["tile"].split("x")[:2])) >= 64]
     assert bf16_gemm_64 and all(r["tensor_cores"] in ("wgmma", "mma") for r in bf16_gemm_64)

@@ -268,3 +268,52 @@ def test_the_default_data_set_says_when_it_falls_back(tmp_path, monkeypatch, cap
     cv.convergence_study(tmp_path, tiny_study(dataset="default", trials=1, epochs=1), progress=False)
     out = capsys.readouterr().out
     assert "data: digits" in out and "apt-get install dataset-fashion-mnist" in out
+
+
+def _searched_rows(trials: int, finals: dict, epochs: int = 3):
+    """Convergence rows of a searched study: every trial of (model, depth) ends at finals[(model, depth)]·(1+t)."""
+    rows = []
+    for (model, depth), final in finals.items():
+        for trial in range(trials):
+            for epoch in range(epochs + 1):
+                loss = 2.3 * (final * (1 + trial) / 2.3) ** (epoch / epochs)
+                rows.append(dict(study="s", dataset="digits", model=model, gate_rule="none" if model == "plain" else "search",
+                                 depth=depth, trial=trial, epoch=epoch, train_loss=loss, status="ok"))
+    return pd.DataFrame(rows)
+
+
+def test_a_claim_a_small_study_fails_reads_not_tested_and_every_row_shows_its_basis():
+    from highway.reports.claims import NOT_TESTED, convergence_claims
+
+    # plain nets as good at depth 100 as at 10: "plain nets get harder with depth" fails
+    finals = {("plain", 10): 1e-3, ("plain", 100): 2e-3, ("highway", 10): 1e-3, ("highway", 100): 1e-3}
+    small = pd.DataFrame(convergence_claims(_searched_rows(3, finals))).set_index("claim")
+    harder = small.loc[[c for c in small.index if c.startswith("Plain nets get harder")][0]]
+    assert harder["verdict"] == NOT_TESTED
+    assert "3 of the paper's 100 trials" in harder["measured"] and "has not reached the paper's 0.0001" in harder["measured"]
+    assert all(b == "digits, study 's': 3 trials, 3 epochs, depths 10/100" for b in small["basis"])
+    assert any(c.startswith("At depth 100 the mean of the top 3 highway trials") for c in small.index)
+    # the paper's budget (100 trials, shallow plain nets below 1e-4): the same failure does not hold
+    finals = {k: v / 100 for k, v in finals.items()}
+    full = pd.DataFrame(convergence_claims(_searched_rows(100, finals))).set_index("claim")
+    harder = full.loc[[c for c in full.index if c.startswith("Plain nets get harder")][0]]
+    assert harder["verdict"] == "does not hold"
+    assert any(c.startswith("At depth 100 the mean of the top 10 highway trials") for c in full.index)
+
+
+def test_the_depth_fused_stack_claims_read_gpu_rows_only():
+    from highway.reports.claims import stack_claims
+
+    rows = []
+    for backend, ms, mem in (("torch", 100.0, 400.0), ("compile-cudagraphs", 20.0, 300.0), ("triton-stack", 8.0, 90.0)):
+        for device_type in ("cuda", "cpu"):
+            rows.append(dict(model="highway", layer="dense", depth=1000, width=50, dtype="bf16", batch=128, mode="train",
+                             backend=backend, status="ok", median_ms=ms, peak_mem_mb=mem, device=f"dev-{device_type}",
+                             device_type=device_type))
+    claims = pd.DataFrame(stack_claims(pd.DataFrame(rows)))
+    assert len(claims) == 3 and (claims["basis"] == "throughput on dev-cuda").all()
+    verdict = dict(zip(claims["measured"], claims["verdict"]))
+    assert verdict["12.50x"] == "holds" and verdict["2.50x"] == "holds" and verdict["0.23 of eager's"] == "holds"
+    slower = pd.DataFrame(rows).assign(median_ms=lambda d: d["median_ms"].where(d["backend"] != "triton-stack", 15.0))
+    assert "does not hold" in set(pd.DataFrame(stack_claims(slower))["verdict"])  # 1.33x cudagraphs < 2x
+    assert stack_claims(pd.DataFrame(rows).query("device_type == 'cpu'"))[0]["verdict"] == "no data"

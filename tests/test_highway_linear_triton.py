@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 from highway.functional import highway_linear
 from highway.reference import highway_linear_reference
 from highway.tolerances import assert_close
-from highway_cases import ACTIVATION_NAMES, linear_inputs, reference_and_triton
+from highway_cases import ACTIVATION_NAMES, linear_inputs, reference_and_triton, run_with_grads
 from highway.kernels import highway_linear_bwd, highway_linear_fwd
 
 FLOAT_DTYPES = [torch.float32, torch.float16]
@@ -171,3 +171,51 @@ def test_nan_reaches_the_same_gradients_as_the_reference(where, activation, devi
     (y_ref, g_ref), (y, g) = reference_and_triton(x, w, b, activation, dy)
     for name, actual, expected in zip(("y", "dx", "dweight", "dbias"), (y, *g), (y_ref, *g_ref)):
         assert_close(actual, expected, torch.float32, name)  # NaNs in the same places, the rest close
+
+
+def population_inputs(trials, m, n, dtype, device, seed=0):
+    """x (P, m, n), weight (P, 2n, n), bias (P, 2n): each trial its own layer."""
+    layers = [linear_inputs(m, n, dtype, device, seed=seed + p) for p in range(trials)]
+    return tuple(torch.stack(ts) for ts in zip(*layers))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("trials,m,n", [(1, 7, 16), (3, 70, 50), (2, 5, 71)])
+def test_a_population_of_layers_matches_each_trials_layer(trials, m, n, dtype, device):
+    from highway.functional import highway_linear_population
+
+    x, w, b = population_inputs(trials, m, n, dtype, device)
+    x = x.transpose(0, 1).contiguous().transpose(0, 1)  # trial-interleaved rows: the kernels take x's strides
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(9)).to(device, dtype)
+    ref = run_with_grads(lambda *t: highway_linear_reference(*t, "tanh"), (x, w, b), dy, torch.float64)
+    tri = run_with_grads(lambda *t: highway_linear_population(*t, "tanh", backend="triton"), (x, w, b), dy)
+    assert tri[0].shape == x.shape
+    for name, actual, expected in zip(("y", "dx", "dweight", "dbias"), (tri[0], *tri[1]), (ref[0], *ref[1])):
+        assert_close(actual, expected, dtype, name)
+    for p in range(trials):  # the batched reference is each trial's own layer
+        assert_close(ref[0][p], highway_linear_reference(x[p].double(), w[p].double(), b[p].double(), "tanh"),
+                     torch.float64, "reference")
+
+
+def test_a_population_layer_launches_four_kernels_for_any_number_of_trials(device, monkeypatch):
+    import highway.kernels.highway_linear as kernels
+    from highway.functional import highway_linear_population
+
+    launches = []
+    for name in ("_highway_linear_fwd_kernel", "_highway_linear_bwd_gates_kernel", "_highway_linear_bwd_dx_kernel",
+                 "_highway_linear_bwd_dw_kernel"):
+        kernel = getattr(kernels, name)
+
+        class Counting:
+            def __init__(self, kernel, name):
+                self.kernel, self.name = kernel, name
+
+            def __getitem__(self, grid):
+                launches.append(self.name)
+                return self.kernel[grid]
+        monkeypatch.setattr(kernels, name, Counting(kernel, name))
+    for trials in (1, 5):
+        launches.clear()
+        x, w, b = (t.requires_grad_() for t in population_inputs(trials, 9, 16, torch.float32, device))
+        highway_linear_population(x, w, b, "relu", backend="triton").sum().backward()
+        assert len(launches) == 4, launches

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from highway import highway_mlp, mnist_convnet, plain_mlp
+from highway import HighwayStack, highway_mlp, mnist_convnet, plain_mlp
 from highway.population import PopulationSGD, stack_population
 from highway.tolerances import assert_close
 
@@ -130,7 +130,7 @@ def test_a_study_trained_as_populations_matches_one_trial_at_a_time(tmp_path):
     import highway.bench.study.convergence as cv
 
     study = cv.Study(name="pop", dataset="digits", depths=(3,), trials=4, epochs=2, batch=64, max_train=300,
-                     search=cv.SearchSpace(fixed={"activation": "relu"}))
+                     population=1, search=cv.SearchSpace(fixed={"activation": "relu"}))
     one = cv.convergence_study(tmp_path / "one", study, progress=False)
     together = cv.convergence_study(tmp_path / "pop", dataclasses.replace(study, population=4), progress=False)
     keys = ["model", "gate_rule", "depth", "trial", "epoch"]
@@ -147,10 +147,10 @@ def test_populations_split_by_activation_and_freeze_diverged_trials(tmp_path):
     import highway.bench.study.convergence as cv
 
     study = cv.Study(name="mix", dataset="digits", depths=(3,), models=("highway",), trials=5, epochs=2, batch=64,
-                     max_train=300, search=cv.SearchSpace(lr=(1e-3, 1e4), momentum=(0.9, 0.99)))
+                     max_train=300, population=1, search=cv.SearchSpace(lr=(1e-3, 1e4), momentum=(0.9, 0.99)))
     jobs = [("highway", "search", 3, t) for t in range(5)]
     activations = [cv.trial_hyperparameters(study, *job)[1]["activation"] for job in jobs]
-    chunks = cv._chunks(dataclasses.replace(study, population=5), jobs)
+    chunks = cv._chunks(study, jobs, lambda model, depth: 5)
     assert sorted(len(c) for c in chunks) == sorted([activations.count(a) for a in set(activations)])
     one = cv.convergence_study(tmp_path / "one", study, progress=False)
     together = cv.convergence_study(tmp_path / "pop", dataclasses.replace(study, population=5), progress=False)
@@ -161,3 +161,93 @@ def test_populations_split_by_activation_and_freeze_diverged_trials(tmp_path):
     finite = one["status"] == "ok"
     assert_close(torch.tensor(together.loc[finite, "train_loss"].to_numpy()),
                  torch.tensor(one.loc[finite, "train_loss"].to_numpy()), torch.float32)
+
+
+def test_a_triton_population_trains_as_the_torch_one():
+    """backend="triton" nets stack into a population whose highway layers are the fused kernels with a trial
+    axis (one launch a layer for every trial): the same logits and, after SGD steps, the same weights."""
+    torch.manual_seed(0)
+    nets = [highway_mlp(12, 16, 4, 4, "relu", gate_bias=-1.0 - p, backend="triton") for p in range(3)]
+    fused = stack_population(nets)
+    for net in nets:
+        for layer in net.layers:
+            layer.backend = "torch"
+    eager = stack_population(nets)
+    assert (fused.backend, eager.backend) == ("triton", "torch")
+    data = batches(4)
+    assert_close(fused(data[0][0]), eager(data[0][0]), torch.float32)
+    for population in (fused, eager):
+        train_population(population, PopulationSGD(population.parameters(), [0.05, 0.1, 0.2], 0.9), data, 4)
+    for a, b in zip(fused.parameters(), eager.parameters()):
+        assert_close(a, b, torch.float32)
+
+
+def test_auto_population_takes_as_many_trials_as_fit_in_memory(monkeypatch):
+    from highway.bench.study import planning
+
+    per_trial = planning.trial_bytes("highway", 20, 50, 784, 10, 64)
+    monkeypatch.setattr(planning, "free_memory_bytes", lambda device: int(per_trial * 7 / planning.MEMORY_SHARE))
+    assert planning.population_that_fits("highway", 20, 50, 784, 10, 64, 100, "cpu") == 7
+    assert planning.population_that_fits("highway", 20, 50, 784, 10, 64, 5, "cpu") == 5  # never more than asked
+    monkeypatch.setattr(planning, "free_memory_bytes", lambda device: 1)
+    assert planning.population_that_fits("highway", 20, 50, 784, 10, 64, 100, "cpu") == 1  # never none
+    assert planning.trial_bytes("highway", 200, 50, 784, 10, 64) > planning.trial_bytes("highway", 20, 50, 784, 10, 64)
+
+
+def test_the_expected_time_sums_measured_costs_over_the_study(monkeypatch):
+    """Measured per-trial costs, linear in depth between the two measured depths, times steps, epochs, trials."""
+    import highway.bench.study.convergence as cv
+    from highway.bench.study import planning
+    from highway.bench.study.datasets import load_dataset
+
+    monkeypatch.setattr(planning, "_seconds_per_trial",
+                        lambda make, population, batch, features, classes, device: (1e-3 * make(1).depth, 0.0))
+    study = cv.Study(name="t", dataset="digits", depths=(3, 5), trials=4, epochs=2, batch=50, max_train=100)
+    data = load_dataset("digits", max_train=100)
+    seconds = planning.expected_seconds(study, data, "cpu", lambda model, depth: 4, cv.WIDTHS)
+    steps = 2  # 100 images in batches of 50
+    per_model = sum(1e-3 * d * steps * study.epochs * study.trials for d in (3, 5))
+    assert seconds == pytest.approx(2 * per_model)  # plain and highway
+
+
+def test_population_option_takes_a_number_or_auto(tmp_path, capsys):
+    from highway.bench.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["converge", "--population", "auto"]).population == "auto"
+    assert parser.parse_args(["converge", "--population", "8"]).population == 8
+    with pytest.raises(SystemExit):
+        parser.parse_args(["converge", "--population", "many"])
+    assert "positive integer or 'auto'" in capsys.readouterr().err
+    import highway.bench.study.convergence as cv
+
+    with pytest.raises(ValueError, match="population must be a positive integer or 'auto', got 0"):
+        cv.Study(population=0).validate()
+    with pytest.raises(ValueError, match="max_val"):
+        cv.Study(max_val=0).validate()
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton-stack"])
+def test_a_population_of_stacked_nets_is_one_weight_and_computes_what_its_nets_compute(backend):
+    """highway_mlp(stack=True) nets stack into (P, depth, 2w, w): on triton-stack every layer of every trial
+    is one launch; trained, they end where the per-layer population does."""
+    torch.manual_seed(0)
+    nets = [highway_mlp(12, 16, 5, 4, "tanh", gate_bias=-1.0 - p, backend=backend, stack=True) for p in range(3)]
+    population = stack_population(nets)
+    assert population.stacked and population.depth == 5 and population.weights[0].shape == (3, 4, 32, 16)
+    x = torch.randn(7, 12)
+    assert_close(population(x), torch.stack([net(x) for net in nets]), torch.float32)
+    layered = [highway_mlp(12, 16, 5, 4, "tanh", backend="torch") for _ in range(3)]
+    for net, twin in zip(nets, layered):
+        twin.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("layers.")},
+                             strict=False)
+        for i, layer in enumerate(twin.layers):
+            layer.weight.data.copy_(net.layers[0].weight[i])
+            layer.bias.data.copy_(net.layers[0].bias[i])
+    per_layer = stack_population(layered)
+    data = batches(3)
+    for pop in (population, per_layer):
+        train_population(pop, PopulationSGD(pop.parameters(), [0.05, 0.1, 0.2], 0.9), data, 3)
+    for p, net in enumerate(population.unstack()):
+        assert isinstance(net.layers[0], HighwayStack)
+        assert_close(net(x), per_layer(x)[p], torch.float32)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from highway import highway_mlp, mnist_convnet
-from highway.functional import highway_conv2d, highway_linear
+from highway.functional import highway_conv2d, highway_linear, highway_linear_stack
 from highway.reference import highway_conv2d_reference, highway_linear_reference
 from highway.tolerances import assert_close
 from highway_cases import conv_inputs, linear_inputs
@@ -13,11 +13,13 @@ from highway_cases import conv_inputs, linear_inputs
 def nets(backend):
     torch.manual_seed(0)
     return {"mlp": (highway_mlp(12, 8, 4, 3, backend=backend), torch.randn(6, 12)),
-            "conv": (mnist_convnet(width=8, backend=backend), torch.randn(2, 1, 28, 28))}
+            "conv": (mnist_convnet(width=8, backend=backend), torch.randn(2, 1, 28, 28)),
+            "stack": (highway_mlp(12, 8, 4, 3, backend="triton-stack" if backend == "triton" else backend, stack=True),
+                      torch.randn(6, 12))}
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-@pytest.mark.parametrize("name", ["mlp", "conv"])
+@pytest.mark.parametrize("name", ["mlp", "conv", "stack"])
 def test_no_graph_break(backend, name):
     net, x = nets(backend)[name]
     torch._dynamo.reset()
@@ -25,7 +27,7 @@ def test_no_graph_break(backend, name):
     assert explanation.graph_break_count == 0, explanation.break_reasons
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv"])
+@pytest.mark.parametrize("name", ["mlp", "conv", "stack"])
 def test_compiled_fullgraph_matches_eager_forward_and_gradients(name):
     net, x = nets("triton")[name]
     torch._dynamo.reset()
@@ -41,16 +43,17 @@ def test_compiled_fullgraph_matches_eager_forward_and_gradients(name):
         assert_close(comp, eager, torch.float32)
 
 
-def test_export_keeps_the_fused_op():
-    net, x = nets("triton")["mlp"]
+@pytest.mark.parametrize("name,op", [("mlp", "linear_fwd"), ("stack", "stack_fwd")])
+def test_export_keeps_the_fused_op(name, op):
+    net, x = nets("triton")[name]
     exported = torch.export.export(net, (x,))
     targets = {str(node.target) for node in exported.graph.nodes}
-    assert "highway.linear_fwd.default" in targets
+    assert f"highway.{op}.default" in targets
     assert_close(exported.module()(x), net(x), torch.float32)
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-@pytest.mark.parametrize("name", ["mlp", "conv"])
+@pytest.mark.parametrize("name", ["mlp", "conv", "stack"])
 def test_autocast_bf16_casts_like_nn_linear(backend, name):
     net, x = nets(backend)[name]
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -74,13 +77,17 @@ def _penalty_grads(fn, tensors):
     return [g.detach() for g in first], [leaf.grad for leaf in leaves]
 
 
-@pytest.mark.parametrize("layer", ["linear", "conv"])
+@pytest.mark.parametrize("layer", ["linear", "conv", "stack"])
 def test_double_backward_matches_the_torch_backend(layer):
+    fused = "triton"
     if layer == "linear":
         tensors, fn = linear_inputs(6, 8, torch.float32, "cpu", seed=2), highway_linear
-    else:
+    elif layer == "conv":
         tensors, fn = conv_inputs(2, 4, 5, 5, 3, torch.float32, "cpu", seed=2), highway_conv2d
-    first_t, second_t = _penalty_grads(lambda *t: fn(*t, backend="triton"), tensors)
+    else:
+        x, w, b = linear_inputs(6, 8, torch.float32, "cpu", seed=2)
+        tensors, fn, fused = (x, torch.stack([w, 0.5 * w]), torch.stack([b, b])), highway_linear_stack, "triton-stack"
+    first_t, second_t = _penalty_grads(lambda *t: fn(*t, backend=fused), tensors)
     first_r, second_r = _penalty_grads(lambda *t: fn(*t, backend="torch"), tensors)
     for got, want in zip(first_t + second_t, first_r + second_r):
         assert got is not None and want is not None

@@ -6,6 +6,7 @@
     highway-bench report results/ -o report/
     highway-bench report --compare old-results/ new-results/
     highway-bench throughput --preset quick --out results/
+    highway-bench population --preset quick --out results/   # P trials at once against one by one
     highway-bench throughput --model highway plain --depth 1 10 100 1000 --width 64 --dtype fp32 \\
         --batch 128 --backend torch triton --mode fwd train --out results/
     highway-bench profile --depth 10 --width 1024 --dtype bf16 --backend triton --mode train --out prof/
@@ -18,18 +19,22 @@ from highway.activations import ACTIVATIONS
 from highway.backends import BACKENDS as LAYER_BACKENDS
 from highway.bench.harness.backends import BACKENDS
 from highway.bench.harness.cases import DTYPES, Case
+from highway.bench.harness.population_sweep import POPULATION_BACKENDS
 from highway.bench.harness.environment import resolve_device
+from highway.bench.harness.executors import EXECUTORS
 from highway.bench.harness.sweep import PRESETS as SWEEP_PRESETS
 from highway.bench.harness.timing import CPU_THREADS
-from highway.bench.schema import CONVERGE_FILE, GATE_AUTO, GATE_SEARCH, LAYERS, MODELS, MODES, RESULTS_FILE, \
-    parse_gate_rule
+from highway.bench.schema import CONVERGE_FILE, GATE_AUTO, GATE_SEARCH, LAYERS, MODELS, MODES, POPULATION_FILE, \
+    RESULTS_FILE, parse_gate_rule
 from highway.bench.study.analysis import ANALYSIS_SAMPLES
 from highway.bench.study.convergence import PRESETS as STUDIES
 
 # The extra that installs each optional package a command may import (pyproject.toml).
-EXTRAS = {"matplotlib": "report", "seaborn": "report", "pandas": "bench", "sklearn": "bench", "tqdm": "bench"}
+EXTRAS = {"matplotlib": "report", "seaborn": "report", "pandas": "bench", "sklearn": "bench", "tqdm": "bench",
+          "ray": "distributed"}
 
 AXES = ("model", "layer", "depth", "width", "dtype", "batch", "backend", "mode", "spatial")
+POPULATION_AXES = ("model", "depth", "width", "dtype", "batch", "backend", "population")
 # One case for `profile`; a sweep's unset axes come from its preset, or from `expand`'s defaults.
 PROFILE_CASE = dict(model="highway", layer="dense", depth=10, width=64, dtype="fp32", batch=128, backend="torch",
                     mode="fwd", spatial=16)
@@ -82,18 +87,38 @@ def cmd_throughput(args) -> int:
         expand(**axes)  # every axis checked before anything runs
     resolve_device(args.device)
     writable_dir(args.out)
+    executor = _executor(args)
     frames = []
     try:
         for axes in sweeps:
             frames.append(throughput_sweep(args.out, overwrite=args.overwrite, device=args.device, timer=args.timer,
                                            progress=not args.no_progress, argv=sys.argv, threads=args.threads,
-                                           **axes))
+                                           executor=executor, **axes))
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished configurations are in {args.out}/{RESULTS_FILE}; "
               "run the same command to resume")
         return 130
     print(summary_table(pd.concat(frames, ignore_index=True)))
     print(f"\nresults: {args.out}/{RESULTS_FILE}")
+    return 0
+
+
+def cmd_population(args) -> int:
+    from highway.bench.harness.population_sweep import PRESETS, expand, population_sweep, population_table
+
+    axes = {**(PRESETS[args.preset] if args.preset else {}),
+            **{a: getattr(args, a) for a in POPULATION_AXES if getattr(args, a) is not None}}
+    expand(**axes)  # every axis checked before anything runs
+    resolve_device(args.device)
+    writable_dir(args.out)
+    try:
+        df = population_sweep(args.out, overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
+                              argv=sys.argv, threads=args.threads, **axes)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished cases are in {args.out}/{POPULATION_FILE}; run the same command to resume")
+        return 130
+    print(population_table(df))
+    print(f"\nresults: {args.out}/{POPULATION_FILE}")
     return 0
 
 
@@ -145,6 +170,18 @@ def cmd_peaks(args) -> int:
     return 0
 
 
+def _population_size(text: str):
+    """--population: a positive integer or 'auto'."""
+    from highway.bench.study.convergence import AUTO
+
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or '{AUTO}', got {text!r}") from None
+
+
 def _study(args):
     from dataclasses import replace
 
@@ -152,7 +189,7 @@ def _study(args):
 
     study = PRESETS[args.preset] if args.preset else Study()
     changes = {k: getattr(args, k) for k in ("dataset", "trials", "epochs", "batch", "max_train", "seed", "backend",
-                                             "population") if getattr(args, k) is not None}
+                                             "population", "max_val") if getattr(args, k) is not None}
     if args.depth:
         changes["depths"] = tuple(args.depth)
     if args.model:
@@ -176,9 +213,11 @@ def cmd_converge(args) -> int:
     study.validate()
     resolve_device(args.device)
     writable_dir(args.out)
+    executor = _executor(args)
     try:
         df = convergence_study(args.out, study, device=args.device, progress=not args.no_progress,
-                               overwrite=args.overwrite, argv=sys.argv)
+                               overwrite=args.overwrite, argv=sys.argv, estimate=not args.no_estimate,
+                               executor=executor)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are in {args.out}/{CONVERGE_FILE}; run the same command to resume")
         return 130
@@ -239,7 +278,8 @@ def cmd_campaign(args) -> int:
 
     if not args.dry_run:
         writable_dir(args.out)
-    return run_campaign(args.out, args.budget_minutes, args.device, args.dry_run, not args.no_progress, sys.argv)
+    return run_campaign(args.out, args.budget_minutes, args.device, args.dry_run, not args.no_progress, sys.argv,
+                        None if args.dry_run else _executor(args))
 
 
 def cmd_quickstart(args) -> int:
@@ -250,11 +290,23 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
-def _run_options(parser: argparse.ArgumentParser, device: bool = True):
-    """The options every command that runs something shares."""
+def _run_options(parser: argparse.ArgumentParser, device: bool = True, executor: bool = False):
+    """The options every command that runs something shares; with `executor`, where its units run."""
     if device:
         parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if executor:
+        parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                            help="local: one unit after another here; ray: spread over every GPU (or CPU) of a Ray "
+                                 "cluster, this process the only writer (needs the [distributed] extra)")
+        parser.add_argument("--address", help="--executor ray: the cluster's address (default: start a local Ray "
+                                              "instance on this machine), e.g. ray://head:10001 or auto")
+
+
+def _executor(args):
+    from highway.bench.harness.executors import make_executor
+
+    return make_executor(args.executor, args.address)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,8 +327,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=CPU_THREADS,
                    help=f"CPU timing: torch threads for the timed calls (default {CPU_THREADS}; more threads on a "
                         "busy machine measure the scheduler)")
-    _run_options(p)
+    _run_options(p, executor=True)
     p.set_defaults(func=cmd_throughput)
+
+    p = sub.add_parser("population", help="P trials trained at once against one by one: trials/s, samples/s",
+                       description="Time one SGD train step of P trials of the paper's thin nets, as one "
+                                   "population and as P nets one after another, in alternation, for every case of "
+                                   "the axes given; write population.csv. Re-running the same command resumes.")
+    p.add_argument("--model", nargs="+", choices=MODELS)
+    p.add_argument("--depth", nargs="+", type=int, help="layers per net, the plain first layer included")
+    p.add_argument("--width", nargs="+", type=int)
+    p.add_argument("--dtype", nargs="+", choices=list(DTYPES))
+    p.add_argument("--batch", nargs="+", type=int, help="rows per trial and step")
+    p.add_argument("--backend", nargs="+", choices=POPULATION_BACKENDS)
+    p.add_argument("--population", nargs="+", type=int, help="trials P (default 1 8 32 128)")
+    p.add_argument("--preset", choices=["quick", "full"],
+                   help="quick: depth 20, width 50, eager, P = 1-128 (a CPU in a few minutes); full: a GPU")
+    p.add_argument("--out", default="results", help="results directory (default: results)")
+    p.add_argument("--overwrite", action="store_true", help="re-run cases already in the results")
+    p.add_argument("--threads", type=int, default=CPU_THREADS, help=f"CPU timing: torch threads (default {CPU_THREADS})")
+    _run_options(p)
+    p.set_defaults(func=cmd_population)
 
     p = sub.add_parser("profile", help="one configuration under torch.profiler: Chrome trace and kernel table")
     _axes(p, defaults=PROFILE_CASE)
@@ -311,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the gallery folder, e.g. reports/gallery/h100")
     p.add_argument("--budget-minutes", type=float, default=20, help="time box (default 20)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate, run nothing")
-    _run_options(p)
+    _run_options(p, executor=True)
     p.set_defaults(func=cmd_campaign)
 
     p = sub.add_parser("quickstart", help="quick study + quick sweep + gate analysis + report (a few minutes, CPU)")
@@ -321,7 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("converge", help="plain vs highway optimization at growing depth (the paper's Figure 1)",
                        description="Random-search convergence study; re-running the same command resumes.")
-    p.add_argument("--preset", choices=list(STUDIES), help="quick: a 2-core CPU in minutes; paper: the paper's protocol")
+    p.add_argument("--preset", choices=list(STUDIES),
+                   help="quick: a 2-core CPU in minutes; paper: the paper's protocol (100 trials a net, depths 10-1000); "
+                        "paper-cpu: the paper's protocol cut to about an hour on a 2-core CPU; gate-bias: -2 against "
+                        "'auto', no search")
     p.add_argument("--dataset", help="digits, fashion-mnist, default, idx:DIR, cifar10:DIR, cifar100:DIR")
     p.add_argument("--depth", nargs="+", type=int, help="hidden layers (e.g. 10 20 50 100 200 500 1000)")
     p.add_argument("--model", nargs="+", choices=MODELS)
@@ -329,9 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--max-train", type=int, help="use at most this many training images")
-    p.add_argument("--population", type=int,
-                   help="train up to this many trials of one (model, gate rule, depth, activation) at once, as one "
-                        "population (default 1: one after another)")
+    p.add_argument("--max-val", type=int, help="evaluate at most this many validation images after every epoch")
+    p.add_argument("--population", type=_population_size, metavar="N|auto",
+                   help="train up to N trials of one (model, gate rule, depth, activation) at once, as one population; "
+                        "1: one after another; default auto: as many as fit in half the free memory")
     p.add_argument("--seed", type=int)
     p.add_argument("--backend", choices=LAYER_BACKENDS, help="highway layers' backend")
     p.add_argument("--name", help="study name, part of every row's key (default: the preset's)")
@@ -343,8 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"highway gate bias, one arm each: {GATE_SEARCH} (drawn in [-10, -1]), {GATE_AUTO} (from the "
                         f"depth, highway.gate_bias), or a number; e.g. --gate-bias -2 {GATE_AUTO}")
     p.add_argument("--out", default="results/converge")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="start at once, without first timing a few steps to print the expected running time")
     p.add_argument("--overwrite", action="store_true")
-    _run_options(p)
+    _run_options(p, executor=True)
     p.set_defaults(func=cmd_converge)
 
     p = sub.add_parser("analyze", help="gate statistics and lesions of trained highway nets (Figures 2-4)")

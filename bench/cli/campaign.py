@@ -6,7 +6,8 @@ The steps run most valuable first, inside a time budget, into one gallery folder
 2. the `gpu`-marked tests (bf16 tensor cores, wide layers), which no CPU can run (`gpu-tests.log`);
 3. the throughput campaign: highway vs plain, every backend, depth 1 to 1000, widths 50 to 8192, bf16 and
    fp32, fwd and train, in order of what the open questions need most (`throughput/`);
-4. the population axis (skipped, with the reason, until population training exists);
+4. the population axis: P = 1-128 trials of the paper's thin nets trained at once against one by one, on
+   eager, triton and compile (`throughput/population.csv`);
 5. a profile of the deepest configuration (`profile/`);
 6. the paper's convergence protocol, as far as the time left allows (`converge/`);
 7. the report (`report/`).
@@ -35,14 +36,14 @@ REPORT_RESERVE_S = 90  # kept back from the budget for the report, which must al
 THROUGHPUT_BLOCKS = [
     ("the paper's thin nets: fused triton vs eager, compile, CUDA graphs and the bare GEMM, bf16 training",
      dict(model=["highway"], layer=["dense"], depth=[1, 10, 100, 1000], width=[50, 128], dtype=["bf16"],
-          batch=[128], backend=["torch", "compile", "compile-cudagraphs", "triton", "triton+compile", "gemm-only"],
-          mode=["train"])),
+          batch=[128], backend=["torch", "compile", "compile-cudagraphs", "triton", "triton-stack", "triton+compile",
+                                "gemm-only"], mode=["train"])),
     ("GEMM-bound widths, bf16: the fused kernels against cuBLAS and the compiler",
      dict(model=["highway"], layer=["dense"], depth=[1, 10, 100], width=[1024, 4096, 8192], dtype=["bf16"],
           batch=[1024], backend=["torch", "compile", "triton", "gemm-only"], mode=["fwd", "train"])),
     ("forward passes of the thin nets, bf16 and fp32",
      dict(model=["highway"], layer=["dense"], depth=[1, 10, 100, 1000], width=[50, 128], dtype=["bf16", "fp32"],
-          batch=[128], backend=["torch", "compile", "compile-cudagraphs", "triton"], mode=["fwd"])),
+          batch=[128], backend=["torch", "compile", "compile-cudagraphs", "triton", "triton-stack"], mode=["fwd"])),
     ("plain twins of the thin nets (width 71), for highway's cost over plain",
      dict(model=["plain"], layer=["dense"], depth=[1, 10, 100, 1000], width=[71], dtype=["bf16"], batch=[128],
           backend=["torch", "compile", "compile-cudagraphs"], mode=["fwd", "train"])),
@@ -55,6 +56,11 @@ THROUGHPUT_BLOCKS = [
 ]
 
 
+# Population training against one by one: the GPU target's shape (P = 100, depth 100) and its neighbours.
+POPULATION_BLOCK = dict(model=["highway"], depth=[100, 10], width=[50], dtype=["fp32"], batch=[64],
+                        backend=["torch", "triton", "compile"], population=[1, 8, 32, 100, 128])
+
+
 def estimate_case_s(case) -> float:
     """A rough guess of one case's wall time on a GPU (build, gate, first call, timing), for planning only:
     eager costs launches, compilation grows with depth, the first triton call autotunes."""
@@ -62,7 +68,7 @@ def estimate_case_s(case) -> float:
     base = 1.0 + 0.004 * layers * (3 if case.mode != "fwd" else 1)
     if case.backend.startswith("compile"):
         base += 15 + 0.25 * layers
-    if case.backend == "triton":
+    if case.backend in ("triton", "triton-stack"):
         base += 20
     return base
 
@@ -76,8 +82,11 @@ class Step:
     elastic: float = 0.0  # > 0: takes this share of the time the fixed steps leave (and what earlier ones left)
 
 
-def campaign_steps(out: Path, device, progress: bool, argv) -> list[Step]:
+def campaign_steps(out: Path, device, progress: bool, argv, executor=None) -> list[Step]:
+    from highway.bench.harness.population_sweep import expand as expand_population
+
     cases = [c for _, axes in THROUGHPUT_BLOCKS for c in expand(**axes)]
+    population_cases = expand_population(**POPULATION_BLOCK)
     study = STUDIES["paper"]
     trials = len(study.depths) * len(study.arms()) * study.trials
 
@@ -120,9 +129,16 @@ def campaign_steps(out: Path, device, progress: bool, argv) -> list[Step]:
             if time.monotonic() > deadline:
                 break
             df = throughput_sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
-                                  **axes)
+                                  executor=executor, **axes)
             done += len(df)
         return f"{done} of {len(cases)} configurations in {out / 'throughput' / RESULTS_FILE}"
+
+    def population_step(deadline):
+        from highway.bench.harness.population_sweep import population_sweep
+
+        df = population_sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
+                              **POPULATION_BLOCK)
+        return f"{len(df)} of {len(population_cases)} population cases in {out / 'throughput'}"
 
     def profile_step(deadline):
         from highway.bench.harness.cases import Case
@@ -139,7 +155,8 @@ def campaign_steps(out: Path, device, progress: bool, argv) -> list[Step]:
     def converge_step(deadline):
         from highway.bench.study.convergence import convergence_study
 
-        df = convergence_study(out / "converge", study, device=device, progress=progress, argv=argv, deadline=deadline)
+        df = convergence_study(out / "converge", study, device=device, progress=progress, argv=argv, deadline=deadline,
+                               executor=executor)
         finished = df.groupby(["model", "gate_rule", "depth", "trial"]).ngroups if len(df) else 0
         return f"{finished} of {trials} trials of the paper protocol in {out / 'converge'}"
 
@@ -154,14 +171,15 @@ def campaign_steps(out: Path, device, progress: bool, argv) -> list[Step]:
         Step("gpu-marked tests", 240, gpu_tests_step, "python -m pytest -m gpu"),
         Step("throughput", sum(estimate_case_s(c) for c in cases), throughput_step,
              f"{len(cases)} configurations in {len(THROUGHPUT_BLOCKS)} blocks, most valuable first: "
-             + "; ".join(f"({i + 1}) {what}" for i, (what, _) in enumerate(THROUGHPUT_BLOCKS)), elastic=0.7),
-        Step("population axis", 0, lambda deadline: "skipped: population training is not built yet",
-             "skipped until population training exists"),
+             + "; ".join(f"({i + 1}) {what}" for i, (what, _) in enumerate(THROUGHPUT_BLOCKS)), elastic=0.6),
+        Step("population axis", sum(5 + 0.05 * c.depth * c.population ** 0.5 for c in population_cases),
+             population_step, f"{len(population_cases)} cases: P = 1-128 trials of a highway net (depth 10 and 100, "
+             "width 50) at once against one by one, eager, triton and compile", elastic=0.15),
         Step("profile of the deepest configuration", 120, profile_step,
              "highway dense depth 1000 width 50 bf16 triton train"),
         Step("convergence (paper protocol)", trials * study.epochs * 2.0, converge_step,
-             f"{trials} trials x {study.epochs} epochs, depth by depth, as far as the time left allows",
-             elastic=0.3),
+             f"{trials} trials x {study.epochs} epochs, depth by depth, as populations, as far as the time "
+             f"left allows", elastic=0.25),
         Step("report", REPORT_RESERVE_S, report_step),
     ]
 
@@ -176,12 +194,12 @@ def allot(steps: list[Step], budget: float) -> list[float]:
 
 
 def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = False, progress: bool = True,
-                 argv=None) -> int:
+                 argv=None, executor=None) -> int:
     out = Path(out)
     if not budget_minutes > 0:
         raise ValueError(f"--budget-minutes must be positive, got {budget_minutes}")
     device = resolve_device(device)
-    steps = campaign_steps(out, device, progress, argv)
+    steps = campaign_steps(out, device, progress, argv, executor)
     budget = budget_minutes * 60
     allotted = allot(steps, budget)
     print(f"campaign into {out} on {device}, budget {budget_minutes:g} min:")

@@ -93,6 +93,23 @@ def _fused_compiled(net):
     return torch.compile(net)
 
 
+def _stackable(case: Case) -> str | None:
+    if case.model != "highway" or case.layer != "dense":
+        return "the depth-fused stack is for dense highway stacks"
+    if case.width > 128:
+        return "the depth-fused stack holds widths up to 128"
+    return None
+
+
+@register_backend("triton-stack", layer_backend="triton", applies_to=_stackable,
+                  needs_gpu="triton timing (the CPU interpreter checks correctness, not speed)")
+def _depth_fused(net):
+    # The same layers and weights as one HighwayStack: one launch forward and one backward for all of them.
+    from highway.stack import HighwayStack
+
+    return HighwayStack.from_layers(net, backend="triton-stack")
+
+
 class GemmOnly(torch.nn.Module):
     """The bare GEMMs of a highway stack, x·[W_H | W_T]ᵀ per layer (cuBLAS on a GPU), keeping the first N
     columns to feed the next layer: the speed a fused kernel's GEMM is measured against. Not a highway net."""

@@ -39,10 +39,14 @@ class KernelSpec:
     fp32_pointers: tuple = ()  # always fp32 (atomics targets)
     fp16_as_fp32_pointers: tuple = ()  # fp32 when the layer is fp16 (saved pre-activations)
     label: str = ""
+    # For kernels launched without the autotuner (the depth-fused stack): the configs its launcher picks,
+    # as (dtype, arch) -> [triton.Config]; None: the autotuner's configs.
+    configs: object = None
 
 
 def kernel_specs() -> list[KernelSpec]:
     dense, conv = "highway.kernels.highway_linear", "highway.kernels.highway_conv2d"
+    stack = "highway.kernels.highway_stack"
     dense_strides = ("stride_xk", "stride_wk", "stride_dyn")
     conv_strides = ("stride_xc", "stride_ww", "stride_yc", "stride_dyc", "stride_dxc")  # channels_last x, y
     return [
@@ -60,7 +64,24 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec(conv, "_highway_conv2d_bwd_dx_kernel", conv_strides, dict(KS=3)),
         KernelSpec(conv, "_highway_conv2d_bwd_dw_kernel", conv_strides, dict(KS=3, USE_ATOMIC=True),
                    fp32_pointers=("dw_ptr", "db_ptr")),
+        KernelSpec(stack, "_highway_stack_fwd_kernel", ("stride_xk", "stride_wk"), dict(SAVE_INPUTS=True),
+                   configs=_stack_configs),
+        KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), configs=_stack_configs),
     ]
+
+
+def _stack_configs(dtype: str, arch: int) -> list:
+    """The depth-fused stack's launch config at every padded width it takes (16 to 128), as its launcher
+    picks it for this arch's shared memory."""
+    import triton
+
+    from highway.kernels.highway_stack import MAX_STACK_WIDTH, stack_config
+    from highway.kernels.launch import SHARED_MEMORY_LIMITS
+
+    element = 4 if dtype == "fp32" else 2
+    widths = [w for w in (16, 32, 64, 128) if w <= MAX_STACK_WIDTH]
+    configs = [stack_config(w, element, SHARED_MEMORY_LIMITS[arch]) for w in widths]
+    return [triton.Config(c["meta"], num_warps=c["num_warps"], num_stages=c["num_stages"]) for c in configs]
 
 
 @dataclass
@@ -142,20 +163,22 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
     from highway.kernels.launch import SHARED_MEMORY_LIMITS, fits_shared_memory
 
     tuner = _kernel(spec)
+    jitted = tuner.fn if spec.configs is None else tuner  # an autotuner wraps its kernel; a plain launch does not
     config = config or tuner.configs[config_index]
     meta = config.kwargs
     element = 4 if dtype == "fp32" else 2
     limit = SHARED_MEMORY_LIMITS[arch]
+    b_tiles = getattr(tuner, "b_tiles", 2)  # the stack loads two weight tiles (W_H, W_T) per layer
     result = Result(spec.label or spec.name, arch, dtype, f"{meta['BLOCK_M']}x{meta['BLOCK_N']}x{meta['BLOCK_K']}",
                     config.num_warps, config.num_stages, shared_limit=limit,
-                    autotuner_tries=fits_shared_memory(meta, config.num_stages, element, tuner.b_tiles, limit))
+                    autotuner_tries=fits_shared_memory(meta, config.num_stages, element, b_tiles, limit))
     start = time.perf_counter()
     try:
-        signature, constants, attrs = _signature(spec, tuner.fn, dtype, meta)
+        signature, constants, attrs = _signature(spec, jitted, dtype, meta)
         target = GPUTarget("cuda", arch, 32)
         backend = triton.compiler.make_backend(target)
         options = backend.parse_options({"num_warps": config.num_warps, "num_stages": config.num_stages})
-        compiled = triton.compile(ASTSource(fn=tuner.fn, signature=signature, constexprs=constants, attrs=attrs),
+        compiled = triton.compile(ASTSource(fn=jitted, signature=signature, constexprs=constants, attrs=attrs),
                                   target=target, options=options.__dict__)
         result.regs, result.spill_bytes = _resources(compiled.asm["cubin"], spec.name)
         result.shared_bytes = int(compiled.metadata.shared)
@@ -187,6 +210,10 @@ def plan(archs=ARCHS, dtypes=DTYPES, kernels=None) -> list[tuple]:
     jobs = []
     for spec in kernel_specs():
         if kernels and not any(k in (spec.label or spec.name) for k in kernels):
+            continue
+        if spec.configs is not None:
+            jobs.extend((spec, None, dtype, arch, config) for arch in archs for dtype in dtypes
+                        for config in spec.configs(dtype, arch))
             continue
         for index in range(len(_kernel(spec).configs)):
             jobs.extend((spec, index, dtype, arch) for arch in archs for dtype in dtypes)

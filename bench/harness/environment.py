@@ -71,6 +71,13 @@ def resolve_device(device=None) -> torch.device:
     return device
 
 
+def worker_identity(device: torch.device) -> dict:
+    """Where a unit of work ran, for its row: the host and the device (a Ray worker's own, not the driver's)."""
+    import socket
+
+    return {"host": socket.gethostname(), "device": device_name(device), "device_type": device.type}
+
+
 def environment(device: torch.device, argv=None) -> dict:
     try:
         import triton

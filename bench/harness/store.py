@@ -122,6 +122,15 @@ class ResultStore:
         cursor = self._db.execute(f'SELECT {", ".join(map(quote, self.key_columns))} FROM "{self.table}"')
         return {tuple(values) for values in cursor}
 
+    def pending(self, cases: list, overwrite: bool, noun: str) -> list:
+        """The `cases` (each with `.key()`) not yet in the store (all with `overwrite`); says how many are done."""
+        done = set() if overwrite else self.done_keys()
+        todo = [c for c in cases if c.key() not in done]
+        if len(todo) < len(cases):
+            print(f"{len(cases) - len(todo)} of {len(cases)} {noun} already done in {self.path.parent}"
+                  + (f"; running the other {len(todo)}" if todo else ""))
+        return todo
+
     def has(self, key: tuple) -> bool:
         clause = " AND ".join(f"{quote(c)} = ?" for c in self.key_columns)
         return self._db.execute(f'SELECT 1 FROM "{self.table}" WHERE {clause}', list(key)).fetchone() is not None

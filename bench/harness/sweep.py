@@ -21,7 +21,7 @@ from highway.bench.harness.backends import BACKENDS
 from highway.bench.harness.cases import DTYPES, GATE_MODE, KERNEL_SIZE, Case, build_stack, correctness_error, \
     make_inputs, make_step
 from highway.bench.harness.devices import peak_for
-from highway.bench.harness.environment import environment, resolve_device
+from highway.bench.harness.environment import environment, resolve_device, worker_identity
 from highway.bench.harness.flops import stack_work
 from highway.bench.harness.progress import progress_bar
 from highway.bench.harness.store import ResultStore
@@ -170,52 +170,79 @@ def _speedup(row: dict, store: ResultStore) -> float:
     return float(base["median_ms"].iloc[-1]) / row["median_ms"] if len(base) else math.nan
 
 
+_BASELINES: dict = {}  # per process (a Ray worker keeps its own): the float64 and eager outputs of a shape
+
+
+def throughput_unit(work: tuple) -> dict:
+    """One configuration, run where the executor put it: (case, device, timer, threads) → its row, with the
+    host and device it ran on. Top level and free of the store, so that a Ray worker can run it."""
+    case, device, timer, threads = work
+    device = resolve_device(device)
+    baselines = _BASELINES.setdefault(str(device), Baselines(device))
+    return {**run_case(case, device, baselines, timer, threads), **worker_identity(device)}
+
+
 def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = "events", progress: bool = True,
-                     argv=None, threads: int = CPU_THREADS, deadline: float | None = None, **axes) -> pd.DataFrame:
+                     argv=None, threads: int = CPU_THREADS, deadline: float | None = None, executor=None,
+                     **axes) -> pd.DataFrame:
     """Run the sweep of `axes` (see `expand`) into the results store in `out`; the rows of this sweep.
 
     Runs into one directory share the work: a case another run is timing is skipped (and timed by it),
     so two identical sweeps started together each time about half the cases, never one twice. With a
-    `deadline` (a `time.monotonic()` value), no case starts after it; the rest are left for a re-run."""
+    `deadline` (a `time.monotonic()` value), no case starts after it; the rest are left for a re-run.
+    `executor` (`highway.bench.harness.executors`; default local) says where cases run; this process alone
+    writes the store. On Ray, `device` is each worker's own (its GPU, or its CPU)."""
+    from highway.bench.harness.executors import LocalExecutor
+
+    executor = executor or LocalExecutor()
     device = resolve_device(device)
+    worker_device = str(device) if executor.name == "local" else None
     cases = expand(**axes)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     with ResultStore(out, RESULTS_FILE, THROUGHPUT_COLUMNS, THROUGHPUT_KEYS) as store:
-        done = set() if overwrite else store.done_keys()
-        todo = [c for c in cases if c.key() not in done]
-        if len(todo) < len(cases):
-            print(f"{len(cases) - len(todo)} of {len(cases)} configurations already done in {store.path.parent}"
-                  + (f"; running the other {len(todo)}" if todo else ""))
+        todo = store.pending(cases, overwrite, "configurations")
         if todo:
             env = environment(device, argv)
-            store.record_run(env)
-            baselines = Baselines(device)
-            elsewhere = late = 0
-            bar = progress_bar(todo, progress, "config")
-            for case in bar:
-                if deadline is not None and time.monotonic() > deadline:
-                    late += 1
-                    continue
+            store.record_run({**env, "executor": executor.describe()})
+            elsewhere, finished, claimed = 0, 0, set()
+            bar = progress_bar(total=len(todo), enabled=progress, unit="config")
+
+            def take(case):
+                nonlocal elsewhere
                 if not store.claim(case.key()):
                     elsewhere += 1  # another run is timing it
-                    continue
+                    return None
                 if not overwrite and store.has(case.key()):  # another run finished it since we looked
                     store.release(case.key())
                     elsewhere += 1
-                    continue
+                    return None
+                claimed.add(case)
                 if hasattr(bar, "set_postfix_str"):
                     bar.set_postfix_str(case.describe())
-                try:
-                    row = run_case(case, device, baselines, timer, threads)
-                except BaseException:
+                return case, worker_device, timer, threads
+
+            try:
+                for outcome in executor.run(throughput_unit, todo, take, deadline):
+                    case = outcome.unit[0]
+                    row = outcome.result if outcome.error is None else \
+                        {**case.__dict__, "status": f"error: its worker failed twice: {outcome.error}"}
+                    row["speedup_vs_torch"] = _speedup(row, store)
+                    row = {**{k: env[k] for k in ("device", "device_type")}, **row,
+                           **{k: env[k] for k in ("commit", "run_id", "timestamp")}}
+                    store.append(row, unit=case.key())
+                    claimed.discard(case)
+                    finished += 1
+                    if hasattr(bar, "update"):
+                        bar.update(1)
+            finally:
+                for case in claimed:  # in flight when Ctrl-C or an error struck: left for a re-run
                     store.release(case.key())
-                    raise
-                row["speedup_vs_torch"] = _speedup(row, store)
-                row.update({k: env[k] for k in ("device", "device_type", "commit", "run_id", "timestamp")})
-                store.append(row, unit=case.key())
+                if hasattr(bar, "close"):
+                    bar.close()
             if elsewhere:
                 print(f"{elsewhere} configurations were run by another sweep into {store.path.parent}")
+            late = len(todo) - finished - elsewhere
             if late:
                 print(f"{late} configurations left for a re-run: the time budget ran out")
         df = store.read()

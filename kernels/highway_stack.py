@@ -1,0 +1,222 @@
+"""Depth-fused highway stack: every layer of a narrow stack (width up to 128) in one launch forward and one
+backward, and, with a leading trial axis, every layer of every trial of a population.
+
+A program owns BLOCK_M rows of one trial and keeps them on chip across all layers; what streams through
+it is each layer's [W_H | W_T] (2·w·w values: 20 KB a layer at width 50 in fp32). Widths are padded to a
+power of two inside the kernel (50 → 64, 71 → 128): the padded weight rows and columns load as zeros, so
+padded columns never reach a real one, and they are zeroed after every layer besides.
+
+Layout: weight (P, depth, 2N, N) with layer l's rows [W_H; W_T] as in `HighwayLinear`, bias (P, depth, 2N);
+x and y (P, M, N). A single stack is P = 1 with zero trial strides.
+
+Rounding matches the per-layer kernels: each layer's output is rounded to the input dtype before the next
+layer reads it (as the per-layer kernel's store does), GEMMs take dtype operands and accumulate in fp32,
+and the backward rounds dZ and each dx to the dtype as the per-layer backward's buffers do.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from highway.kernels.activations import ACTIVATION_CODES
+from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads
+from highway.kernels.launch import INTERPRET, dot_options, fits_shared_memory, max_shared_memory
+
+MAX_STACK_WIDTH = 128  # past this, one layer's weights and a row tile's activations no longer fit on chip
+
+
+@triton.jit
+def _row_tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """This program's trial (grid axis 1), its rows (axis 0), the padded columns, and the rows × columns mask."""
+    pid_p = tl.program_id(1).to(tl.int64)
+    offs_m = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+    return pid_p, offs_m, offs_n, tl.arange(0, BLOCK_K), mask
+
+
+@triton.jit
+def _stack_weights(w_ptr, offs_n, offs_k, N, stride_wn, stride_wk):
+    """Layer tiles W_Hᵀ and W_Tᵀ, (K × N) each (zeros past N), as the GEMM x·Wᵀ takes them."""
+    mask = (offs_k < N)[:, None] & (offs_n < N)[None, :]
+    ptrs = w_ptr + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk
+    wh = tl.load(ptrs, mask=mask, other=0.0)
+    wt = tl.load(ptrs + N * stride_wn, mask=mask, other=0.0)
+    return wh, wt
+
+
+@triton.jit
+def _stack_preactivations(h_lo, wh, wt, b_ptr, offs_n, N, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    """fp32 (z_H, z_T) of one layer for a row tile held on chip."""
+    if DOT_FP32:
+        h_lo = h_lo.to(tl.float32)
+        wh = wh.to(tl.float32)
+        wt = wt.to(tl.float32)
+    b_h = tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
+    b_t = tl.load(b_ptr + N + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
+    z_h = tl.dot(h_lo, wh, input_precision=INPUT_PRECISION) + b_h[None, :]
+    z_t = tl.dot(h_lo, wt, input_precision=INPUT_PRECISION) + b_t[None, :]
+    return z_h, z_t
+
+
+@triton.jit
+def _highway_stack_fwd_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, M, N, DEPTH,
+    stride_xp, stride_xm, stride_xk, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,
+    ACTIVATION: tl.constexpr, SAVE_INPUTS: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Fuses all DEPTH layers: per layer the dual GEMM against [W_H | W_T], bias, act, σ and the carry
+    (`highway_epilogue`), with the row tile kept in registers from the first layer to the last.
+
+    Saved for backward (SAVE_INPUTS): each layer's input, (P, DEPTH, M, N) in the input dtype: B·N values a
+    layer (16 KiB at batch 128, width 64, bf16), from which the backward recomputes Z. Nothing else.
+    Grid: (row tiles, trials). BLOCK_N = BLOCK_K = the width padded to a power of two.
+    """
+    pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
+    x_ptr += pid_p * stride_xp
+    w_ptr += pid_p * stride_wp
+    b_ptr += pid_p * stride_bp
+    y_ptr += pid_p * M * N
+    xs_ptr += pid_p * DEPTH * M * N
+    rows = offs_m[:, None] * N + offs_n[None, :]
+    h_lo = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xk, mask=mask, other=0.0)
+    for layer in range(DEPTH):
+        if SAVE_INPUTS:
+            tl.store(xs_ptr + layer * M * N + rows, h_lo, mask=mask)
+        wh, wt = _stack_weights(w_ptr + layer * stride_wl, offs_n, offs_k, N, stride_wn, stride_wk)
+        z_h, z_t = _stack_preactivations(h_lo, wh, wt, b_ptr + layer * stride_bl, offs_n, N, DOT_FP32,
+                                         INPUT_PRECISION)
+        y = highway_epilogue(z_h, z_t, h_lo.to(tl.float32), ACTIVATION)
+        h_lo = tl.where(mask, y, 0.0).to(y_ptr.dtype.element_ty)  # the dtype the per-layer kernel stores
+    tl.store(y_ptr + rows, h_lo, mask=mask)
+
+
+@triton.jit
+def _highway_stack_bwd_kernel(
+    dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, M, N, DEPTH,
+    stride_dyp, stride_dym, stride_dyn, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,
+    ACTIVATION: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """The layers in reverse, in one launch: per layer it recomputes Z from the saved input, fuses the gate
+    backward (`highway_gate_grads`) and the carry, and forms dx = carry + dZ·W on chip, which feeds the
+    layer below without leaving the chip. Each layer's dZ = [dz_H | dz_T] is written out, (P, DEPTH, M, 2N)
+    in the input dtype, for the weight gradients: dW = dZᵀ·x for every layer is then one batched GEMM
+    and db one sum, so no launch is made per layer. (Accumulating dW in the kernel, by atomics or partial
+    sums, keeps a W×W fp32 tile per program in registers: `highway-bench compile-check` found it spilling on
+    sm_80 from width 64.) Grid: (row tiles, trials).
+    """
+    pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
+    w_mask = (offs_n < N)[:, None] & (offs_k < N)[None, :]
+    dy_ptr += pid_p * stride_dyp
+    w_ptr += pid_p * stride_wp
+    b_ptr += pid_p * stride_bp
+    xs_ptr += pid_p * DEPTH * M * N
+    dz_ptr += pid_p * DEPTH * M * (2 * N)
+    dx_ptr += pid_p * M * N
+    rows = offs_m[:, None] * N + offs_n[None, :]
+    dz_rows = offs_m[:, None] * (2 * N) + offs_n[None, :]
+    g = tl.load(dy_ptr + offs_m[:, None] * stride_dym + offs_n[None, :] * stride_dyn, mask=mask, other=0.0)
+    for i in range(DEPTH):
+        layer = DEPTH - 1 - i
+        h_lo = tl.load(xs_ptr + layer * M * N + rows, mask=mask, other=0.0)
+        wh, wt = _stack_weights(w_ptr + layer * stride_wl, offs_n, offs_k, N, stride_wn, stride_wk)
+        z_h, z_t = _stack_preactivations(h_lo, wh, wt, b_ptr + layer * stride_bl, offs_n, N, DOT_FP32,
+                                         INPUT_PRECISION)
+        dz_h, dz_t, carry = highway_gate_grads(z_h, z_t, h_lo.to(tl.float32), g.to(tl.float32), ACTIVATION)
+        dz_h = tl.where(mask, dz_h, 0.0).to(dz_ptr.dtype.element_ty)  # as the per-layer backward's dZ buffer
+        dz_t = tl.where(mask, dz_t, 0.0).to(dz_ptr.dtype.element_ty)
+        tl.store(dz_ptr + layer * M * (2 * N) + dz_rows, dz_h, mask=mask)
+        tl.store(dz_ptr + layer * M * (2 * N) + dz_rows + N, dz_t, mask=mask)
+        # dx = dZ·W takes W as it lies, (N × K): loaded again (from L2) rather than kept from the recompute,
+        # so that no weight tile stays live across the gate math (Ampere's mma takes operands from registers)
+        w_rows = w_ptr + layer * stride_wl + offs_n[:, None] * stride_wn + offs_k[None, :] * stride_wk
+        w_h = tl.load(w_rows, mask=w_mask, other=0.0)
+        w_t = tl.load(w_rows + N * stride_wn, mask=w_mask, other=0.0)
+        if DOT_FP32:
+            dz_h, dz_t, w_h, w_t = dz_h.to(tl.float32), dz_t.to(tl.float32), w_h.to(tl.float32), w_t.to(tl.float32)
+        dx = tl.dot(dz_h, w_h, carry, input_precision=INPUT_PRECISION)
+        dx = tl.dot(dz_t, w_t, dx, input_precision=INPUT_PRECISION)
+        g = tl.where(mask, dx, 0.0).to(dx_ptr.dtype.element_ty)  # the dtype the per-layer backward stores dx in
+    tl.store(dx_ptr + rows, g, mask=mask)
+
+
+def padded_width(width: int) -> int:
+    """The power of two (at least 16, `tl.dot`'s smallest) a width is padded to inside the kernels."""
+    return max(16, triton.next_power_of_2(width))
+
+
+# (BLOCK_M, num_warps) by padded width: enough rows to use the tensor cores, few enough, and enough warps,
+# that the row tile, both pre-activation tiles, dx and a layer's weight tiles stay in registers (the
+# backward holds the most; `highway-bench compile-check` finds no bf16 spill with these).
+STACK_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 8), 128: (16, 8)}
+INTERPRET_STACK_BLOCK_M = 64  # under the interpreter every program costs Python time: few, large tiles
+
+
+def stack_config(width: int, element_bytes: int, shared_limit: int | None = None) -> dict:
+    """Meta-parameters and launch options of both stack kernels for `width`: the row tile and warps of
+    STACK_TILES, and 2 pipeline stages (the next layer's weights load while this one computes) where two layers' weights
+    fit in shared memory, else 1 (fp32 at width 128)."""
+    block = padded_width(width)
+    block_m, warps = STACK_TILES[block]
+    if INTERPRET:
+        return dict(meta=dict(BLOCK_M=INTERPRET_STACK_BLOCK_M, BLOCK_N=block, BLOCK_K=block), num_warps=4,
+                    num_stages=1)
+    meta = dict(BLOCK_M=block_m, BLOCK_N=block, BLOCK_K=block)
+    limit = shared_limit if shared_limit is not None else max_shared_memory()
+    stages = 2 if fits_shared_memory(meta, 2, element_bytes, 2, limit) else 1
+    return dict(meta=meta, num_warps=warps, num_stages=stages)
+
+
+def _trial_strides(t: torch.Tensor, dims: int) -> tuple:
+    """A tensor's strides with a leading trial stride: 0 for a single stack (`dims` axes), else its own."""
+    return (0, *t.stride()) if t.dim() == dims else tuple(t.stride())
+
+
+def _launch(kernel, rows: int, trials: int, args, constants: dict, width: int, dtype):
+    config = stack_config(width, torch.empty((), dtype=dtype).element_size())
+    options = {} if INTERPRET else dict(num_warps=config["num_warps"], num_stages=config["num_stages"])
+    grid = (triton.cdiv(rows, config["meta"]["BLOCK_M"]), trials)
+    kernel[grid](*args, **constants, **dot_options(dtype), **config["meta"], **options)
+
+
+def highway_stack_fwd(x, weight, bias, activation: str, save_inputs: bool):
+    """All layers of a stack in one launch: x (M, N), weight (depth, 2N, N), bias (depth, 2N); or a
+    population: x (P, M, N), weight (P, depth, 2N, N), bias (P, depth, 2N). Returns (y, inputs): y like x,
+    and each layer's input (P, depth, M, N) (without P for one stack) when `save_inputs`, else None.
+    Inputs are assumed checked (`highway.functional.highway_stack`)."""
+    *lead, M, N = x.shape
+    trials = lead[0] if lead else 1
+    depth = weight.shape[-3]
+    y = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    xs = torch.empty((*lead, depth, M, N), device=x.device, dtype=x.dtype) if save_inputs else None
+    if M == 0 or trials == 0:
+        return y, xs
+    if depth == 0:
+        return y.copy_(x), xs
+    bias = bias.contiguous()
+    args = (x, weight, bias, y, y if xs is None else xs, M, N, depth, *_trial_strides(x, 2),
+            *_trial_strides(weight, 3), *_trial_strides(bias, 2)[:2])  # bias is contiguous: its last stride is 1
+    _launch(_highway_stack_fwd_kernel, M, trials, args,
+            dict(ACTIVATION=ACTIVATION_CODES[activation], SAVE_INPUTS=save_inputs), N, x.dtype)
+    return y, xs
+
+
+def highway_stack_bwd(dy, xs, weight, bias, activation: str):
+    """The backward of `highway_stack_fwd` from its saved inputs: one launch for dx and every layer's dZ,
+    then one batched GEMM for every layer's dW and one sum for db. Returns (dx, dweight, dbias) in the
+    dtypes of dy, weight and bias."""
+    *lead, M, N = dy.shape
+    trials = lead[0] if lead else 1
+    depth = weight.shape[-3]
+    dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
+    if M == 0 or trials == 0 or depth == 0:
+        return dx.copy_(dy) if depth == 0 else dx.zero_(), torch.zeros_like(weight), torch.zeros_like(bias)
+    dz = torch.empty((*lead, depth, M, 2 * N), device=dy.device, dtype=dy.dtype)
+    bias = bias.contiguous()
+    args = (dy, xs, weight, bias, dx, dz, M, N, depth, *_trial_strides(dy, 2), *_trial_strides(weight, 3),
+            *_trial_strides(bias, 2)[:2])  # bias is contiguous: its last stride is 1
+    _launch(_highway_stack_bwd_kernel, M, trials, args, dict(ACTIVATION=ACTIVATION_CODES[activation]), N, dy.dtype)
+    dweight = torch.matmul(dz.transpose(-1, -2), xs).to(weight.dtype)  # (…, depth, 2N, N): one batched GEMM
+    dbias = dz.sum(-2, dtype=torch.float32).to(bias.dtype)
+    return dx, dweight, dbias

@@ -1,0 +1,163 @@
+"""The depth-fused stack (`HighwayStack`, backend "triton-stack") against the float64 reference: forward and
+every gradient, conversion to and from layers, launches that do not grow with depth, and clear errors.
+
+On CPU the kernels run under Triton's interpreter."""
+import pytest
+import torch
+
+import highway.kernels.highway_stack as stack_kernels
+from highway import HighwayLinear, HighwayStack, highway_mlp
+from highway.functional import highway_linear_stack
+from highway.reference import highway_linear_reference, highway_stack_reference
+from highway.tolerances import max_violation
+from highway_cases import run_with_grads
+
+
+def stack_inputs(depth, width, dtype, device, rows=37, activation="relu", seed=0, trials=None):
+    """x and the parameters of a freshly initialized stack (as a user gets them), in `dtype`."""
+    torch.manual_seed(seed)
+    lead = () if trials is None else (trials,)
+    stacks = [HighwayStack(width, depth, activation, gate_bias=-1.5) for _ in range(trials or 1)]
+    weight = torch.stack([s.weight.detach() for s in stacks]).reshape(*lead, depth, 2 * width, width)
+    bias = torch.stack([s.bias.detach() for s in stacks]).reshape(*lead, depth, 2 * width)
+    x = torch.randn(*lead, rows, width)
+    return tuple(t.to(device, dtype) for t in (x, weight, bias))
+
+
+def assert_like_eager(actual, reference, eager, dtype, name):
+    """Within the dtype's tolerance of float64, or (deep stacks drift) within 4x of what eager PyTorch in the
+    same dtype gets: the gate the throughput harness applies."""
+    v = max_violation(actual, reference, dtype)
+    base = max_violation(eager, reference, dtype)
+    assert v <= 1.0 or v <= 4 * base, f"{name}: {v:.3g}x the tolerance (eager {dtype}: {base:.3g}x)"
+
+
+def rounded_reference(dtype):
+    """The float64 reference of a stack whose every layer output is rounded to `dtype`, as each layer of a
+    `dtype` stack stores it (the rounding passes gradients straight through). Relu decides on the same
+    rounded inputs as the kernels do, so a pre-activation within rounding of the kink cannot fall on the
+    other side in the reference and flip a unit's derivative there alone."""
+    def reference(x, weight, bias, activation):
+        for layer in range(weight.shape[-3]):
+            x = highway_linear_reference(x, weight[..., layer, :, :], bias[..., layer, :], activation)
+            x = x + (x.to(dtype).double() - x).detach()
+        return x
+    return reference
+
+
+def check_stack(depth, width, activation, dtype, device, trials=None, **kernel_kwargs):
+    x, w, b = stack_inputs(depth, width, dtype, device, activation=activation, trials=trials)
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(7)).to(device, dtype)
+    ref = run_with_grads(lambda *t: rounded_reference(dtype)(*t, activation), (x, w, b), dy, torch.float64)
+    eager = run_with_grads(lambda *t: highway_stack_reference(*t, activation), (x, w, b), dy)
+    fused = run_with_grads(lambda *t: highway_linear_stack(*t, activation, backend="triton-stack"), (x, w, b), dy)
+    assert fused[0].shape == x.shape and fused[0].dtype == dtype
+    for name, a, r, e in zip(("y", "dx", "dweight", "dbias"), (fused[0], *fused[1]), (ref[0], *ref[1]),
+                             (eager[0], *eager[1])):
+        assert a.dtype == dtype, name
+        assert_like_eager(a, r, e, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("width", [16, 50, 71, 128])
+@pytest.mark.parametrize("depth", [1, 2, 7, 50])
+def test_stack_matches_the_reference(depth, width, activation, dtype, device):
+    check_stack(depth, width, activation, dtype, device)
+
+
+def test_weight_gradients_sum_over_row_tiles(device):
+    x, w, b = stack_inputs(5, 50, torch.float32, device, rows=150)  # three row tiles under the interpreter
+    dy = torch.randn(x.shape, device=device)
+    _, xs = stack_kernels.highway_stack_fwd(x, w, b, "relu", True)
+    dx, dw, db = stack_kernels.highway_stack_bwd(dy, xs, w, b, "relu")
+    ref = run_with_grads(lambda *t: highway_stack_reference(*t, "relu"), (x, w, b), dy, torch.float64)
+    eager = run_with_grads(lambda *t: highway_stack_reference(*t, "relu"), (x, w, b), dy)
+    for name, a, r, e in zip(("dx", "dweight", "dbias"), (dx, dw, db), ref[1], eager[1]):
+        assert_like_eager(a, r, e, torch.float32, name)
+
+
+def test_a_population_of_stacks_matches_each_trial(device):
+    check_stack(6, 50, "tanh", torch.float32, device, trials=3)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton-stack"])
+def test_conversion_to_and_from_layers_keeps_the_outputs(backend, device):
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(*(HighwayLinear(50, "tanh", -1.0 - i / 4, "torch") for i in range(5))).to(device)
+    x = torch.randn(9, 50, device=device)
+    stack = HighwayStack.from_layers(layers, backend=backend)
+    assert stack.weight.shape == (5, 100, 50) and stack.bias.shape == (5, 100)
+    expected = layers(x)
+    assert torch.allclose(stack(x), expected, atol=1e-5, rtol=1e-5)
+    back = stack.to_layers()
+    assert torch.equal(back(x), expected) if backend == "torch" else torch.allclose(back(x), expected, atol=1e-5)
+    assert all(isinstance(layer, HighwayLinear) for layer in back)
+
+
+def test_highway_mlp_with_stack_is_the_same_net(device):
+    torch.manual_seed(0)
+    layered = highway_mlp(12, 16, 6, 3, "relu", gate_bias="auto", backend="torch")
+    stacked = highway_mlp(12, 16, 6, 3, "relu", gate_bias="auto", backend="torch", stack=True)
+    assert stacked.depth == layered.depth == 6 and len(stacked.layers) == 1
+    assert stacked.layers[0].gate_bias == layered.layers[0].gate_bias
+    stacked.stem.load_state_dict(layered.stem.state_dict())
+    stacked.head.load_state_dict(layered.head.state_dict())
+    stacked.layers[0] = HighwayStack.from_layers(layered.layers)
+    x = torch.randn(4, 12)
+    assert torch.allclose(stacked(x), layered(x), atol=1e-6)
+
+
+class CountingKernel:
+    def __init__(self, kernel, launches):
+        self.kernel, self.launches = kernel, launches
+
+    def __getitem__(self, grid):
+        self.launches.append(grid)
+        return self.kernel[grid]
+
+
+@pytest.mark.parametrize("backend,per_layer", [("triton-stack", False), ("triton", True)])
+def test_launches_do_not_grow_with_depth(backend, per_layer, device, monkeypatch):
+    import highway.kernels.highway_linear as linear_kernels
+
+    launches = []
+    for module, names in ((stack_kernels, ["_highway_stack_fwd_kernel", "_highway_stack_bwd_kernel"]),
+                          (linear_kernels, ["_highway_linear_fwd_kernel", "_highway_linear_bwd_gates_kernel",
+                                            "_highway_linear_bwd_dx_kernel", "_highway_linear_bwd_dw_kernel"])):
+        for name in names:
+            monkeypatch.setattr(module, name, CountingKernel(getattr(module, name), launches))
+    counts = {}
+    for depth in (2, 7):
+        stack = HighwayStack(16, depth, backend=backend).to(device)
+        x = torch.randn(5, 16, device=device, requires_grad=True)
+        launches.clear()
+        y = stack(x)
+        forward = len(launches)
+        y.sum().backward()
+        counts[depth] = (forward, len(launches) - forward)
+    if per_layer:  # the per-layer kernels, for contrast: one forward and three backward launches a layer
+        assert counts == {2: (2, 6), 7: (7, 21)}
+    else:
+        assert counts == {2: (1, 1), 7: (1, 1)}
+
+
+@pytest.mark.parametrize("call,error,words", [
+    (lambda: highway_linear_stack(torch.randn(3, 16), torch.randn(2, 32, 8), torch.randn(2, 32)), ValueError,
+     "weight must have shape"),
+    (lambda: highway_linear_stack(torch.randn(3, 8), torch.randn(2, 32, 16), torch.randn(2, 32)), ValueError,
+     "x must have shape"),
+    (lambda: highway_linear_stack(torch.randn(3, 16), torch.randn(2, 32, 16), torch.randn(3, 32)), ValueError,
+     "bias must have shape"),
+    (lambda: highway_linear_stack(torch.randn(4, 3, 16), torch.randn(2, 2, 32, 16), torch.randn(2, 2, 32)),
+     ValueError, r"x must have shape \(2, B, 16\)"),
+    (lambda: HighwayStack(129, 2, backend="triton-stack")(torch.randn(3, 129)), ValueError, "up to 128"),
+    (lambda: HighwayStack(16, 2, backend="fused"), ValueError, "unknown backend"),
+    (lambda: HighwayStack(16, 0), ValueError, "depth"),
+    (lambda: HighwayStack.from_layers([HighwayLinear(16), HighwayLinear(8)]), ValueError, "one of each"),
+    (lambda: HighwayStack.from_layers([HighwayLinear(16), torch.nn.Linear(16, 16)]), TypeError, "not a HighwayLinear"),
+    (lambda: HighwayStack.from_layers([]), ValueError, "at least one"),
+])
+def test_bad_inputs_are_refused_with_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()

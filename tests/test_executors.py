@@ -9,7 +9,7 @@ from highway.bench.harness.executors import LocalExecutor, RayExecutor, make_exe
 from highway.bench.harness.sweep import expand, throughput_sweep
 from highway.bench.schema import THROUGHPUT_KEYS
 
-ray = pytest.importorskip("ray")
+
 
 SWEEP = dict(model=["highway", "plain"], layer=["dense"], depth=[1, 3], width=[8], dtype=["fp32"], batch=[4],
              backend=["torch"], mode=["fwd", "train"])
@@ -18,6 +18,7 @@ CONFIGS = len(expand(**SWEEP))  # 8
 
 @pytest.fixture(scope="module")
 def ray_executor():
+    ray = pytest.importorskip("ray")
     executor = RayExecutor(num_cpus=2)
     yield executor
     ray.shutdown()
@@ -96,3 +97,38 @@ def test_a_unit_whose_worker_dies_twice_becomes_a_status_row(tmp_path, ray_execu
     assert row["status"].startswith("error: its worker failed twice")
     # a status row is a result: a re-run does not retry it, as for any configuration that failed
     assert len(throughput_sweep(tmp_path, progress=False, executor=ray_executor, **one)) == 1
+
+
+def test_executor_ray_without_ray_names_the_install_command(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from highway.bench.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    assert main(["throughput", "--preset", "quick", "--executor", "ray", "--out", str(tmp_path)]) == 2
+    assert "pip install 'highway-triton[distributed]'" in capsys.readouterr().err
+
+
+def test_ctrl_c_cancels_what_is_outstanding_and_loses_only_the_units_in_flight(tmp_path, ray_executor, monkeypatch):
+    import sqlite3
+
+    from highway.bench.harness.store import ResultStore
+
+    append = ResultStore.append
+    calls = []
+
+    def interrupted(self, row, **kwargs):
+        calls.append(row)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the driver writes the second row
+        return append(self, row, **kwargs)
+
+    monkeypatch.setattr(ResultStore, "append", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        throughput_sweep(tmp_path, progress=False, executor=ray_executor, **SWEEP)
+    monkeypatch.setattr(ResultStore, "append", append)
+    with sqlite3.connect(tmp_path / "results.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0  # nothing left claimed
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+    df = throughput_sweep(tmp_path, progress=False, executor=ray_executor, **SWEEP)
+    assert len(df) == CONFIGS and not df.duplicated(THROUGHPUT_KEYS).any()

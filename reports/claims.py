@@ -37,7 +37,9 @@ def study_basis(study: str, dataset: str, d: pd.DataFrame) -> str:
     trials = d.groupby(["model", "gate_rule", "depth"])["trial"].nunique()
     depths = "/".join(str(int(x)) for x in sorted(d["depth"].unique()))
     count = f"{trials.min()}" if trials.min() == trials.max() else f"{trials.min()}-{trials.max()}"
-    return f"{dataset}, study '{study}': {count} trials, {int(d['epoch'].max())} epochs, depths {depths}"
+    epochs = int(d["epoch"].max())
+    return (f"{dataset}, study '{study}': {count} trial{'' if count == '1' else 's'}, {epochs} epoch"
+            f"{'' if epochs == 1 else 's'}, depths {depths}")
 
 
 def search_shortfalls(d: pd.DataFrame, best: pd.DataFrame) -> list[str]:

@@ -23,7 +23,8 @@ import triton.language as tl
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.grad_buffer import WeightGradBuffer
 from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
-from highway.kernels.launch import INTERPRET_TILES, configs, dot_options, reduction_splits, tile_grid, tuned
+from highway.kernels.launch import INTERPRET_TILES, configs, dot_options, reduction_splits, tile_grid, \
+    trial_strides, tuned
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), sized by `highway-bench compile-check` for sm_80 and
 # sm_90 so that bf16 code never spills: at most 64 fp32 accumulator registers a thread. The forward and the
@@ -258,12 +259,6 @@ def preactivation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype == torch.float16 else dtype
 
 
-def _trial_strides(t: torch.Tensor) -> tuple:
-    """(trial stride, row stride, column stride) of a 2-D tensor (one layer: trial stride 0) or a 3-D one
-    (a population: trials first)."""
-    return (0, *t.stride()) if t.dim() == 2 else tuple(t.stride())
-
-
 def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: bool):
     """Launch the fused forward on `x` (M, N) with weight (2N, N) and bias (2N,), or on a population: x
     (P, M, N), weight (P, 2N, N), bias (P, 2N), one launch for all trials. Returns `(y, Z)` shaped like x
@@ -281,7 +276,7 @@ def highway_linear_fwd(x, weight, bias, activation: str, store_preactivations: b
     bias = bias.contiguous()
     _highway_linear_fwd_kernel[tile_grid(M, N, trials)](
         x, weight, bias, y, y if z is None else z, M, N,
-        *_trial_strides(x), *_trial_strides(weight), bias.stride(0) if bias.dim() == 2 else 0,
+        *trial_strides(x, 2), *trial_strides(weight, 2), trial_strides(bias, 1)[0],
         ACTIVATION=ACTIVATION_CODES[activation], STORE_PREACT=store_preactivations, **dot_options(x.dtype),
     )
     return y, z
@@ -301,15 +296,14 @@ def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split: int | Non
     if M == 0 or trials == 0:
         return dx, torch.zeros_like(weight), torch.zeros_like(bias)
     bias = bias.contiguous()
-    bias_stride = bias.stride(0) if bias.dim() == 2 else 0
     dots = dot_options(x.dtype)
     dz = torch.empty((*lead, M, 2 * N), device=x.device, dtype=x.dtype)
     _highway_linear_bwd_gates_kernel[tile_grid(M, N, trials)](
         dy, x, weight, bias, dz if z is None else z, dz, dx, M, N,
-        *_trial_strides(dy), *_trial_strides(x), *_trial_strides(weight), bias_stride,
+        *trial_strides(dy, 2), *trial_strides(x, 2), *trial_strides(weight, 2), trial_strides(bias, 1)[0],
         ACTIVATION=ACTIVATION_CODES[activation], RECOMPUTE=z is None, **dots,
     )
-    _highway_linear_bwd_dx_kernel[tile_grid(M, N, trials)](dz, weight, dx, M, N, *_trial_strides(weight), **dots)
+    _highway_linear_bwd_dx_kernel[tile_grid(M, N, trials)](dz, weight, dx, M, N, *trial_strides(weight, 2), **dots)
 
     grads = WeightGradBuffer(weight, bias, split)
 
@@ -317,6 +311,6 @@ def highway_linear_bwd(dy, x, weight, bias, z, activation: str, split: int | Non
         tiles = triton.cdiv(2 * N, META["BLOCK_M"]) * triton.cdiv(N, META["BLOCK_N"])
         return (tiles, reduction_splits(tiles * trials, M, META["BLOCK_K"], x.device, split), trials)
 
-    _highway_linear_bwd_dw_kernel[dw_grid](dz, x, grads.dweight, grads.dbias, M, N, *_trial_strides(x),
+    _highway_linear_bwd_dw_kernel[dw_grid](dz, x, grads.dweight, grads.dbias, M, N, *trial_strides(x, 2),
                                            USE_ATOMIC=grads.use_atomic, **dots)
     return dx, *grads.result()

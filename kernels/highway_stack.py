@@ -19,7 +19,7 @@ import triton.language as tl
 
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads
-from highway.kernels.launch import INTERPRET, dot_options, fits_shared_memory, max_shared_memory
+from highway.kernels.launch import INTERPRET, dot_options, fits_shared_memory, max_shared_memory, trial_strides
 
 MAX_STACK_WIDTH = 128  # past this, one layer's weights and a row tile's activations no longer fit on chip
 
@@ -155,8 +155,8 @@ INTERPRET_STACK_BLOCK_M = 64  # under the interpreter every program costs Python
 
 def stack_config(width: int, element_bytes: int, shared_limit: int | None = None) -> dict:
     """Meta-parameters and launch options of both stack kernels for `width`: the row tile and warps of
-    STACK_TILES, and 2 pipeline stages (the next layer's weights load while this one computes) where two layers' weights
-    fit in shared memory, else 1 (fp32 at width 128)."""
+    STACK_TILES, and 2 pipeline stages (the next layer's weights load while this one computes) where two
+    layers' weights fit in shared memory, else 1 (fp32 at width 128)."""
     block = padded_width(width)
     block_m, warps = STACK_TILES[block]
     if INTERPRET:
@@ -166,11 +166,6 @@ def stack_config(width: int, element_bytes: int, shared_limit: int | None = None
     limit = shared_limit if shared_limit is not None else max_shared_memory()
     stages = 2 if fits_shared_memory(meta, 2, element_bytes, 2, limit) else 1
     return dict(meta=meta, num_warps=warps, num_stages=stages)
-
-
-def _trial_strides(t: torch.Tensor, dims: int) -> tuple:
-    """A tensor's strides with a leading trial stride: 0 for a single stack (`dims` axes), else its own."""
-    return (0, *t.stride()) if t.dim() == dims else tuple(t.stride())
 
 
 def _launch(kernel, rows: int, trials: int, args, constants: dict, width: int, dtype):
@@ -184,7 +179,7 @@ def highway_stack_fwd(x, weight, bias, activation: str, save_inputs: bool):
     """All layers of a stack in one launch: x (M, N), weight (depth, 2N, N), bias (depth, 2N); or a
     population: x (P, M, N), weight (P, depth, 2N, N), bias (P, depth, 2N). Returns (y, inputs): y like x,
     and each layer's input (P, depth, M, N) (without P for one stack) when `save_inputs`, else None.
-    Inputs are assumed checked (`highway.functional.highway_stack`)."""
+    Inputs are assumed checked (`highway.functional.highway_linear_stack`)."""
     *lead, M, N = x.shape
     trials = lead[0] if lead else 1
     depth = weight.shape[-3]
@@ -195,8 +190,8 @@ def highway_stack_fwd(x, weight, bias, activation: str, save_inputs: bool):
     if depth == 0:
         return y.copy_(x), xs
     bias = bias.contiguous()
-    args = (x, weight, bias, y, y if xs is None else xs, M, N, depth, *_trial_strides(x, 2),
-            *_trial_strides(weight, 3), *_trial_strides(bias, 2)[:2])  # bias is contiguous: its last stride is 1
+    args = (x, weight, bias, y, y if xs is None else xs, M, N, depth, *trial_strides(x, 2),
+            *trial_strides(weight, 3), *trial_strides(bias, 2)[:2])  # bias is contiguous: its last stride is 1
     _launch(_highway_stack_fwd_kernel, M, trials, args,
             dict(ACTIVATION=ACTIVATION_CODES[activation], SAVE_INPUTS=save_inputs), N, x.dtype)
     return y, xs
@@ -214,8 +209,8 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str):
         return dx.copy_(dy) if depth == 0 else dx.zero_(), torch.zeros_like(weight), torch.zeros_like(bias)
     dz = torch.empty((*lead, depth, M, 2 * N), device=dy.device, dtype=dy.dtype)
     bias = bias.contiguous()
-    args = (dy, xs, weight, bias, dx, dz, M, N, depth, *_trial_strides(dy, 2), *_trial_strides(weight, 3),
-            *_trial_strides(bias, 2)[:2])  # bias is contiguous: its last stride is 1
+    args = (dy, xs, weight, bias, dx, dz, M, N, depth, *trial_strides(dy, 2), *trial_strides(weight, 3),
+            *trial_strides(bias, 2)[:2])  # bias is contiguous: its last stride is 1
     _launch(_highway_stack_bwd_kernel, M, trials, args, dict(ACTIVATION=ACTIVATION_CODES[activation]), N, dy.dtype)
     dweight = torch.matmul(dz.transpose(-1, -2), xs).to(weight.dtype)  # (…, depth, 2N, N): one batched GEMM
     dbias = dz.sum(-2, dtype=torch.float32).to(bias.dtype)

@@ -109,6 +109,12 @@ def tile_grid(rows: int, cols: int, trials: int | None = None):
     return lambda META: (triton.cdiv(rows, META["BLOCK_M"]) * triton.cdiv(cols, META["BLOCK_N"]), trials)
 
 
+def trial_strides(t: torch.Tensor, dims: int) -> tuple:
+    """A tensor's strides behind a leading trial stride, as the kernels with a trial axis take them: 0 when
+    `t` has `dims` axes (one layer or stack, no trial axis), else its own first stride."""
+    return (0, *t.stride()) if t.dim() == dims else tuple(t.stride())
+
+
 def dot_options(dtype: torch.dtype) -> dict:
     """Meta-parameters for `tl.dot` in our kernels.
 

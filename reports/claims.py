@@ -175,14 +175,22 @@ def lesion_claims(analyses) -> list[dict]:
     return rows
 
 
+SHAPE = ["model", "layer", "depth", "width", "dtype", "batch", "mode", "device"]  # a throughput row but its backend
+
+
+def _gpu_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The finished throughput rows timed on a GPU: CPU numbers cannot speak to a GPU target."""
+    return df[(df.get("device_type") == "cuda") & (df["status"] == STATUS_OK)] if not df.empty else df
+
+
 def throughput_claims(df: pd.DataFrame) -> list[dict]:
     """Our own speed targets, on a GPU only: CPU numbers cannot speak to them."""
-    gpu = df[(df.get("device_type") == "cuda") & (df["status"] == STATUS_OK)] if not df.empty else df
+    gpu = _gpu_rows(df)
     claim = "Fused triton at least 1.3x torch.compile for a training step at widths up to 1024 (GPU)"
     if gpu.empty:
         return [_row(claim, "no GPU results", None, "")]
     rows = []
-    keys = ["model", "layer", "depth", "width", "dtype", "batch", "mode", "device"]
+    keys = SHAPE
     t = gpu[gpu["backend"] == "triton"].set_index(keys)["median_ms"]
     c = gpu[gpu["backend"] == "compile"].set_index(keys)["median_ms"]
     ratio = (c / t).dropna()
@@ -212,8 +220,8 @@ STACK_MEMORY_SHARE = 0.25  # of eager's peak memory, for a training step
 
 def stack_claims(df: pd.DataFrame) -> list[dict]:
     """The depth-fused stack (`triton-stack`) against eager and CUDA graphs at depth 1000, on a GPU only."""
-    gpu = df[(df.get("device_type") == "cuda") & (df["status"] == STATUS_OK)] if not df.empty else df
-    keys = ["model", "layer", "depth", "width", "dtype", "batch", "mode", "device"]
+    gpu = _gpu_rows(df)
+    keys = SHAPE
     sel = gpu[(gpu["depth"] == 1000) & (gpu["batch"] == 128) & (gpu["layer"] == "dense")] if not gpu.empty else gpu
     stack = sel[sel["backend"] == "triton-stack"].set_index(keys) if not sel.empty else sel
     if stack.empty:

@@ -24,7 +24,8 @@ from highway.bench.harness.cases import DTYPES, Case
 from highway.bench.harness.environment import environment, resolve_device
 from highway.bench.harness.progress import progress_bar
 from highway.bench.harness.store import ResultStore
-from highway.bench.harness.timing import CPU_THREADS, cpu_threads, load_average
+from highway.bench.harness.sweep import failure_status
+from highway.bench.harness.timing import CPU_THREADS, Timing, cpu_threads, first_call, load_average
 from highway.bench.schema import BASELINE_BACKEND, MODELS, POPULATION_COLUMNS, POPULATION_FILE, POPULATION_KEYS, \
     STATUS_OK
 from highway.models import highway_mlp, plain_mlp
@@ -134,20 +135,8 @@ def _steps(case: PopulationCase, device):
     return one_by_one, as_population, error
 
 
-def _timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1e3
-
-
 def run_population_case(case: PopulationCase, device: torch.device, threads: int = CPU_THREADS) -> dict:
     """Check and time one case; its row (without the run's environment columns)."""
-    import numpy as np
-
     row = {**asdict(case)}
     reason = BACKENDS[case.backend].unsupported(case.as_case(), device)
     if reason:
@@ -164,23 +153,22 @@ def run_population_case(case: PopulationCase, device: torch.device, threads: int
                 as_population()
             alone, together, deadline = [], [], time.perf_counter() + MAX_SECONDS
             while len(alone) < ROUNDS and (len(alone) < 3 or time.perf_counter() < deadline):
-                alone.append(_timed(one_by_one, device))
-                together.append(_timed(as_population, device))
+                alone.append(first_call(one_by_one, device)[1])  # a whole step, up to GPU completion
+                together.append(first_call(as_population, device)[1])
             if device.type == "cpu":
                 row.update(threads=threads, load_avg=load_average())
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        return {**row, "status": "oom"}
     except Exception as e:  # a failing configuration is a result, not the end of the sweep
-        return {**row, "status": f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
-    q = lambda samples, p: float(np.quantile(samples, p))  # noqa: E731
-    pop_ms, one_ms = q(together, 0.5), q(alone, 0.5)
-    return {**row, "status": STATUS_OK, "population_ms": pop_ms, "population_p20_ms": q(together, 0.2),
-            "population_p80_ms": q(together, 0.8), "one_by_one_ms": one_ms, "one_by_one_p20_ms": q(alone, 0.2),
-            "one_by_one_p80_ms": q(alone, 0.8), "speedup": one_ms / pop_ms,
+        return {**row, "status": failure_status(e)}
+    together, alone = Timing(together), Timing(alone)
+    pop_ms, one_ms = together.median_ms, alone.median_ms
+    return {**row, "status": STATUS_OK, "population_ms": pop_ms, "population_p20_ms": together.quantile(0.2),
+            "population_p80_ms": together.quantile(0.8), "one_by_one_ms": one_ms,
+            "one_by_one_p20_ms": alone.quantile(0.2), "one_by_one_p80_ms": alone.quantile(0.8),
+            "speedup": one_ms / pop_ms,
             "trials_per_s": case.population / (pop_ms * 1e-3), "one_by_one_trials_per_s": case.population / (one_ms * 1e-3),
             "samples_per_s": case.population * case.batch / (pop_ms * 1e-3),
-            "one_by_one_samples_per_s": case.population * case.batch / (one_ms * 1e-3), "repeats": len(alone)}
+            "one_by_one_samples_per_s": case.population * case.batch / (one_ms * 1e-3),
+            "repeats": len(alone.samples)}
 
 
 def population_sweep(out, *, overwrite: bool = False, device=None, progress: bool = True, argv=None,
@@ -213,9 +201,7 @@ def population_sweep(out, *, overwrite: bool = False, device=None, progress: boo
                 store.append(row, unit=case.key())
             if late:
                 print(f"{late} population cases left for a re-run: the time budget ran out")
-        df = store.read()
-    keys = {c.key() for c in cases}
-    return df[[tuple(r) in keys for r in df[POPULATION_KEYS].itertuples(index=False)]].reset_index(drop=True)
+        return store.rows_of(cases)
 
 
 def population_table(df: pd.DataFrame) -> str:

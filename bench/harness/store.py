@@ -111,6 +111,12 @@ class ResultStore:
         cursor = self._db.execute(f'SELECT {", ".join(map(quote, self.columns))} FROM "{self.table}" ORDER BY rowid')
         return typed_frame(cursor.fetchall(), self.columns, self.types)
 
+    def rows_of(self, cases: list):
+        """The rows of `cases` (each with `.key()`), oldest first, as a DataFrame."""
+        keys = {c.key() for c in cases}
+        df = self.read()
+        return df[[tuple(r) in keys for r in df[self.key_columns].itertuples(index=False)]].reset_index(drop=True)
+
     def select(self, **where):
         """The rows whose columns equal `where` (an index lookup when they lead the key)."""
         clause = " AND ".join(f"{quote(c)} = ?" for c in where) or "1"

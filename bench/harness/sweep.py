@@ -11,7 +11,6 @@ out of memory, an exception) becomes a row whose status says why, and the sweep 
 import copy
 import itertools
 import math
-import time
 from dataclasses import replace
 
 import pandas as pd
@@ -130,12 +129,17 @@ def run_case(case: Case, device: torch.device, baselines: Baselines, timer: str 
                 timing = cpu_time(step)
         timing.first_call_ms = first_ms
         row["peak_mem_mb"] = peak_memory_mb(step, device)
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        return {**row, "status": "oom"}
     except Exception as e:  # a failing configuration is a result, not the end of the sweep
-        return {**row, "status": f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+        return {**row, "status": failure_status(e)}
     return {**row, **derived_metrics(case, device, timing), "status": STATUS_OK}
+
+
+def failure_status(e: Exception) -> str:
+    """The status row of a configuration that raised: "oom" (the cache emptied for the next one), or the error."""
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        torch.cuda.empty_cache()
+        return "oom"
+    return f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
 
 
 def derived_metrics(case: Case, device: torch.device, timing) -> dict:
@@ -245,10 +249,7 @@ def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = 
             late = len(todo) - finished - elsewhere
             if late:
                 print(f"{late} configurations left for a re-run: the time budget ran out")
-        df = store.read()
-    keys = {c.key() for c in cases}
-    mask = [tuple(r) in keys for r in df[THROUGHPUT_KEYS].itertuples(index=False)]
-    return df[mask].reset_index(drop=True)
+        return store.rows_of(cases)
 
 
 def summary_table(df: pd.DataFrame) -> str:

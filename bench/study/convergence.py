@@ -237,12 +237,7 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
               f"finished trials in {out} are not subtracted)")
     with ResultStore(out, CONVERGE_FILE, CONVERGE_COLUMNS, CONVERGE_KEYS) as store, \
             ResultStore(out, CARRY_FILE, CARRY_COLUMNS, CARRY_KEYS) as carry:
-        done = store.select(study=study.name, dataset=data.name)
-        finished = set()
-        if not overwrite:
-            for (model, rule, depth, trial), rows in done.groupby(["model", "gate_rule", "depth", "trial"]):
-                if _finished(rows, study.epochs):
-                    finished.add((model, str(rule), int(depth), int(trial)))
+        finished = set() if overwrite else _finished_trials(store, study, data)
         units = [(m, r, d, t) for d in study.depths for m, r in study.arms() for t in range(study.trials)]
         jobs = [u for u in units if u not in finished]
         if len(jobs) < len(units):
@@ -305,7 +300,8 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
                         store.release((study.name, data.name, model, rule, depth, trial))
                 if hasattr(bar, "close"):
                     bar.close()
-            left = _unfinished(store, study, data, jobs)
+            done = _finished_trials(store, study, data)
+            left = sum(1 for job in jobs if job not in done)
             if deadline is not None and left:
                 print(f"{left} trials left for a re-run: the time budget ran out")
         df = store.select(study=study.name, dataset=data.name)
@@ -397,11 +393,11 @@ def _wall_clock(deadline: float | None) -> float | None:
     return None if deadline is None else time.time() + (deadline - time.monotonic())
 
 
-def _unfinished(store, study, data, jobs) -> int:
+def _finished_trials(store, study, data) -> set:
+    """(model, gate rule, depth, trial) of every trial of `study` the store holds finished."""
     rows = store.select(study=study.name, dataset=data.name)
-    done = {(m, str(r), int(d), int(t)) for (m, r, d, t), g in rows.groupby(["model", "gate_rule", "depth", "trial"])
-            if _finished(g, study.epochs)} if len(rows) else set()
-    return sum(1 for job in jobs if job not in done)
+    return {(m, str(r), int(d), int(t)) for (m, r, d, t), g in rows.groupby(["model", "gate_rule", "depth", "trial"])
+            if _finished(g, study.epochs)}
 
 
 def train_chunk(work: ChunkWork) -> ChunkResult:

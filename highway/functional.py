@@ -9,6 +9,7 @@ import torch
 
 from highway.activations import check_activation
 from highway.backends import STACK_BACKENDS, resolve_backend
+from highway.population_torch import highway_linear_population_torch
 from highway.reference import highway_conv2d_reference, highway_linear_reference, highway_stack_reference
 
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -126,7 +127,8 @@ def highway_linear_population(x, weight, bias, activation: str = "relu", backend
     Args:
         x: `(P, B, N)`, any strides; weight: `(P, 2N, N)`; bias: `(P, 2N)`.
         activation, backend: as for `highway_linear`. On triton, one launch serves every trial (the fused
-            kernels' grid runs over the trials); on torch, one batched GEMM (`baddbmm`).
+            kernels' grid runs over the trials); on torch, one batched GEMM (`baddbmm`) and a hand-written
+            backward (`highway.population_torch`).
     """
     x, weight, bias = autocast_inputs(x, weight, bias)
     check_same_dtype_and_device(x, weight, bias)
@@ -139,8 +141,10 @@ def highway_linear_population(x, weight, bias, activation: str = "relu", backend
     if bias.shape != (p, 2 * n):
         raise ValueError(f"bias must have shape (P, 2N) = ({p}, {2 * n}), got {tuple(bias.shape)}")
     check_activation(activation)
-    if resolve_backend(backend, x.device) == "torch" or under_functorch(x, weight, bias):
+    if under_functorch(x, weight, bias):
         return highway_linear_reference(x, weight, bias, activation)
+    if resolve_backend(backend, x.device) == "torch":
+        return highway_linear_population_torch(x, weight, bias, activation)
 
     check_triton_dtype(x.dtype)
     from highway.ops import linear_fwd
@@ -200,8 +204,12 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
     check_activation(activation)
     resolved = stack_backend(backend, n, x.device)
-    if resolved == "torch" or under_functorch(x, weight, bias) or depth == 0:
+    if under_functorch(x, weight, bias) or depth == 0 or (resolved == "torch" and not population):
         return highway_stack_reference(x, weight, bias, activation)
+    if resolved == "torch":
+        for i in range(depth):
+            x = highway_linear_population_torch(x, weight[:, i], bias[:, i], activation)
+        return x
     check_triton_dtype(x.dtype)
     if resolved == "triton":
         layer = highway_linear_population if population else highway_linear

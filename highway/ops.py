@@ -14,7 +14,8 @@ the dispatcher see one op where a Python launcher would be opaque and break the 
 """
 import torch
 
-from highway.reference import highway_conv2d_reference, highway_linear_reference, highway_stack_reference
+from highway.reference import highway_conv2d_reference, highway_linear_reference, highway_stack_reference, \
+    reference_grads
 
 _EMPTY = (0,)
 
@@ -67,7 +68,7 @@ def _autograd_from_saved(reference, backward_kernels):
     def backward(ctx, dy, d_saved_unused):
         x, weight, bias, saved = ctx.saved_tensors
         if torch.is_grad_enabled():
-            return (*_reference_grads(reference, (x, weight, bias), ctx.activation, dy), None, None)
+            return (*reference_grads(reference, (x, weight, bias), ctx.activation, dy), None, None)
         return (*backward_kernels(dy, x, weight, bias, saved, ctx.activation), None, None)  # any strides of dy
 
     return backward, setup
@@ -113,7 +114,7 @@ def _conv_setup(ctx, inputs, output):
 def _conv_backward(ctx, dy):
     x, weight, bias = ctx.saved_tensors
     if torch.is_grad_enabled():
-        return (*_reference_grads(highway_conv2d_reference, (x, weight, bias), ctx.activation, dy), None)
+        return (*reference_grads(highway_conv2d_reference, (x, weight, bias), ctx.activation, dy), None)
     dx, dweight, dbias = conv2d_bwd(dy, x, weight, bias, ctx.activation)
     return dx, dweight, dbias, None
 
@@ -157,11 +158,3 @@ _backward, _setup = _autograd_from_saved(
     highway_stack_reference, lambda dy, x, weight, bias, xs, activation: stack_bwd(dy, xs, weight, bias, activation))
 stack_fwd.register_autograd(_backward, setup_context=_setup)
 
-
-def _reference_grads(reference, tensors, activation, dy):
-    """The gradients of <reference(tensors), dy>, built from the saved tensors themselves, so that they can
-    be differentiated again with respect to them (and to dy)."""
-    with torch.enable_grad():
-        inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in tensors]
-        y = reference(*inputs, activation)
-        return torch.autograd.grad(y, inputs, dy, create_graph=True)

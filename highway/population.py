@@ -232,8 +232,8 @@ class PopulationSGD(torch.optim.Optimizer):
                 buf = state.get("momentum_buffer")
                 if buf is None:  # SGD's first step: the buffer is the gradient itself
                     buf = state["momentum_buffer"] = grad.clone()
-                else:
-                    buf.mul_(momentum).add_(grad)
+                else:  # buf·momentum + grad, as SGD rounds it (mul_ then add_), in one pass over memory
+                    torch.addcmul(grad, buf, momentum, out=buf)
                 step = grad.add(buf * momentum) if nesterov else buf
                 p.addcmul_(step, self.lr.view(shape).to(p.dtype), value=-1.0)
         return loss

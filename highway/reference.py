@@ -1,6 +1,6 @@
 """Pure-PyTorch eager reference of the highway layers: the ground truth every backend is tested against (in
-float64), the layers' `torch` backend, and a population's (`highway.population`), so that a trial trained
-there rounds as it would alone.
+float64), and the layers' `torch` backend. (A population's torch backend, `highway.population_torch`, runs
+the same forward with a hand-written backward.)
 
 y is written H·T + x·(1 − T), as the paper and the kernels write it: an infinite x is carried as inf.
 (`torch.lerp(x, H, T)` is one op instead of four, but computes x + T·(H − x), which turns that inf into NaN.)"""
@@ -38,3 +38,13 @@ def highway_conv2d_reference(x, weight, bias, activation: str = "relu"):
     h = ACTIVATIONS[activation](z[:, :c])
     t = torch.sigmoid(z[:, c:])
     return h * t + x * (1 - t)
+
+
+def reference_grads(reference, tensors, activation, dy):
+    """The gradients of <reference(*tensors, activation), dy>, built from the tensors themselves, so that a
+    backward that is itself differentiated (create_graph=True: a gradient penalty) gets second derivatives
+    right: what the fused ops' and the hand-written backwards run in that case."""
+    with torch.enable_grad():
+        inputs = [t if t.requires_grad else t.detach().requires_grad_() for t in tensors]
+        y = reference(*inputs, activation)
+        return torch.autograd.grad(y, inputs, dy, create_graph=True)

@@ -6,8 +6,16 @@ import torch
 import torch.nn.functional as F
 
 from highway import HighwayStack, highway_mlp, mnist_convnet, plain_mlp
+from highway import population_torch
 from highway.population import PopulationSGD, stack_population
 from highway.tolerances import assert_close
+
+
+@pytest.fixture(autouse=True)
+def hand_written_backward(monkeypatch):
+    """The small nets here would run the reference in their population (see population_torch.MIN_VALUES);
+    a population at real sizes runs the hand-written backward, so that is what these tests train with."""
+    monkeypatch.setattr(population_torch, "MIN_VALUES", 0)
 
 
 def make_nets(kind="highway", trials=3, depth=5, activation="relu", seed=0):
@@ -158,9 +166,13 @@ def test_populations_split_by_activation_and_freeze_diverged_trials(tmp_path):
     one, together = one.sort_values(keys).reset_index(drop=True), together.sort_values(keys).reset_index(drop=True)
     assert (one["status"] == "diverged").any()  # the search reached lr 1e4 somewhere: the freeze is exercised
     assert one[keys + ["status"]].equals(together[keys + ["status"]])
-    finite = one["status"] == "ok"
-    assert_close(torch.tensor(together.loc[finite, "train_loss"].to_numpy()),
-                 torch.tensor(one.loc[finite, "train_loss"].to_numpy()), torch.float32)
+    # A trial at lr in the hundreds can stay finite while its loss climbs to 1e4: it is chaotic, and the
+    # population's hand-written backward, which rounds a little differently from autograd's, ends elsewhere
+    # by more than fp32 rounding. Losses are compared where the trials train.
+    trained = (one["status"] == "ok") & (one["train_loss"] < 10)
+    assert trained.sum() >= 6
+    assert_close(torch.tensor(together.loc[trained, "train_loss"].to_numpy()),
+                 torch.tensor(one.loc[trained, "train_loss"].to_numpy()), torch.float32)
 
 
 def test_a_triton_population_trains_as_the_torch_one():

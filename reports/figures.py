@@ -349,6 +349,40 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
     return out
 
 
+def weight_streaming_figures(df: pd.DataFrame) -> list[Figure]:
+    """How fast dense highway stacks stream their weights, against depth: % of the device's peak memory
+    bandwidth on a GPU in the peak table, GB/s elsewhere. The depth-fused stack moves little but its weights,
+    so this is how near it comes to the memory's limit; per-layer backends move activations too."""
+    columns = {"weight_gbps", "pct_peak_bw_weights"}
+    if df.empty or not columns <= set(df.columns):
+        return []
+    ok = df[(df["status"] == STATUS_OK) & (df["model"] == "highway") & (df["layer"] == "dense")]
+    ok = ok.dropna(subset=["weight_gbps"])
+    out = []
+    for label, slug, device_type, d in _by_device(ok):
+        peak = d["pct_peak_bw_weights"].notna().all()
+        y, ylabel = ("pct_peak_bw_weights", "% of peak bandwidth") if peak else ("weight_gbps", "weight GB/s")
+        d = d.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(d["width"], d["dtype"], d["batch"])])
+        modes = sorted(d["mode"].unique(), key=MODES.index)
+        g = sns.relplot(d, x="depth", y=y, hue="backend", col="mode", col_order=modes, row="shape", kind="line",
+                        markers=True, height=3.2, aspect=1.3, errorbar=None, facet_kws=dict(sharey=False))
+        g.set(xscale="log")
+        g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
+        g.set_axis_labels("depth (layers)", ylabel)
+        if peak:
+            for ax in g.axes.flat:
+                ax.set_ylim(0, 100)
+        g.figure.suptitle(f"Weight streaming against depth — {label}", y=1.02)
+        what = ("as a share of the device's peak memory bandwidth (the vendor's figure)" if peak else
+                "in GB/s (no peak bandwidth is known for this device)")
+        out.append(Figure(f"Weight streaming ({label})", g.figure,
+                          "The bytes of [W_H | W_T] and the biases a step must move (fwd: once; fwd + bwd: read twice, "
+                          "dW written once; train: and the SGD update), divided by the step's median time, " + what
+                          + ". The depth-fused stack (triton-stack) keeps activations on chip, so its weights are "
+                          "nearly all it moves." + _cpu_note(d, device_type), f"weight-streaming-{slug}"))
+    return out
+
+
 # --- population --------------------------------------------------------------------------------------------
 
 def population_figures(df: pd.DataFrame) -> list[Figure]:

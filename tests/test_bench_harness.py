@@ -146,6 +146,16 @@ def test_flop_formulas_match_torch_flop_counter(model, layer, mode):
     assert counter.get_total_flops() == expected
 
 
+@pytest.mark.parametrize("mode,passes", [("fwd", 1), ("fwd+bwd", 3), ("train", 8)])
+def test_weight_bytes_are_the_parameters_moved_per_mode(mode, passes):
+    from highway import HighwayLinear
+
+    params = sum(p.numel() for p in HighwayLinear(8).parameters())
+    work = stack_work("highway", "dense", 5, 8, 4, mode, 2)
+    assert work.weight_bytes == 5 * passes * params * 2
+    assert work.weight_bytes < work.bytes  # a share of what a fused step moves, never more
+
+
 def test_expand_orders_eager_first_and_rejects_bad_axes():
     configs = tp.expand(backend=["compile", "torch"], depth=[1], layer=["dense", "conv"], spatial=[8, 16])
     assert [c.backend for c in configs[:2]] == ["torch", "compile"]
@@ -161,7 +171,10 @@ def test_cli_runs_a_sweep_and_prints_a_table(tmp_path, capsys):
                "--mode", "fwd", "--out", str(tmp_path), "--no-progress", "--device", "cpu"])
     out = capsys.readouterr().out
     assert rc == 0 and "median ms per step (CPU)" in out and "did not run" in out
-    assert len(pd.read_csv(tmp_path / "results.csv")) == 4
+    rows = pd.read_csv(tmp_path / "results.csv")
+    assert len(rows) == 4
+    timed = rows[rows["status"] == "ok"]
+    assert (timed["weight_gbps"] > 0).all() and timed["pct_peak_bw_weights"].isna().all()  # no peak for a CPU
 
 
 @pytest.mark.parametrize("command", [[], ["throughput"], ["profile"], ["peaks"], ["converge"], ["analyze"], ["report"],

@@ -166,7 +166,7 @@ def fixture_results(root):
                            backend=backend, mode="train", status="ok", median_ms=depth * scale, p20_ms=depth * scale,
                            p80_ms=depth * scale, samples_per_s=128 / (depth * scale * 1e-3), peak_mem_mb=depth,
                            speedup_vs_torch=1 / scale if backend != "torch" else np.nan, device="CPU: test",
-                           device_type="cpu", commit="abc"))
+                           device_type="cpu", commit="abc", weight_gbps=depth / scale))
     tp.append({**tp[0], "backend": "triton", "status": "unsupported: needs a CUDA GPU", "median_ms": np.nan})
     (root / "throughput").mkdir()
     pd.DataFrame(tp, columns=THROUGHPUT_COLUMNS).to_csv(root / "throughput" / "results.csv", index=False)
@@ -185,7 +185,8 @@ def test_report_renders_every_figure_from_a_fixture_store(tmp_path):
     figures = sorted((tmp_path / "report" / "figures").glob("*.png"))
     names = {f.stem for f in figures}
     assert {"curves-fx", "final-loss-fx", "gates-digits-highway-d3", "class-gates-digits-highway-d3",
-            "lesion-digits-highway-d3", "throughput-dense-cpu", "speedup-dense-cpu", "memory-dense-cpu"} <= names
+            "lesion-digits-highway-d3", "throughput-dense-cpu", "speedup-dense-cpu", "memory-dense-cpu",
+            "per-layer-cpu", "weight-streaming-cpu"} <= names
     assert all(f.stat().st_size > 5000 for f in figures)
     images = re.findall(r"<img [^>]*src='([^']*)'", html)
     assert len(images) == len(figures) and all(src.startswith("data:image/png;base64,") and len(src) > 1000
@@ -252,6 +253,21 @@ def test_figures_speak_plainly(tmp_path):
         assert titles and all(len(t) < 40 for t in titles)  # short facet titles do not overlap
         assert "CPU numbers" in throughput.fig._suptitle.get_text()
     assert dict(matplotlib.rcParams) == before  # the report's style does not leak
+
+
+def test_weight_streaming_is_a_share_of_peak_bandwidth_on_a_known_gpu_and_gb_per_s_elsewhere(tmp_path):
+    from highway.reports.figures import report_style, weight_streaming_figures
+
+    cpu = load_results([fixture_results(tmp_path)]).throughput
+    gpu = cpu.assign(device="NVIDIA H100 80GB HBM3", device_type="cuda", pct_peak_bw_weights=cpu["depth"] * 5.0)
+    with report_style():
+        (on_cpu,), (on_gpu,) = weight_streaming_figures(cpu), weight_streaming_figures(gpu)
+        assert on_cpu.fig.axes[0].get_ylabel() == "weight GB/s" and "CPU numbers" in on_cpu.fig._suptitle.get_text()
+        assert on_gpu.fig.axes[0].get_ylabel() == "% of peak bandwidth"
+        assert on_gpu.fig.axes[0].get_ylim() == (0, 100)
+        assert "peak memory bandwidth" in on_gpu.caption
+        # results written before the column existed draw nothing, rather than a wrong figure
+        assert weight_streaming_figures(cpu.drop(columns=["weight_gbps", "pct_peak_bw_weights"])) == []
 
 
 def test_overlapping_results_directories_are_said(tmp_path):

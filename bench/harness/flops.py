@@ -21,6 +21,10 @@ intermediates to memory shows a lower GB/s for the same work):
 | fwd      | x + W + b + y                                                                   |
 | fwd+bwd  | fwd + dy + x + W + dx + dW + db   (the backward reads x and W again)            |
 | train    | fwd+bwd + SGD with momentum: read W, dW, buffer; write W, buffer = 5·params      |
+
+Weight bytes are the parameters' share of those bytes (fwd: W + b; fwd+bwd: 3× that; train: 8×): what a
+stack that keeps its activations on chip (the depth-fused `triton-stack`) streams through memory and little
+else, so weight GB/s against the device's peak bandwidth says how close it comes to the memory's limit.
 """
 from dataclasses import dataclass
 
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 class Work:
     flops: float
     bytes: float
+    weight_bytes: float
 
 
 def layer_work(model: str, layer: str, width: int, batch: int, mode: str, element_bytes: int,
@@ -43,15 +48,15 @@ def layer_work(model: str, layer: str, width: int, batch: int, mode: str, elemen
     fwd_flops = 2.0 * m * (n * k * k) * out
     fwd_bytes = 2 * act + params
     if mode == "fwd":
-        return Work(fwd_flops, fwd_bytes * element_bytes)
+        return Work(fwd_flops, fwd_bytes * element_bytes, params * element_bytes)
     bwd_bytes = 3 * act + 2 * params
     if mode == "fwd+bwd":
-        return Work(3 * fwd_flops, (fwd_bytes + bwd_bytes) * element_bytes)
+        return Work(3 * fwd_flops, (fwd_bytes + bwd_bytes) * element_bytes, 3 * params * element_bytes)
     if mode == "train":
-        return Work(3 * fwd_flops, (fwd_bytes + bwd_bytes + 5 * params) * element_bytes)
+        return Work(3 * fwd_flops, (fwd_bytes + bwd_bytes + 5 * params) * element_bytes, 8 * params * element_bytes)
     raise ValueError(f"unknown mode {mode!r}")
 
 
 def stack_work(model, layer, depth, width, batch, mode, element_bytes, spatial=1, kernel_size=3) -> Work:
     w = layer_work(model, layer, width, batch, mode, element_bytes, spatial, kernel_size)
-    return Work(depth * w.flops, depth * w.bytes)
+    return Work(depth * w.flops, depth * w.bytes, depth * w.weight_bytes)

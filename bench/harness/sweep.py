@@ -148,6 +148,7 @@ def derived_metrics(case: Case, device: torch.device, timing) -> dict:
                       DTYPES[case.dtype].itemsize, case.spatial, KERNEL_SIZE)
     tflops = work.flops / (median * 1e-3) / 1e12
     gbps = work.bytes / (median * 1e-3) / 1e9
+    weight_gbps = work.weight_bytes / (median * 1e-3) / 1e9
     peak_flops, peak_bw = (None, None)
     if device.type == "cuda":
         tf32 = torch.get_float32_matmul_precision() != "highest"
@@ -161,6 +162,7 @@ def derived_metrics(case: Case, device: torch.device, timing) -> dict:
         "tflops": tflops, "gbps": gbps,
         "pct_peak_flops": 100 * tflops / peak_flops if peak_flops else math.nan,
         "pct_peak_bw": 100 * gbps / (peak_bw * 1e3) if peak_bw else math.nan,
+        "weight_gbps": weight_gbps, "pct_peak_bw_weights": 100 * weight_gbps / (peak_bw * 1e3) if peak_bw else math.nan,
     }
 
 

@@ -153,30 +153,32 @@ def highway_linear_population(x, weight, bias, activation: str = "relu", backend
     return y
 
 
-_FELL_BACK: set = set()  # widths whose "auto" fallback to the per-layer kernels has been said
+_FELL_BACK: set = set()  # (width, dtype) pairs whose "auto" fallback to the per-layer kernels has been said
 
 
-def stack_backend(backend: str, width: int, device: torch.device) -> str:
+def stack_backend(backend: str, width: int, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """What runs a stack: "torch", "triton" (a launch per layer) or "triton-stack" (all layers in one).
-    "auto" takes triton-stack on a GPU up to the widest stack the kernels hold on chip (128) and the
-    per-layer kernels past it; a forced "triton-stack" past it is a ValueError (never a wrong answer)."""
+    "auto" takes triton-stack on a GPU where the stack fits on chip (widths up to 128, within the GPU's
+    shared memory) and the per-layer kernels elsewhere, said once with a warning; a forced "triton-stack"
+    that does not fit is a ValueError (never a wrong answer or a launch failure)."""
     if backend not in STACK_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {list(STACK_BACKENDS)}")
     wants_stack = backend == "triton-stack"
     resolved = resolve_backend("triton" if wants_stack else backend, device)
     if resolved == "torch":
         return "torch"
-    from highway.kernels.highway_stack import MAX_STACK_WIDTH
+    from highway.kernels.highway_stack import why_the_stack_does_not_fit
 
-    if width <= MAX_STACK_WIDTH:
+    reason = why_the_stack_does_not_fit(width, torch.empty((), dtype=dtype).element_size(), device)
+    if reason is None:
         return "triton-stack" if wants_stack or backend == "auto" else "triton"
     if wants_stack:
-        raise ValueError(f"backend='triton-stack' holds widths up to {MAX_STACK_WIDTH} on chip, got width {width}; "
-                         f"use backend='triton' (a launch per layer) or 'auto'")
-    if backend == "auto" and width not in _FELL_BACK:
-        _FELL_BACK.add(width)
-        warnings.warn(f"HighwayStack width {width} is wider than the depth-fused kernels hold on chip "
-                      f"({MAX_STACK_WIDTH}): running the per-layer triton kernels, a launch per layer", stacklevel=3)
+        raise ValueError(f"backend='triton-stack' cannot hold this stack on chip: {reason}; use backend='triton' "
+                         f"(a launch per layer) or 'auto'")
+    if backend == "auto" and (width, dtype) not in _FELL_BACK:
+        _FELL_BACK.add((width, dtype))
+        warnings.warn(f"HighwayStack of width {width} in {dtype}: the depth-fused kernels cannot hold it on chip "
+                      f"({reason}); running the per-layer triton kernels, a launch per layer", stacklevel=3)
     return "triton"
 
 
@@ -203,7 +205,7 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
         raise ValueError(f"bias must have shape {(*weight.shape[:-2], 2 * n)} for weight of shape "
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
     check_activation(activation)
-    resolved = stack_backend(backend, n, x.device)
+    resolved = stack_backend(backend, n, x.device, x.dtype)
     if under_functorch(x, weight, bias) or depth == 0 or (resolved == "torch" and not population):
         return highway_stack_reference(x, weight, bias, activation)
     if resolved == "torch":

@@ -19,9 +19,34 @@ import triton.language as tl
 
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads
-from highway.kernels.launch import INTERPRET, dot_options, fits_shared_memory, max_shared_memory, trial_strides
+from highway.kernels.launch import dot_options, max_shared_memory, prune_configs, shared_memory_estimate, \
+    trial_strides, tuned
 
 MAX_STACK_WIDTH = 128  # past this, one layer's weights and a row tile's activations no longer fit on chip
+
+
+def padded_width(width: int) -> int:
+    """The power of two (at least 16, `tl.dot`'s smallest) a width is padded to inside the kernels."""
+    return max(16, triton.next_power_of_2(width))
+
+
+# The largest row tile and the warps by padded width: enough warps, and few enough rows, that the row tile,
+# both pre-activation tiles, dx and a layer's weight tiles stay in registers (the backward holds the most;
+# `highway-bench compile-check` finds no bf16 spill in any candidate below).
+STACK_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 8), 128: (16, 8)}
+# The candidates the autotuner times (on M, the padded width and the trials): every row tile from tl.dot's
+# smallest (16) to the width's largest, with the width's warps, in 1 or 2 pipeline stages (2: the next
+# layer's weights load while this one computes, where two layers' weights fit in shared memory). A small
+# row tile makes more programs, which a batch of 128 needs to fill more than a few SMs; a large one reads
+# each layer's weights fewer times.
+STACK_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s)
+                 for m in (16, 32, 64) for w in sorted({w for _, w in STACK_TILES.values()}) for s in (1, 2)]
+INTERPRET_STACK_CONFIG = dict(BLOCK_M=64)  # under the interpreter every program costs Python time: few, large tiles
+
+
+def stack_config_allowed(meta: dict, num_warps: int) -> bool:
+    largest, warps = STACK_TILES[meta["BLOCK_N"]]
+    return meta["BLOCK_M"] <= largest and num_warps == warps
 
 
 @triton.jit
@@ -58,9 +83,11 @@ def _stack_preactivations(h_lo, wh, wt, b_ptr, offs_n, N, DOT_FP32: tl.constexpr
     return z_h, z_t
 
 
+@tuned(STACK_CONFIGS, key=["M", "BLOCK_N", "TRIALS"], interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2,
+       allowed=stack_config_allowed)
 @triton.jit
 def _highway_stack_fwd_kernel(
-    x_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, M, N, DEPTH,
+    x_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, M, N, DEPTH, TRIALS,
     stride_xp, stride_xm, stride_xk, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,
     ACTIVATION: tl.constexpr, SAVE_INPUTS: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -91,9 +118,11 @@ def _highway_stack_fwd_kernel(
     tl.store(y_ptr + rows, h_lo, mask=mask)
 
 
+@tuned(STACK_CONFIGS, key=["M", "BLOCK_N", "TRIALS"], interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2,
+       allowed=stack_config_allowed)
 @triton.jit
 def _highway_stack_bwd_kernel(
-    dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, M, N, DEPTH,
+    dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, M, N, DEPTH, TRIALS,
     stride_dyp, stride_dym, stride_dyn, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,
     ACTIVATION: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -141,38 +170,35 @@ def _highway_stack_bwd_kernel(
     tl.store(dx_ptr + rows, g, mask=mask)
 
 
-def padded_width(width: int) -> int:
-    """The power of two (at least 16, `tl.dot`'s smallest) a width is padded to inside the kernels."""
-    return max(16, triton.next_power_of_2(width))
-
-
-# (BLOCK_M, num_warps) by padded width: enough rows to use the tensor cores, few enough, and enough warps,
-# that the row tile, both pre-activation tiles, dx and a layer's weight tiles stay in registers (the
-# backward holds the most; `highway-bench compile-check` finds no bf16 spill with these).
-STACK_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 8), 128: (16, 8)}
-INTERPRET_STACK_BLOCK_M = 64  # under the interpreter every program costs Python time: few, large tiles
-
-
-def stack_config(width: int, element_bytes: int, shared_limit: int | None = None) -> dict:
-    """Meta-parameters and launch options of both stack kernels for `width`: the row tile and warps of
-    STACK_TILES, and 2 pipeline stages (the next layer's weights load while this one computes) where two
-    layers' weights fit in shared memory, else 1 (fp32 at width 128)."""
+def stack_candidates(width: int, element_bytes: int, shared_limit: int) -> list:
+    """The configs the autotuner may try for a stack of `width` (full meta-parameters): what
+    `highway-bench compile-check` compiles."""
     block = padded_width(width)
-    block_m, warps = STACK_TILES[block]
-    if INTERPRET:
-        return dict(meta=dict(BLOCK_M=INTERPRET_STACK_BLOCK_M, BLOCK_N=block, BLOCK_K=block), num_warps=4,
-                    num_stages=1)
-    meta = dict(BLOCK_M=block_m, BLOCK_N=block, BLOCK_K=block)
-    limit = shared_limit if shared_limit is not None else max_shared_memory()
-    stages = 2 if fits_shared_memory(meta, 2, element_bytes, 2, limit) else 1
-    return dict(meta=meta, num_warps=warps, num_stages=stages)
+    launch = dict(BLOCK_N=block, BLOCK_K=block)
+    kept = prune_configs(STACK_CONFIGS, launch, element_bytes, 2, shared_limit, stack_config_allowed)
+    return [triton.Config({**launch, **c.kwargs}, num_warps=c.num_warps, num_stages=c.num_stages) for c in kept]
+
+
+def why_the_stack_does_not_fit(width: int, element_bytes: int, device: torch.device) -> str | None:
+    """None when the depth-fused kernels hold a stack of `width` on `device`; else why not: wider than 128,
+    or, on a GPU with less shared memory than an A100 or H100 (sm_86, sm_89), fp32 at width 128, whose
+    smallest tile needs more than the GPU gives a block."""
+    if width > MAX_STACK_WIDTH:
+        return f"it holds widths up to {MAX_STACK_WIDTH}, got width {width}"
+    if torch.device(device).type != "cuda":  # the interpreter has no shared memory to run out of
+        return None
+    block = padded_width(width)
+    need = shared_memory_estimate(dict(BLOCK_M=16, BLOCK_N=block, BLOCK_K=block), 1, element_bytes, 2)
+    limit = max_shared_memory()
+    if need > limit:
+        return f"width {width} needs {need} bytes of shared memory at {element_bytes} bytes a value, this GPU gives {limit}"
+    return None
 
 
 def _launch(kernel, rows: int, trials: int, args, constants: dict, width: int, dtype):
-    config = stack_config(width, torch.empty((), dtype=dtype).element_size())
-    options = {} if INTERPRET else dict(num_warps=config["num_warps"], num_stages=config["num_stages"])
-    grid = (triton.cdiv(rows, config["meta"]["BLOCK_M"]), trials)
-    kernel[grid](*args, **constants, **dot_options(dtype), **config["meta"], **options)
+    block = padded_width(width)
+    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), trials)  # noqa: E731
+    kernel[grid](*args, **constants, **dot_options(dtype), BLOCK_N=block, BLOCK_K=block)
 
 
 def highway_stack_fwd(x, weight, bias, activation: str, save_inputs: bool):
@@ -190,7 +216,7 @@ def highway_stack_fwd(x, weight, bias, activation: str, save_inputs: bool):
     if depth == 0:
         return y.copy_(x), xs
     bias = bias.contiguous()
-    args = (x, weight, bias, y, y if xs is None else xs, M, N, depth, *trial_strides(x, 2),
+    args = (x, weight, bias, y, y if xs is None else xs, M, N, depth, trials, *trial_strides(x, 2),
             *trial_strides(weight, 3), *trial_strides(bias, 2)[:2])  # bias is contiguous: its last stride is 1
     _launch(_highway_stack_fwd_kernel, M, trials, args,
             dict(ACTIVATION=ACTIVATION_CODES[activation], SAVE_INPUTS=save_inputs), N, x.dtype)
@@ -209,7 +235,7 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str):
         return dx.copy_(dy) if depth == 0 else dx.zero_(), torch.zeros_like(weight), torch.zeros_like(bias)
     dz = torch.empty((*lead, depth, M, 2 * N), device=dy.device, dtype=dy.dtype)
     bias = bias.contiguous()
-    args = (dy, xs, weight, bias, dx, dz, M, N, depth, *trial_strides(dy, 2), *trial_strides(weight, 3),
+    args = (dy, xs, weight, bias, dx, dz, M, N, depth, trials, *trial_strides(dy, 2), *trial_strides(weight, 3),
             *trial_strides(bias, 2)[:2])  # bias is contiguous: its last stride is 1
     _launch(_highway_stack_bwd_kernel, M, trials, args, dict(ACTIVATION=ACTIVATION_CODES[activation]), N, dy.dtype)
     dweight = torch.matmul(dz.transpose(-1, -2), xs).to(weight.dtype)  # (…, depth, 2N, N): one batched GEMM

@@ -23,13 +23,14 @@ INTERPRET_TILES = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8)
 INTERPRET_CONV_TILES = {**INTERPRET_TILES, "BLOCK_N": 16, "BLOCK_K": 16}
 
 
-def tuned(configs, key, interpret_config, b_tiles: int = 1, **autotune_kwargs):
+def tuned(configs, key, interpret_config, b_tiles: int = 1, allowed=None, **autotune_kwargs):
     """Decorate a `@triton.jit` kernel: autotuned on `key` on a GPU, `interpret_config` under the interpreter.
 
     `b_tiles` is how many (BLOCK_K × BLOCK_N) operand tiles each k-step loads beside the (BLOCK_M × BLOCK_K)
     one (2 for the dual GEMMs against W_H and W_T): the autotuner never tries a config whose pipelined
-    tiles need more shared memory than the GPU gives a block (`fits_shared_memory`). Launch the result as
-    `kernel[grid](*args)`; it supplies the meta-parameters in both modes.
+    tiles need more shared memory than the GPU gives a block (`fits_shared_memory`). `allowed(meta,
+    num_warps)`, given, narrows the candidates further by the launch's own meta-parameters (the stack's
+    width). Launch the result as `kernel[grid](*args)`; it supplies the meta-parameters in both modes.
     """
 
     def wrap(jitted):
@@ -38,10 +39,7 @@ def tuned(configs, key, interpret_config, b_tiles: int = 1, **autotune_kwargs):
 
         def prune(configs, named_args, **kwargs):
             element = next(a.element_size() for a in named_args.values() if hasattr(a, "element_size"))
-            limit = max_shared_memory()
-            kept = [c for c in configs if fits_shared_memory(c.kwargs, c.num_stages, element, b_tiles, limit)]
-            return kept or [min(configs, key=lambda c: shared_memory_estimate(c.kwargs, c.num_stages, element,
-                                                                               b_tiles))]
+            return prune_configs(configs, kwargs, element, b_tiles, max_shared_memory(), allowed)
 
         tuner = triton.autotune(configs=configs, key=key, prune_configs_by={"early_config_prune": prune},
                                 **autotune_kwargs)(jitted)
@@ -49,6 +47,16 @@ def tuned(configs, key, interpret_config, b_tiles: int = 1, **autotune_kwargs):
         return tuner
 
     return wrap
+
+
+def prune_configs(configs, launch_meta: dict, element_bytes: int, b_tiles: int, limit: int, allowed=None) -> list:
+    """The configs an autotuner may try for a launch with meta-parameters `launch_meta`: those `allowed`
+    whose tiles fit `limit` bytes of shared memory, or else the allowed one that needs the least."""
+    meta = lambda c: {**launch_meta, **c.kwargs}  # noqa: E731
+    candidates = [c for c in configs if allowed is None or allowed(meta(c), c.num_warps)] or list(configs)
+    kept = [c for c in candidates if fits_shared_memory(meta(c), c.num_stages, element_bytes, b_tiles, limit)]
+    return kept or [min(candidates, key=lambda c: shared_memory_estimate(meta(c), c.num_stages, element_bytes,
+                                                                          b_tiles))]
 
 
 # Shared memory a block may use (opt-in maximum), by compute capability: what the compiler's tiles must fit.

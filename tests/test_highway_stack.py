@@ -142,6 +142,43 @@ def test_launches_do_not_grow_with_depth(backend, per_layer, device, monkeypatch
         assert counts == {2: (1, 1), 7: (1, 1)}
 
 
+@pytest.mark.parametrize("width", [16, 50, 71, 128])
+@pytest.mark.parametrize("element_bytes", [2, 4])
+def test_the_autotuner_tries_every_row_tile_that_fits_the_width(width, element_bytes):
+    from highway.kernels.launch import SHARED_MEMORY_LIMITS, shared_memory_estimate
+
+    block = stack_kernels.padded_width(width)
+    largest, warps = stack_kernels.STACK_TILES[block]
+    for limit in SHARED_MEMORY_LIMITS.values():
+        smallest = dict(BLOCK_M=16, BLOCK_N=block, BLOCK_K=block)
+        if shared_memory_estimate(smallest, 1, element_bytes, 2) > limit:
+            continue  # fp32 at width 128 on sm_86/89: "auto" runs the per-layer kernels (tested below)
+        candidates = stack_kernels.stack_candidates(width, element_bytes, limit)
+        tiles = {c.kwargs["BLOCK_M"] for c in candidates}
+        assert tiles == {m for m in (16, 32, 64) if m <= largest}  # 16 makes the most programs: always tried
+        for c in candidates:
+            assert (c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps) == (block, block, warps)
+            assert shared_memory_estimate(c.kwargs, c.num_stages, element_bytes, 2) <= limit
+    # where nothing fits, the config that needs the least shared memory is still there to run
+    (least,) = stack_kernels.stack_candidates(width, element_bytes, 1)
+    assert (least.kwargs["BLOCK_M"], least.num_stages) == (16, 1)
+
+
+def test_a_stack_that_does_not_fit_a_gpus_shared_memory_falls_back_or_is_refused(monkeypatch):
+    import highway.functional as functional
+
+    monkeypatch.setattr(stack_kernels, "max_shared_memory", lambda: 101376)  # an sm_86/sm_89 GPU
+    monkeypatch.setattr(functional, "resolve_backend", lambda backend, device: "triton")
+    monkeypatch.setattr(functional, "_FELL_BACK", set())  # the warning is said once per process
+    cuda = torch.device("cuda")
+    assert functional.stack_backend("auto", 128, cuda, torch.bfloat16) == "triton-stack"
+    with pytest.warns(UserWarning, match="needs 139264 bytes of shared memory"):
+        assert functional.stack_backend("auto", 128, cuda, torch.float32) == "triton"
+    with pytest.raises(ValueError, match="this GPU gives 101376"):
+        functional.stack_backend("triton-stack", 128, cuda, torch.float32)
+    assert stack_kernels.why_the_stack_does_not_fit(50, 4, cuda) is None
+
+
 @pytest.mark.parametrize("call,error,words", [
     (lambda: highway_linear_stack(torch.randn(3, 16), torch.randn(2, 32, 8), torch.randn(2, 32)), ValueError,
      "weight must have shape"),

@@ -39,8 +39,9 @@ class KernelSpec:
     fp32_pointers: tuple = ()  # always fp32 (atomics targets)
     fp16_as_fp32_pointers: tuple = ()  # fp32 when the layer is fp16 (saved pre-activations)
     label: str = ""
-    # For kernels launched without the autotuner (the depth-fused stack): the configs its launcher picks,
-    # as (dtype, arch) -> [triton.Config]; None: the autotuner's configs.
+    # For kernels whose candidates depend on the launch (the depth-fused stack's on its width): every config
+    # the autotuner may try, as (dtype, arch) -> [triton.Config] with full meta-parameters; None: the
+    # autotuner's own configs.
     configs: object = None
 
 
@@ -71,17 +72,14 @@ def kernel_specs() -> list[KernelSpec]:
 
 
 def _stack_configs(dtype: str, arch: int) -> list:
-    """The depth-fused stack's launch config at every padded width it takes (16 to 128), as its launcher
-    picks it for this arch's shared memory."""
-    import triton
-
-    from highway.kernels.highway_stack import MAX_STACK_WIDTH, stack_config
+    """Every config the depth-fused stack's autotuner may try, at every padded width it takes (16 to 128),
+    for this arch's shared memory."""
+    from highway.kernels.highway_stack import MAX_STACK_WIDTH, stack_candidates
     from highway.kernels.launch import SHARED_MEMORY_LIMITS
 
     element = 4 if dtype == "fp32" else 2
     widths = [w for w in (16, 32, 64, 128) if w <= MAX_STACK_WIDTH]
-    configs = [stack_config(w, element, SHARED_MEMORY_LIMITS[arch]) for w in widths]
-    return [triton.Config(c["meta"], num_warps=c["num_warps"], num_stages=c["num_stages"]) for c in configs]
+    return [c for w in widths for c in stack_candidates(w, element, SHARED_MEMORY_LIMITS[arch])]
 
 
 @dataclass
@@ -163,7 +161,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
     from highway.kernels.launch import SHARED_MEMORY_LIMITS, fits_shared_memory
 
     tuner = _kernel(spec)
-    jitted = tuner.fn if spec.configs is None else tuner  # an autotuner wraps its kernel; a plain launch does not
+    jitted = tuner.fn  # the autotuner wraps the @triton.jit kernel
     config = config or tuner.configs[config_index]
     meta = config.kwargs
     element = 4 if dtype == "fp32" else 2

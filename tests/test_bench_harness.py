@@ -283,7 +283,20 @@ def test_campaign_dry_run_prints_its_plan_and_estimate(capsys):
     for step in ("environment and peaks", "gpu-marked tests", "throughput", "population axis",
                  "profile of the deepest configuration", "convergence (paper protocol)", "report"):
         assert step in out
-    assert "configurations in 6 blocks" in out and "min for everything" in out
+    assert "configurations in 8 blocks" in out and "min for everything" in out
+    assert out.index("(1) the depth-fused stack's targets against eager") < out.index("(3) the paper's thin nets")
+
+
+def test_the_campaign_runs_the_targets_first_and_each_configuration_once():
+    from highway.bench.cli.campaign import POPULATION_BLOCK, THROUGHPUT_BLOCKS
+    from highway.bench.harness.population_sweep import expand as expand_population
+
+    first = tp.expand(**THROUGHPUT_BLOCKS[0][1])
+    assert {(c.depth, c.backend) for c in first} == {(1000, "torch"), (1000, "triton-stack")}
+    assert {(c.width, c.dtype, c.mode) for c in first} == {(w, d, m) for w in (50, 128) for d in ("bf16", "fp32")
+                                                           for m in ("fwd", "train")}
+    assert (expand_population(**POPULATION_BLOCK)[0].depth, expand_population(**POPULATION_BLOCK)[0].population) \
+        == (100, 100)  # the GPU population target's shape, before the time runs out
 
 
 def test_campaign_budget_goes_to_fixed_steps_first_then_by_share():

@@ -47,9 +47,9 @@ def _activation_name(module) -> str:
 
 class Population(nn.Module):
     """P nets of one `DeepMLP` architecture with a leading trial axis on every parameter:
-    `stem_weight (P, w, F)`, per hidden layer `weight (P, 2w, w)` (highway, rows [W_H; W_T]) or `(P, w, w)`
-    (plain) and `bias`, and `head_weight (P, C, w)`; for nets built with `highway_mlp(stack=True)`, one
-    `weight (P, depth − 1, 2w, w)` for all hidden layers. `forward` computes all trials at once."""
+    `stem_weight (P, w, F)`, every hidden layer in `hidden_weight (P, depth − 1, 2w, w)` (highway, each
+    layer's rows [W_H; W_T], as a `HighwayStack` holds them) or `(P, depth − 1, w, w)` (plain) and
+    `hidden_bias`, and `head_weight (P, C, w)`. `forward` computes all trials at once."""
 
     def __init__(self, nets: list[DeepMLP]):
         super().__init__()
@@ -66,16 +66,22 @@ class Population(nn.Module):
         # for every layer of every trial.
         self.backend = first.layers[0].backend if self.kind == "highway" and len(first.layers) else "torch"
         self.stacked = len(first.layers) == 1 and isinstance(first.layers[0], HighwayStack)
-        stack = lambda tensors: nn.Parameter(torch.stack([t.detach() for t in tensors]).clone())  # noqa: E731
+        stack = lambda tensors, dim=0: nn.Parameter(torch.stack([t.detach() for t in tensors], dim).clone())  # noqa: E731
         self.stem_weight = stack([n.stem[1].weight for n in nets])
         self.stem_bias = stack([n.stem[1].bias for n in nets])
-        weights, biases = [], []
-        for i in range(len(first.layers)):
-            linears = [n.layers[i] if self.kind == "highway" else n.layers[i][0] for n in nets]
-            weights.append(stack([lin.weight for lin in linears]))
-            biases.append(stack([lin.bias for lin in linears]))
-        self.weights = nn.ParameterList(weights)
-        self.biases = nn.ParameterList(biases)
+        # Every hidden layer's weights in one (P, L, rows, w) parameter and biases in one (P, L, rows), the
+        # layout of a HighwayStack: an optimizer step is then a few ops on six tensors at any depth (on a GPU,
+        # a few launches instead of a few per layer), and the forward unbinds it, whose backward is one stack.
+        if self.stacked:
+            self.hidden_weight = stack([n.layers[0].weight for n in nets])
+            self.hidden_bias = stack([n.layers[0].bias for n in nets])
+        else:
+            linears = [[layer if self.kind == "highway" else layer[0] for layer in n.layers] for n in nets]
+            rows = 2 * self.width if self.kind == "highway" else self.width
+            self.hidden_weight = stack([torch.stack([lin.weight for lin in net]) if net else
+                                        first.stem[1].weight.new_empty(0, rows, self.width) for net in linears])
+            self.hidden_bias = stack([torch.stack([lin.bias for lin in net]) if net else
+                                      first.stem[1].bias.new_empty(0, rows) for net in linears])
         self.head_weight = stack([n.head.weight for n in nets])
         self.head_bias = stack([n.head.bias for n in nets])
         # The architecture to rebuild in `unstack`, kept out of the module's registry so that its parameters
@@ -84,7 +90,7 @@ class Population(nn.Module):
 
     @property
     def depth(self) -> int:
-        return 1 + (self.weights[0].shape[1] if self.stacked else len(self.weights))
+        return 1 + self.hidden_weight.shape[1]
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         """The first layer's pre-activations (P, B, w). An input shared by every trial, (B, ...), is one GEMM
@@ -102,9 +108,9 @@ class Population(nn.Module):
         act = ACTIVATIONS[self.activation]
         h = act(self._stem(x))
         if self.stacked:
-            h = highway_linear_stack(h, self.weights[0], self.biases[0], self.activation, self.backend)
+            h = highway_linear_stack(h, self.hidden_weight, self.hidden_bias, self.activation, self.backend)
             return torch.baddbmm(self.head_bias.unsqueeze(1), h, self.head_weight.transpose(1, 2))
-        for weight, bias in zip(self.weights, self.biases):
+        for weight, bias in zip(self.hidden_weight.unbind(1), self.hidden_bias.unbind(1)):
             if self.kind == "highway":
                 h = highway_linear_population(h, weight, bias, self.activation, self.backend)
             else:
@@ -121,10 +127,13 @@ class Population(nn.Module):
             net = copy.deepcopy(self._template).to(self.stem_weight.device)
             net.stem[1].weight.copy_(self.stem_weight[p])
             net.stem[1].bias.copy_(self.stem_bias[p])
-            for i, layer in enumerate(net.layers):
+            if self.stacked:
+                net.layers[0].weight.copy_(self.hidden_weight[p])
+                net.layers[0].bias.copy_(self.hidden_bias[p])
+            for i, layer in enumerate(net.layers if not self.stacked else []):
                 linear = layer if self.kind == "highway" else layer[0]
-                linear.weight.copy_(self.weights[i][p])
-                linear.bias.copy_(self.biases[i][p])
+                linear.weight.copy_(self.hidden_weight[p, i])
+                linear.bias.copy_(self.hidden_bias[p, i])
             net.head.weight.copy_(self.head_weight[p])
             net.head.bias.copy_(self.head_bias[p])
             nets.append(net)
@@ -157,8 +166,8 @@ def stack_population(nets) -> Population:
 
 class PopulationSGD(torch.optim.Optimizer):
     """`torch.optim.SGD`'s update, with a learning rate and a momentum per trial, for parameters whose first
-    axis is the trial axis. Each step updates every trial with one pass over the parameter tensors (a few
-    in-place ops a tensor, whatever P is).
+    axis is the trial axis. Each step updates every trial with one pass over the parameter tensors (two
+    in-place ops a tensor, whatever P is; a `Population` has six tensors, whatever its depth).
 
     `lr` and `momentum` are sequences or `(P,)` tensors. `decay_lr_(gamma)` multiplies each trial's
     learning rate by its own factor (the paper's per-epoch exponential decay). `freeze_(mask)` stops the

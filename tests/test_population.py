@@ -38,10 +38,20 @@ def test_a_population_computes_what_its_nets_compute(kind):
     assert_close(population(images), torch.stack([net(images) for net in nets]), torch.float32)
 
 
+@pytest.mark.parametrize("kind", ["highway", "plain"])
+def test_every_hidden_layer_lives_in_one_parameter_so_a_step_costs_the_same_at_any_depth(kind):
+    for depth in (1, 5, 20):
+        population = stack_population(make_nets(kind, depth=depth))
+        shapes = {name: tuple(p.shape) for name, p in population.named_parameters()}
+        rows = 16 if kind == "highway" else 9
+        assert len(shapes) == 6 and shapes["hidden_weight"][:2] == (3, depth - 1) and population.depth == depth
+        assert shapes["hidden_weight"][2] == rows
+
+
 def test_unstack_gives_ordinary_nets_with_the_current_weights(tmp_path):
     population = stack_population(make_nets())
     with torch.no_grad():
-        population.weights[1][2].mul_(1.5)
+        population.hidden_weight[2, 1].mul_(1.5)
     x = torch.randn(5, 12)
     nets = population.unstack()
     for p, net in enumerate(nets):
@@ -246,7 +256,7 @@ def test_a_population_of_stacked_nets_is_one_weight_and_computes_what_its_nets_c
     torch.manual_seed(0)
     nets = [highway_mlp(12, 16, 5, 4, "tanh", gate_bias=-1.0 - p, backend=backend, stack=True) for p in range(3)]
     population = stack_population(nets)
-    assert population.stacked and population.depth == 5 and population.weights[0].shape == (3, 4, 32, 16)
+    assert population.stacked and population.depth == 5 and population.hidden_weight.shape == (3, 4, 32, 16)
     x = torch.randn(7, 12)
     assert_close(population(x), torch.stack([net(x) for net in nets]), torch.float32)
     layered = [highway_mlp(12, 16, 5, 4, "tanh", backend="torch") for _ in range(3)]

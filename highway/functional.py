@@ -209,14 +209,14 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
     if under_functorch(x, weight, bias) or depth == 0 or (resolved == "torch" and not population):
         return highway_stack_reference(x, weight, bias, activation)
     if resolved == "torch":
-        for i in range(depth):
-            x = highway_linear_population_torch(x, weight[:, i], bias[:, i], activation)
+        for w, b in zip(weight.unbind(1), bias.unbind(1)):  # unbind: one stack in backward (see the reference)
+            x = highway_linear_population_torch(x, w, b, activation)
         return x
     check_triton_dtype(x.dtype)
     if resolved == "triton":
         layer = highway_linear_population if population else highway_linear
-        for i in range(depth):
-            x = layer(x, weight[..., i, :, :], bias[..., i, :], activation, "triton")
+        for w, b in zip(weight.unbind(-3), bias.unbind(-2)):
+            x = layer(x, w, b, activation, "triton")
         return x
     from highway.ops import stack_fwd
 

@@ -8,7 +8,8 @@
 
 A trial alone at the paper's width (50) cannot fill a GPU, or even a CPU: its step is bound by launches and
 Python. Stacked, every layer of every trial is one batched matrix product (`baddbmm`) on the torch backend,
-or one launch of the fused kernels with a trial axis on triton (`highway_linear_population`), so P trials
+or one launch of the fused kernels with a trial axis on triton (`highway_linear_population`), and on a GPU
+with backend "auto" every highway layer of every trial is one launch of the depth-fused stack, so P trials
 cost about the launches of one. Trials stay independent: trial p's output, loss and gradients depend on trial
 p's parameters and data only, so each ends where it would alone, up to the rounding of batched GEMMs.
 """
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from highway.activations import ACTIVATIONS
-from highway.functional import highway_linear_population, highway_linear_stack
+from highway.functional import highway_linear_stack
 from highway.models import DeepMLP
 from highway.modules import HighwayLinear
 from highway.stack import HighwayStack
@@ -60,10 +61,10 @@ class Population(nn.Module):
         self.in_features = first.stem[1].in_features
         self.width = first.stem[1].out_features
         self.num_classes = first.head.out_features
-        # The highway layers' backend, as the nets had it: "triton" runs each layer of every trial as one
-        # launch of the fused kernels (grid over the trials), "torch" as one batched GEMM; nets built with
-        # highway_mlp(stack=True) keep one (P, depth, 2w, w) weight, which "triton-stack" runs as one launch
-        # for every layer of every trial.
+        # The highway layers' backend, as the nets had it, for the population's stack (`highway_linear_stack`):
+        # "triton" runs each layer of every trial as one launch of the fused kernels (grid over the trials),
+        # "torch" as batched GEMMs, "triton-stack" every layer of every trial in one launch, and "auto" the
+        # latter on a GPU where the width fits (else the per-layer kernels; torch on a CPU).
         self.backend = first.layers[0].backend if self.kind == "highway" and len(first.layers) else "torch"
         self.stacked = len(first.layers) == 1 and isinstance(first.layers[0], HighwayStack)
         stack = lambda tensors, dim=0: nn.Parameter(torch.stack([t.detach() for t in tensors], dim).clone())  # noqa: E731
@@ -107,13 +108,10 @@ class Population(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         act = ACTIVATIONS[self.activation]
         h = act(self._stem(x))
-        if self.stacked:
+        if self.kind == "highway":  # a population of stacks, whichever way the nets held their layers
             h = highway_linear_stack(h, self.hidden_weight, self.hidden_bias, self.activation, self.backend)
-            return torch.baddbmm(self.head_bias.unsqueeze(1), h, self.head_weight.transpose(1, 2))
-        for weight, bias in zip(self.hidden_weight.unbind(1), self.hidden_bias.unbind(1)):
-            if self.kind == "highway":
-                h = highway_linear_population(h, weight, bias, self.activation, self.backend)
-            else:
+        else:
+            for weight, bias in zip(self.hidden_weight.unbind(1), self.hidden_bias.unbind(1)):
                 h = act(torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2)))
         return torch.baddbmm(self.head_bias.unsqueeze(1), h, self.head_weight.transpose(1, 2))
 

@@ -26,8 +26,10 @@ def highway_linear_reference(x, weight, bias, activation: str = "relu"):
 def highway_stack_reference(x, weight, bias, activation: str = "relu"):
     """`depth` highway layers of one width, one after another: weight (depth, 2N, N), bias (depth, 2N); or a
     population of stacks: x (P, B, N), weight (P, depth, 2N, N), bias (P, depth, 2N)."""
-    for layer in range(weight.shape[-3]):
-        x = highway_linear_reference(x, weight[..., layer, :, :], bias[..., layer, :], activation)
+    # unbind, not indexing: its backward stacks the layers' gradients once, where each index's backward would
+    # fill a whole (depth, 2N, N) gradient with zeros, depth times over
+    for w, b in zip(weight.unbind(-3), bias.unbind(-2)):
+        x = highway_linear_reference(x, w, b, activation)
     return x
 
 

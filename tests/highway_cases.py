@@ -71,3 +71,15 @@ def sgd_steps(net, x, y, steps, lr, batch=64, seed=0):
         opt.step()
         losses.append(loss.item())
     return losses
+
+
+def graph_ops(tensor) -> set:
+    """The names of the autograd nodes behind `tensor` (what its backward will run)."""
+    seen, todo = set(), [tensor.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        todo.extend(next_fn for next_fn, _ in fn.next_functions)
+    return {type(fn).__name__ for fn in seen}

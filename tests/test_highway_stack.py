@@ -10,7 +10,7 @@ from highway import HighwayLinear, HighwayStack, highway_mlp
 from highway.functional import highway_linear_stack
 from highway.reference import highway_linear_reference, highway_stack_reference
 from highway.tolerances import max_violation
-from highway_cases import run_with_grads
+from highway_cases import graph_ops, run_with_grads
 
 
 def stack_inputs(depth, width, dtype, device, rows=37, activation="relu", seed=0, trials=None):
@@ -140,6 +140,15 @@ def test_launches_do_not_grow_with_depth(backend, per_layer, device, monkeypatch
         assert counts == {2: (2, 6), 7: (7, 21)}
     else:
         assert counts == {2: (1, 1), 7: (1, 1)}
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_a_layer_by_layer_stack_unbinds_its_weight_once(backend, device):
+    """Indexing layer i of the (depth, 2w, w) weight would cost a zero-filled whole-stack gradient per layer in
+    backward (depth² work); unbinding costs one stack."""
+    stack = HighwayStack(16, 6, backend=backend).to(device)
+    ops = graph_ops(stack(torch.randn(5, 16, device=device)))
+    assert "UnbindBackward0" in ops and "SelectBackward0" not in ops
 
 
 @pytest.mark.parametrize("width", [16, 50, 71, 128])

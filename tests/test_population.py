@@ -9,6 +9,7 @@ from highway import HighwayStack, highway_mlp, mnist_convnet, plain_mlp
 from highway import population_torch
 from highway.population import PopulationSGD, stack_population
 from highway.tolerances import assert_close
+from highway_cases import graph_ops
 
 
 @pytest.fixture(autouse=True)
@@ -273,3 +274,28 @@ def test_a_population_of_stacked_nets_is_one_weight_and_computes_what_its_nets_c
     for p, net in enumerate(population.unstack()):
         assert isinstance(net.layers[0], HighwayStack)
         assert_close(net(x), per_layer(x)[p], torch.float32)
+
+
+@pytest.mark.parametrize("kind,backend", [("highway", "torch"), ("highway", "triton"), ("plain", "torch")])
+def test_the_stacked_layers_are_unbound_once_not_indexed_layer_by_layer(kind, backend):
+    """Indexing layer i of a (P, L, ...) parameter costs a whole zero-filled (P, L, ...) gradient per layer in
+    backward, L² work; unbinding costs one stack."""
+    torch.manual_seed(0)
+    if kind == "highway":
+        nets = [highway_mlp(12, 16, 6, 4, "relu", backend=backend) for _ in range(2)]
+    else:
+        nets = [plain_mlp(12, 9, 6, 4) for _ in range(2)]
+    ops = graph_ops(stack_population(nets)(torch.randn(5, 12)))
+    assert "UnbindBackward0" in ops and "SelectBackward0" not in ops
+
+
+def test_a_population_runs_its_highway_layers_as_one_stack_with_the_nets_backend(monkeypatch):
+    import highway.population as population_module
+
+    calls = []
+    real = population_module.highway_linear_stack
+    monkeypatch.setattr(population_module, "highway_linear_stack",
+                        lambda x, w, b, act, backend: calls.append((tuple(w.shape), backend)) or real(x, w, b, act, backend))
+    nets = [highway_mlp(12, 16, 6, 4, "relu", backend="auto") for _ in range(3)]
+    stack_population(nets)(torch.randn(5, 12))
+    assert calls == [((3, 5, 32, 16), "auto")]  # on a GPU, "auto" is the depth-fused stack where the width fits

@@ -169,8 +169,9 @@ class PopulationSGD(torch.optim.Optimizer):
 
     `lr` and `momentum` are sequences or `(P,)` tensors. `decay_lr_(gamma)` multiplies each trial's
     learning rate by its own factor (the paper's per-epoch exponential decay). `freeze_(mask)` stops the
-    trials in `mask` (diverged ones) for good: their learning rate and momentum buffer become zero, and
-    their gradients are ignored, NaN or not."""
+    trials in `mask` (diverged ones) for good: their learning rate becomes zero and their gradients are
+    ignored, NaN or not, so their parameters stay as they were. Neither waits on the device: a training
+    loop can freeze every step without a host sync."""
 
     def __init__(self, params, lr, momentum=0.0, nesterov: bool = False, weight_decay: float = 0.0):
         params = list(params)
@@ -208,14 +209,12 @@ class PopulationSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def freeze_(self, mask: torch.Tensor):
-        self.active &= ~mask.to(self.active.device)
-        self._all_active = bool(self.active.all())
+        mask = mask.to(self.active.device)
+        if mask.device.type == "cpu" and not mask.any():  # asking is free on a CPU; a GPU would make us wait
+            return
+        self.active &= ~mask
         self.lr.mul_(self.active)
-        for group in self.param_groups:
-            for p in group["params"]:
-                buf = self.state[p].get("momentum_buffer")
-                if buf is not None:
-                    buf.mul_(self.active.to(buf.dtype).view(-1, *([1] * (p.dim() - 1))))
+        self._all_active = False  # from now on each step masks the gradients (a frozen trial's may be NaN)
 
     @torch.no_grad()
     def step(self, closure=None):

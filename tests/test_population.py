@@ -299,3 +299,45 @@ def test_a_population_runs_its_highway_layers_as_one_stack_with_the_nets_backend
     nets = [highway_mlp(12, 16, 6, 4, "relu", backend="auto") for _ in range(3)]
     stack_population(nets)(torch.randn(5, 12))
     assert calls == [((3, 5, 32, 16), "auto")]  # on a GPU, "auto" is the depth-fused stack where the width fits
+
+
+def test_a_population_step_freezes_a_trial_whose_loss_is_not_finite_before_its_update():
+    from highway.bench.study.training import population_step
+
+    population = stack_population(make_nets())
+    opt = PopulationSGD(population.parameters(), [0.1, 0.1, 0.1], 0.9)
+    x, y = torch.randn(3, 6, 12), torch.randint(0, 4, (3, 6))
+    x[1, 2, 0] = float("nan")
+    before = [p.detach().clone() for p in population.parameters()]
+    diverged = torch.zeros(3, dtype=torch.bool)
+    population_step(population, opt, x, y, diverged)
+    assert diverged.tolist() == [False, True, False] and opt.active.tolist() == [True, False, True]
+    for old, new in zip(before, population.parameters()):
+        assert torch.equal(old[1], new[1]) and not torch.equal(old[0], new[0])  # trial 1 untouched, 0 trained
+    population_step(population, opt, torch.randn(3, 6, 12), y, diverged)  # frozen for good, NaN grads or not
+    assert all(torch.equal(old[1], new[1]) for old, new in zip(before, population.parameters()))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_a_population_step_never_waits_on_the_gpu(backend):
+    """A step asks the device for nothing (no .item(), no bool of a tensor, no pageable copy), so the host
+    queues launches ahead of the GPU: any synchronizing call raises under sync debug mode."""
+    from highway.bench.study.training import population_step
+
+    torch.manual_seed(0)
+    nets = [highway_mlp(784, 50, 20, 10, "relu", gate_bias=-2.0, backend=backend) for _ in range(8)]
+    population = stack_population(nets).cuda()
+    opt = PopulationSGD(population.parameters(), [0.01] * 8, 0.9)
+    x, y = torch.randn(8, 64, 784, device="cuda"), torch.randint(0, 10, (8, 64), device="cuda")
+    diverged = torch.zeros(8, dtype=torch.bool, device="cuda")
+    for _ in range(2):  # autotuning and first-call work may synchronize
+        population_step(population, opt, x, y, diverged)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            population_step(population, opt, x, y, diverged)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert not diverged.any()

@@ -71,6 +71,20 @@ def evaluate_population(population, x, y, batch: int = EVAL_BATCH) -> tuple[torc
     return total / len(x), correct / len(x)
 
 
+def population_step(population, opt, x, y, diverged: torch.Tensor):
+    """One SGD step of every live trial on its own batch, x (P, b, ...) and y (P, b). A trial whose loss is
+    not finite is frozen before the update, as `train_trial` does not take the step that diverged, and
+    marked in `diverged` (P,). It never asks the device for a value (tested on a GPU), so the host can run
+    ahead of it."""
+    losses = F.cross_entropy(population(x).transpose(1, 2), y, reduction="none").mean(1)
+    bad = ~torch.isfinite(losses) & opt.active
+    diverged |= bad
+    opt.freeze_(bad)
+    opt.zero_grad(set_to_none=True)
+    torch.where(opt.active, losses, 0.0).sum().backward()
+    opt.step()
+
+
 def train_population(population, data: ImageData, hps: list[dict], epochs: int, batch: int, seeds: list[int],
                      device, deadline: float | None = None):
     """`train_trial` for a `Population` of P nets (`highway.population`), trained in place: each trial keeps its own
@@ -108,18 +122,12 @@ def train_population(population, data: ImageData, hps: list[dict], epochs: int, 
     yield epoch_rows(0, [False] * trials)
     for epoch in range(1, epochs + 1):
         diverged = torch.zeros(trials, dtype=torch.bool, device=device)
-        orders = [torch.randperm(len(x_train), generator=g).split(batch) for g in generators]
-        for step in range(len(orders[0])):
-            idx = torch.stack([order[step] for order in orders]).to(device)  # (P, b): each trial's own batch
-            logits = population(flat[idx])
-            losses = F.cross_entropy(logits.transpose(1, 2), y_train[idx], reduction="none").mean(1)
-            bad = ~torch.isfinite(losses) & opt.active
-            if bad.any():  # as train_trial: the step that diverged is not taken
-                diverged |= bad
-                opt.freeze_(bad)
-            opt.zero_grad(set_to_none=True)
-            torch.where(opt.active, losses, 0.0).sum().backward()
-            opt.step()
+        # Each trial's minibatch order for the epoch, moved to the device once: a step then only slices it.
+        # Nothing in a step asks the device for a value, so on a GPU the host runs ahead, queueing launches.
+        orders = torch.stack([torch.randperm(len(x_train), generator=g) for g in generators]).to(device)
+        for start in range(0, len(x_train), batch):
+            idx = orders[:, start:start + batch]  # (P, b): each trial's own batch
+            population_step(population, opt, flat[idx], y_train[idx], diverged)
         opt.decay_lr_(decay)
         yield epoch_rows(epoch, diverged.tolist())
         if all(reported) or (deadline is not None and time.monotonic() > deadline):

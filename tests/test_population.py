@@ -205,6 +205,14 @@ def test_a_triton_population_trains_as_the_torch_one():
         assert_close(a, b, torch.float32)
 
 
+def test_the_time_estimate_steps_as_the_study_does():
+    from highway.bench.study import planning
+
+    make = lambda p: stack_population(make_nets(trials=p))  # noqa: E731
+    train, evaluate = planning._seconds_per_trial(make, 3, 8, 12, 4, "cpu", cuda_graph=True)  # no graph on a CPU
+    assert 0 < train < 1 and 0 < evaluate < 1
+
+
 def test_auto_population_takes_as_many_trials_as_fit_in_memory(monkeypatch):
     from highway.bench.study import planning
 
@@ -224,7 +232,7 @@ def test_the_expected_time_sums_measured_costs_over_the_study(monkeypatch):
     from highway.bench.study.datasets import load_dataset
 
     monkeypatch.setattr(planning, "_seconds_per_trial",
-                        lambda make, population, batch, features, classes, device: (1e-3 * make(1).depth, 0.0))
+                        lambda make, population, batch, features, classes, device, graph: (1e-3 * make(1).depth, 0.0))
     study = cv.Study(name="t", dataset="digits", depths=(3, 5), trials=4, epochs=2, batch=50, max_train=100)
     data = load_dataset("digits", max_train=100)
     seconds = planning.expected_seconds(study, data, "cpu", lambda model, depth: 4, cv.WIDTHS)
@@ -341,3 +349,29 @@ def test_a_population_step_never_waits_on_the_gpu(backend):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert not diverged.any()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_a_population_trained_by_cuda_graph_replays_ends_where_the_eager_one_does(backend):
+    import warnings
+
+    from highway.bench.study.datasets import load_dataset
+    from highway.bench.study.training import train_population
+
+    data = load_dataset("digits", max_train=640)  # 10 steps an epoch: 3 eager, then replays, then a partial one
+    hps = [dict(lr=lr, momentum=0.9, decay=0.95) for lr in (0.01, 0.05, 1e4)]  # the last one diverges
+    runs = {}
+    for graph in (False, True):
+        torch.manual_seed(0)
+        nets = [highway_mlp(data.in_features, 16, 6, data.num_classes, "relu", -2.0, backend) for _ in hps]
+        population = stack_population(nets).cuda()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a failed capture warns: that must not happen here
+            epochs = list(train_population(population, data, hps, 3, 48, [1, 2, 3], "cuda", cuda_graph=graph))
+        runs[graph] = ([[row and row[3] for row in rows] for _, rows, _ in epochs],
+                       [p.detach().clone() for p in population.parameters()])
+    (eager_status, eager_params), (graph_status, graph_params) = runs[False], runs[True]
+    assert graph_status == eager_status and "diverged" in sum(eager_status, [])
+    for a, b in zip(eager_params, graph_params):
+        assert_close(b[:2], a[:2], torch.float32)  # the live trials; the diverged one froze at the same step

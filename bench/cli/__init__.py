@@ -189,7 +189,7 @@ def _study(args):
 
     study = PRESETS[args.preset] if args.preset else Study()
     changes = {k: getattr(args, k) for k in ("dataset", "trials", "epochs", "batch", "max_train", "seed", "backend",
-                                             "population", "max_val") if getattr(args, k) is not None}
+                                             "population", "max_val", "cuda_graph") if getattr(args, k) is not None}
     if args.depth:
         changes["depths"] = tuple(args.depth)
     if args.model:
@@ -420,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/converge")
     p.add_argument("--no-estimate", action="store_true",
                    help="start at once, without first timing a few steps to print the expected running time")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", default=None,
+                   help="on a GPU, launch a population's training step op by op instead of replaying it as one "
+                        "captured CUDA graph")
     p.add_argument("--overwrite", action="store_true")
     _run_options(p, executor=True)
     p.set_defaults(func=cmd_converge)

@@ -109,6 +109,8 @@ class Study:
     population: int | str = AUTO
     # Validation images evaluated after every epoch (a seeded draw, the same for every trial); None: all.
     max_val: int | None = None
+    # On a GPU, replay a population's training step as one captured CUDA graph (`GraphedPopulationStep`).
+    cuda_graph: bool = True
 
     def arms(self):
         """(model, gate rule) pairs: plain nets once, highway nets once per gate rule."""
@@ -421,7 +423,7 @@ def train_chunk(work: ChunkWork) -> ChunkResult:
     else:
         population = stack_population([net for _, _, net in built]).to(device)
         epochs = train_population(population, data, [hp for _, hp, _ in built], study.epochs, study.batch,
-                                  [seed for seed, _, _ in built], device, deadline)
+                                  [seed for seed, _, _ in built], device, deadline, study.cuda_graph)
         nets = population.unstack
     for epoch, epoch_rows, seconds in epochs:
         for p, (job, (seed, hp, _), row) in enumerate(zip(work.jobs, built, epoch_rows)):

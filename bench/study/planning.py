@@ -14,7 +14,6 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 
 from highway.bench.study.training import EVAL_BATCH
 
@@ -54,25 +53,33 @@ def population_that_fits(model: str, depth: int, width: int, in_features: int, c
     return max(1, min(trials, int(MEMORY_SHARE * free_memory_bytes(device) // per_trial)))
 
 
-def _seconds_per_trial(make_population, population: int, batch: int, in_features: int, classes: int, device):
-    """(training step, evaluation of one row) in seconds per trial, for a population of `population` nets."""
+def _seconds_per_trial(make_population, population: int, batch: int, in_features: int, classes: int, device,
+                       cuda_graph: bool):
+    """(training step, evaluation of one row) in seconds per trial, for a population of `population` nets,
+    stepped as the study steps it (`population_step`, replayed as a CUDA graph where the study would)."""
+    from highway.bench.study.training import GRAPH_WARMUP_STEPS, population_step, warm_up_and_capture
     from highway.population import PopulationSGD
 
     pop = make_population(population).to(device)
     opt = PopulationSGD(pop.parameters(), [1e-3] * population, [0.9] * population)
-    x = torch.randn(population, batch, in_features, device=device)
-    y = torch.randint(0, classes, (population, batch), device=device)
+    flat = torch.randn(population * batch, in_features, device=device)
+    labels = torch.randint(0, classes, (population * batch,), device=device)
+    idx = torch.arange(population * batch, device=device).view(population, batch)
+    x = flat[idx]
+    diverged = torch.zeros(population, dtype=torch.bool, device=device)
 
     def step():
-        losses = F.cross_entropy(pop(x).transpose(1, 2), y, reduction="none").mean(1)
-        opt.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        opt.step()
+        population_step(pop, opt, x, labels[idx], diverged)
 
     def synchronize():
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize(device)
 
+    graphed = None
+    if cuda_graph and torch.device(device).type == "cuda":
+        graphed = warm_up_and_capture(pop, opt, flat, labels, [idx] * GRAPH_WARMUP_STEPS, diverged)
+    if graphed is not None:
+        step = lambda: graphed(idx)  # noqa: E731
     step()
     synchronize()
     start = time.perf_counter()
@@ -112,13 +119,13 @@ def expected_seconds(study, data, device, population_for, widths: dict) -> float
             def make(p, depth=depth):
                 if model == "highway":
                     nets = [highway_mlp(data.in_features, widths[model], depth, data.num_classes, "relu", -2.0,
-                                        "torch") for _ in range(p)]
+                                        study.backend) for _ in range(p)]
                 else:
                     nets = [plain_mlp(data.in_features, widths[model], depth, data.num_classes, "relu")
                             for _ in range(p)]
                 return stack_population(nets)
             measured[depth] = _seconds_per_trial(make, population, study.batch, data.in_features,
-                                                 data.num_classes, device)
+                                                 data.num_classes, device, study.cuda_graph)
         for depth in study.depths:
             train, evaluate = (measured[low][i] + (measured[high][i] - measured[low][i]) * (depth - low) / (high - low)
                                for i in range(2))

@@ -18,6 +18,7 @@ CONVERGE_FILE = "converge.csv"  # convergence studies: one row per trial and epo
 CARRY_FILE = "carry.csv"  # convergence studies: the carried input per layer at initialization
 POPULATION_FILE = "population.csv"  # population sweeps: P trials trained at once against one by one
 RUNS_FILE = "runs.jsonl"  # the environment of every run, beside each of the above
+STUDY_TIMES_FILE = "study_times.jsonl"  # convergence studies: each run's wall time and how far it got
 CHECKPOINT_DIR = "checkpoints"  # the best trial per arm and depth, beside converge.csv
 CHECKPOINT_INDEX = "index.json"
 CHECKPOINT_SUFFIX = ".pt"

@@ -274,9 +274,36 @@ def population_claims(df: pd.DataFrame) -> list[dict]:
     return rows
 
 
+# The paper preset's depths 10-100 (800 runs) on one GPU within this many minutes.
+PAPER_TIME = dict(study="paper", depths=[10, 20, 50, 100], minutes=30.0)
+
+
+def study_time_claims(times: pd.DataFrame) -> list[dict]:
+    """The paper protocol's wall time on one GPU, summed over the runs of `converge --preset paper --depth 10 20
+    50 100` (a study stopped and resumed is the sum of its runs)."""
+    claim = (f"The paper preset's depths 10-100 ({PAPER_TIME['study']}, all 800 runs) train in under "
+             f"{PAPER_TIME['minutes']:g} minutes on one GPU")
+    if not times.empty:
+        times = times[(times["study"] == PAPER_TIME["study"]) & (times["device_type"] == "cuda")
+                      & times["depths"].map(lambda d: sorted(d) == PAPER_TIME["depths"])]
+    if times.empty:
+        return [_row(claim, "no GPU run of `highway-bench converge --preset paper --depth 10 20 50 100`", None, "")]
+    rows = []
+    for (dataset, device), g in times.groupby(["dataset", "device"]):
+        minutes, finished, total = g["elapsed_s"].sum() / 60, int(g["finished"].max()), int(g["total"].max())
+        basis = f"{dataset}, study '{PAPER_TIME['study']}' on {device}: {len(g)} run{'s' if len(g) > 1 else ''}"
+        if finished == total:
+            rows.append(_row(claim, f"{minutes:.1f} min for {total} runs", minutes <= PAPER_TIME["minutes"], basis))
+        elif minutes > PAPER_TIME["minutes"]:
+            rows.append(_row(claim, f"{minutes:.1f} min for {finished} of {total} runs", False, basis))
+        else:
+            rows.append(_row(claim, f"{finished} of {total} runs in {minutes:.1f} min so far", None, basis))
+    return rows
+
+
 def claims_table(data) -> pd.DataFrame:
     rows = (convergence_claims(data.converge) + gate_bias_claims(data.converge, data.carry)
             + lesion_claims(data.analyses) + throughput_claims(data.throughput) + stack_claims(data.throughput)
-            + population_claims(data.population))
+            + population_claims(data.population) + study_time_claims(data.study_times))
     return pd.DataFrame(rows, columns=["claim", "measured", "verdict", "basis"])
 

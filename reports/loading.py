@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from highway.bench.schema import ANALYSIS_META_FILE, CARRY_FILE, CONVERGE_FILE, GATES_FILE, LESION_FILE, \
-    POPULATION_FILE, RESULTS_FILE, RUNS_FILE, STORE_FILE, TABLES, read_csv_rows, read_store_rows, table_name, typed_frame
+    POPULATION_FILE, RESULTS_FILE, RUNS_FILE, STORE_FILE, STUDY_TIMES_FILE, TABLES, read_csv_rows, read_store_rows, \
+    table_name, typed_frame
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ReportData:
     carry: pd.DataFrame = field(default_factory=pd.DataFrame)
     population: pd.DataFrame = field(default_factory=pd.DataFrame)  # population sweeps
     runs: list = field(default_factory=list)  # the environments of the runs behind the data
+    study_times: pd.DataFrame = field(default_factory=pd.DataFrame)  # convergence runs' wall times
     sources: list = field(default_factory=list)
 
     @property
@@ -114,6 +116,18 @@ def read_runs(paths) -> list[dict]:
     return runs
 
 
+def read_study_times(paths) -> pd.DataFrame:
+    """Every convergence run's wall-time record (STUDY_TIMES_FILE) under `paths`; a damaged line is skipped."""
+    records = []
+    for f in _files(paths, STUDY_TIMES_FILE):
+        for line in f.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return pd.DataFrame(records).drop_duplicates(subset=["run_id", "study"], keep="last") if records else pd.DataFrame()
+
+
 def load_results(paths) -> ReportData:
     paths = list(paths)
     missing = [str(p) for p in paths if not Path(p).exists()]
@@ -121,4 +135,5 @@ def load_results(paths) -> ReportData:
         raise FileNotFoundError(f"no such results: {', '.join(missing)}")
     return ReportData(throughput=read_throughput(paths), converge=read_converge(paths), analyses=read_analyses(paths),
                       carry=read_carry(paths), population=read_population(paths), runs=read_runs(paths),
+                      study_times=read_study_times(paths),
                       sources=[str(p) for p in paths])

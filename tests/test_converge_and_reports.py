@@ -16,7 +16,7 @@ from highway.bench.study.datasets import load_cifar, load_dataset, load_idx_dir,
 from highway.gates import gate_statistics
 from highway.reports.claims import claims_table
 from highway.reports.compare import compare_throughput
-from highway.reports.loading import load_results
+from highway.reports.loading import load_results, read_study_times
 from highway.reports.render import build_report
 
 
@@ -88,6 +88,29 @@ def test_convergence_loop_writes_rows_and_resumes(tmp_path, monkeypatch):
     assert calls == []  # every trial was finished: nothing re-runs
     cv.convergence_study(tmp_path, tiny_study(trials=3), progress=False)
     assert len(calls) == 2  # only the new trial of each model
+    times = read_study_times([tmp_path])  # a run that trained nothing records no time
+    assert list(times["trained"]) == [4, 0] and list(times["finished"]) == [4, 4] and list(times["total"]) == [4, 6]
+    assert (times["elapsed_s"] > 0).all() and list(times["depths"]) == [[3], [3]]
+
+
+def test_the_paper_protocols_wall_time_is_a_claim_on_a_gpu():
+    from highway.reports.claims import study_time_claims
+
+    def run(minutes, finished, device_type="cuda", depths=(10, 20, 50, 100), study="paper", run_id="a"):
+        return dict(run_id=run_id, study=study, dataset="fashion-mnist", device="NVIDIA H100", device_type=device_type,
+                    depths=list(depths), elapsed_s=60 * minutes, finished=finished, total=800)
+
+    def verdict(*runs):
+        (row,) = study_time_claims(pd.DataFrame(list(runs)))
+        return row["verdict"], row["measured"]
+
+    assert verdict(run(12, 800, run_id="a"), run(10, 800, run_id="b")) == ("holds", "22.0 min for 800 runs")
+    assert verdict(run(31, 800))[0] == "does not hold"
+    assert verdict(run(31, 500))[0] == "does not hold"  # over the time before it even finished
+    assert verdict(run(20, 500)) == ("no data", "500 of 800 runs in 20.0 min so far")
+    for other in (run(5, 800, device_type="cpu"), run(5, 800, depths=(10, 20)), run(5, 800, study="quick")):
+        assert verdict(other)[0] == "no data"
+    assert study_time_claims(pd.DataFrame())[0]["verdict"] == "no data"
 
 
 def test_divergence_is_a_status_not_a_crash(tmp_path):

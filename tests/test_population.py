@@ -1,5 +1,6 @@
 """Population training: P trials of one architecture as one model, each ending where it would alone."""
 import dataclasses
+import time
 
 import pytest
 import torch
@@ -172,7 +173,9 @@ def test_populations_split_by_activation_and_freeze_diverged_trials(tmp_path):
     chunks = cv._chunks(study, jobs, lambda model, depth: 5)
     assert sorted(len(c) for c in chunks) == sorted([activations.count(a) for a in set(activations)])
     one = cv.convergence_study(tmp_path / "one", study, progress=False)
+    began = time.perf_counter()
     together = cv.convergence_study(tmp_path / "pop", dataclasses.replace(study, population=5), progress=False)
+    assert together["seconds"].between(0, time.perf_counter() - began).all()  # time since the trials began
     keys = ["trial", "epoch"]
     one, together = one.sort_values(keys).reset_index(drop=True), together.sort_values(keys).reset_index(drop=True)
     assert (one["status"] == "diverged").any()  # the search reached lr 1e4 somewhere: the freeze is exercised

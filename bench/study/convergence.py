@@ -10,6 +10,7 @@ Every trial writes one row per epoch (epoch 0 is the net at initialization) to `
 a re-run resumes, skipping finished trials. The best trial per (arm, depth) keeps its checkpoint in
 `checkpoints/` for `highway-bench analyze`. File names and columns are in `highway.bench.schema`.
 """
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -22,7 +23,7 @@ from highway.bench.harness.environment import environment, resolve_device, worke
 from highway.bench.harness.progress import progress_bar
 from highway.bench.harness.store import ResultStore
 from highway.bench.schema import CARRY_COLUMNS, CARRY_FILE, CARRY_KEYS, CONVERGE_COLUMNS, CONVERGE_FILE, \
-    CONVERGE_KEYS, GATE_AUTO, GATE_SEARCH, MODELS, NO_GATE, STATUS_OK, parse_gate_rule
+    CONVERGE_KEYS, GATE_AUTO, GATE_SEARCH, MODELS, NO_GATE, STATUS_OK, STUDY_TIMES_FILE, parse_gate_rule
 from highway.bench.study.checkpoints import save_if_best
 from highway.bench.study.datasets import FALLBACK_NOTE, ImageData, load_dataset
 from highway.bench.study.planning import describe_seconds, expected_seconds, population_that_fits
@@ -246,6 +247,7 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
             print(f"{len(units) - len(jobs)} of {len(units)} trials already done in {out}"
                   + (f"; running the other {len(jobs)}" if jobs else ""))
         if jobs:
+            started = time.monotonic()
             env = environment(device, argv)
             store.record_run({**env, "study": asdict(study), "executor": executor.describe()})
             bar = progress_bar(total=len(jobs), enabled=progress, unit="trial")
@@ -302,12 +304,25 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
                         store.release((study.name, data.name, model, rule, depth, trial))
                 if hasattr(bar, "close"):
                     bar.close()
-            done = _finished_trials(store, study, data)
-            left = sum(1 for job in jobs if job not in done)
+                done = _finished_trials(store, study, data)  # also after Ctrl-C: a stopped run's time counts too
+                left = sum(1 for job in jobs if job not in done)
+                _record_time(out, study, data, env, time.monotonic() - started, len(jobs) - left,
+                             sum(u in done for u in units), len(units))
             if deadline is not None and left:
                 print(f"{left} trials left for a re-run: the time budget ran out")
         df = store.select(study=study.name, dataset=data.name)
     return df
+
+
+def _record_time(out: Path, study: Study, data, env: dict, elapsed: float, trained: int, finished: int, total: int):
+    """One line of STUDY_TIMES_FILE: how long this run took and how far the study got, for the claims about a
+    study's wall time (a study resumed over several runs is the sum of its runs)."""
+    record = {"run_id": env["run_id"], "timestamp": env["timestamp"], "study": study.name, "dataset": data.name,
+              "device": env["device"], "device_type": env["device_type"], "depths": list(study.depths),
+              "models": list(study.models), "trials": study.trials, "epochs": study.epochs,
+              "elapsed_s": elapsed, "trained": trained, "finished": finished, "total": total}
+    with open(out / STUDY_TIMES_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def trial_hyperparameters(study: Study, model: str, rule: str, depth: int, trial: int) -> tuple[int, dict]:

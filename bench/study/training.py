@@ -145,7 +145,7 @@ def train_population(population, data: ImageData, hps: list[dict], epochs: int, 
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
     flat = x_train.reshape(len(x_train), -1)
     reported = [False] * trials  # a diverged trial is reported once, then left out
-    start = time.perf_counter()
+    began = time.perf_counter()
 
     def epoch_rows(epoch, diverged):
         train_loss, _ = evaluate_population(population, x_train, y_train)
@@ -160,7 +160,7 @@ def train_population(population, data: ImageData, hps: list[dict], epochs: int, 
             if bad:
                 reported[p] = True
                 opt.freeze_(torch.arange(trials, device=device) == p)
-        return epoch, rows, time.perf_counter() - start
+        return epoch, rows, time.perf_counter() - began
 
     yield epoch_rows(0, [False] * trials)
     diverged = torch.zeros(trials, dtype=torch.bool, device=device)  # one buffer: a captured graph writes it
@@ -170,13 +170,13 @@ def train_population(population, data: ImageData, hps: list[dict], epochs: int, 
         # Each trial's minibatch order for the epoch, moved to the device once: a step then only slices it.
         # Nothing in a step asks the device for a value, so on a GPU the host runs ahead, queueing launches.
         orders = torch.stack([torch.randperm(len(x_train), generator=g) for g in generators]).to(device)
-        starts = range(0, len(x_train), batch)
-        if warm_up and len(starts) > GRAPH_WARMUP_STEPS:
-            first = [orders[:, s:s + batch] for s in starts[:GRAPH_WARMUP_STEPS]]
+        offsets = range(0, len(x_train), batch)
+        if warm_up and len(offsets) > GRAPH_WARMUP_STEPS:
+            first = [orders[:, o:o + batch] for o in offsets[:GRAPH_WARMUP_STEPS]]
             graphed, warm_up = warm_up_and_capture(population, opt, flat, y_train, first, diverged), False
-            starts = starts[GRAPH_WARMUP_STEPS:]
-        for start in starts:
-            idx = orders[:, start:start + batch]  # (P, b): each trial's own batch
+            offsets = offsets[GRAPH_WARMUP_STEPS:]
+        for offset in offsets:
+            idx = orders[:, offset:offset + batch]  # (P, b): each trial's own batch
             if graphed is not None and idx.shape[1] == batch:
                 graphed(idx)
             else:  # the last, partial batch; or no graph

@@ -35,7 +35,7 @@ THROUGHPUT_COLUMNS = THROUGHPUT_KEYS + [
     "status", "median_ms", "p20_ms", "p80_ms", "q1_ms", "q3_ms", "first_call_ms", "repeats", "timer",
     "samples_per_s", "tflops", "gbps", "pct_peak_flops", "pct_peak_bw", "peak_mem_mb", "speedup_vs_torch",
     "max_error", "device", "device_type", "commit", "run_id", "timestamp", "threads", "load_avg", "spread",
-    "noisy", "host", "weight_gbps", "pct_peak_bw_weights",
+    "noisy", "host", "weight_gbps", "pct_peak_bw_weights", "kernels_per_step",
 ]
 BASELINE_BACKEND = "torch"  # the eager backend every speed-up is measured against
 STATUS_OK = "ok"
@@ -69,7 +69,7 @@ _THROUGHPUT_TYPES = {
     **dict.fromkeys(["depth", "width", "batch", "spatial", "repeats", "threads"], int),
     **dict.fromkeys(["median_ms", "p20_ms", "p80_ms", "q1_ms", "q3_ms", "first_call_ms", "samples_per_s", "tflops",
                      "gbps", "pct_peak_flops", "pct_peak_bw", "peak_mem_mb", "speedup_vs_torch", "max_error",
-                     "load_avg", "spread", "weight_gbps", "pct_peak_bw_weights"], float),
+                     "load_avg", "spread", "weight_gbps", "pct_peak_bw_weights", "kernels_per_step"], float),
     "noisy": bool,
 }
 _CONVERGE_TYPES = {

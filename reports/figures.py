@@ -349,6 +349,30 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
     return out
 
 
+def kernel_count_figures(df: pd.DataFrame) -> list[Figure]:
+    """Kernels a step runs on the GPU against depth, per backend, dense highway stacks: the launches that
+    per-layer backends pay and the depth-fused stack does not. GPU rows only (a CPU has no kernels to count)."""
+    if df.empty or "kernels_per_step" not in df.columns:
+        return []
+    ok = df[(df["status"] == STATUS_OK) & (df["model"] == "highway") & (df["layer"] == "dense")]
+    ok = ok.dropna(subset=["kernels_per_step"])
+    out = []
+    for label, slug, _, d in _by_device(ok):
+        modes = sorted(d["mode"].unique(), key=MODES.index)
+        g = sns.relplot(d, x="depth", y="kernels_per_step", hue="backend", col="mode", col_order=modes, kind="line",
+                        markers=True, height=3.2, aspect=1.3, errorbar=None, estimator="max")
+        g.set(xscale="log", yscale="log")
+        g.set_titles(col_template="{col_name}", size=10)
+        g.set_axis_labels("depth (layers)", "GPU kernels per step")
+        g.figure.suptitle(f"Kernels per step against depth — {label}", y=1.04)
+        out.append(Figure(f"Kernels per step ({label})", g.figure,
+                          "GPU kernels one step runs (torch.profiler; the most over widths and dtypes), per backend. "
+                          "Per-layer backends grow with depth; the depth-fused stack stays flat. Under CUDA graphs "
+                          "(compile-cudagraphs) the host launches one graph, whose kernels still count here.",
+                          f"kernels-{slug}"))
+    return out
+
+
 def weight_streaming_figures(df: pd.DataFrame) -> list[Figure]:
     """How fast dense highway stacks stream their weights, against depth: % of the device's peak memory
     bandwidth on a GPU in the peak table, GB/s elsewhere. The depth-fused stack moves little but its weights,

@@ -175,6 +175,20 @@ def test_cli_runs_a_sweep_and_prints_a_table(tmp_path, capsys):
     assert len(rows) == 4
     timed = rows[rows["status"] == "ok"]
     assert (timed["weight_gbps"] > 0).all() and timed["pct_peak_bw_weights"].isna().all()  # no peak for a CPU
+    assert timed["kernels_per_step"].isna().all()  # a CPU runs no kernels to count
+
+
+def test_kernels_are_counted_from_the_profilers_gpu_events():
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    from highway.bench.harness.profile import count_kernels
+
+    event = lambda name, device=DeviceType.CUDA: SimpleNamespace(name=name, device_type=device)  # noqa: E731
+    events = [event("_highway_stack_fwd_kernel"), event("ampere_sgemm_64x64_nn"), event("Memcpy HtoD (Pageable)"),
+              event("Memset (Device)"), event("aten::mm", DeviceType.CPU), event("cudaLaunchKernel", DeviceType.CPU)]
+    assert count_kernels(events) == 2
 
 
 @pytest.mark.parametrize("command", [[], ["throughput"], ["profile"], ["peaks"], ["converge"], ["analyze"], ["report"],

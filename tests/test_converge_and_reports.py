@@ -293,6 +293,18 @@ def test_weight_streaming_is_a_share_of_peak_bandwidth_on_a_known_gpu_and_gb_per
         assert weight_streaming_figures(cpu.drop(columns=["weight_gbps", "pct_peak_bw_weights"])) == []
 
 
+def test_kernels_per_step_are_drawn_for_gpu_rows_only(tmp_path):
+    from highway.reports.figures import kernel_count_figures, report_style
+
+    cpu = load_results([fixture_results(tmp_path)]).throughput
+    assert kernel_count_figures(cpu) == []  # NaN on a CPU: nothing to draw
+    gpu = cpu.assign(device="NVIDIA H100 80GB HBM3", device_type="cuda",
+                     kernels_per_step=[4.0 * d if b != "compile" else 2.0 for d, b in zip(cpu["depth"], cpu["backend"])])
+    with report_style():
+        (figure,) = kernel_count_figures(gpu)
+    assert figure.slug.startswith("kernels-") and figure.fig.axes[0].get_yscale() == "log"
+
+
 def test_overlapping_results_directories_are_said(tmp_path):
     a = fixture_results(tmp_path / "a")
     b = fixture_results(tmp_path / "b")

@@ -1,10 +1,12 @@
 """Profile one configuration: a Chrome trace and a per-kernel table from `torch.profiler`, and, on a GPU
 with Triton's proton available, a proton profile beside them.
 """
+import math
 from pathlib import Path
 
 import pandas as pd
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from highway.bench.harness.backends import BACKENDS
@@ -24,6 +26,23 @@ def _kernel_table(prof, on_gpu: bool) -> pd.DataFrame:
     df = df.sort_values("total_ms", ascending=False).reset_index(drop=True)
     df["share"] = df["total_ms"] / df["total_ms"].sum()
     return df
+
+
+def count_kernels(events) -> int:
+    """The device kernels among profiler events: GPU events other than copies and fills."""
+    return sum(1 for e in events if e.device_type == DeviceType.CUDA and not e.name.startswith(("Memcpy", "Memset")))
+
+
+def kernels_per_step(step, device: torch.device) -> float:
+    """How many kernels one call of `step` runs on the GPU, counted by torch.profiler (a CUDA graph's kernels
+    count one by one, though the host launches the graph once); NaN on a CPU."""
+    if device.type != "cuda":
+        return math.nan
+    torch.cuda.synchronize(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize(device)
+    return float(count_kernels(prof.events()))
 
 
 def profile_config(case: Case, out, steps: int = 5, warmup: int = 3, device=None) -> pd.DataFrame:

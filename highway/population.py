@@ -67,7 +67,7 @@ class Population(nn.Module):
         # latter on a GPU where the width fits (else the per-layer kernels; torch on a CPU).
         self.backend = first.layers[0].backend if self.kind == "highway" and len(first.layers) else "torch"
         self.stacked = len(first.layers) == 1 and isinstance(first.layers[0], HighwayStack)
-        stack = lambda tensors, dim=0: nn.Parameter(torch.stack([t.detach() for t in tensors], dim).clone())  # noqa: E731
+        stack = lambda tensors: nn.Parameter(torch.stack([t.detach() for t in tensors]).clone())  # noqa: E731
         self.stem_weight = stack([n.stem[1].weight for n in nets])
         self.stem_bias = stack([n.stem[1].bias for n in nets])
         # Every hidden layer's weights in one (P, L, rows, w) parameter and biases in one (P, L, rows), the
@@ -128,10 +128,11 @@ class Population(nn.Module):
             if self.stacked:
                 net.layers[0].weight.copy_(self.hidden_weight[p])
                 net.layers[0].bias.copy_(self.hidden_bias[p])
-            for i, layer in enumerate(net.layers if not self.stacked else []):
-                linear = layer if self.kind == "highway" else layer[0]
-                linear.weight.copy_(self.hidden_weight[p, i])
-                linear.bias.copy_(self.hidden_bias[p, i])
+            else:
+                for i, layer in enumerate(net.layers):
+                    linear = layer if self.kind == "highway" else layer[0]
+                    linear.weight.copy_(self.hidden_weight[p, i])
+                    linear.bias.copy_(self.hidden_bias[p, i])
             net.head.weight.copy_(self.head_weight[p])
             net.head.bias.copy_(self.head_bias[p])
             nets.append(net)

@@ -37,7 +37,8 @@ def _activation_grad_(dh: torch.Tensor, h: torch.Tensor, z_h: torch.Tensor | Non
 
 
 class _PopulationHighwayLinear(torch.autograd.Function):
-    """Saves x, the weights, H and T (and, for gelu, Z_H): 2·P·B·N values besides x."""
+    """Saves x, weight and bias (second derivatives recompute from them), H and T (and, for gelu, Z_H):
+    2·P·B·N values besides the inputs."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, activation):

@@ -97,7 +97,8 @@ def _highway_stack_fwd_kernel(
 
     Saved for backward (SAVE_INPUTS): each layer's input, (P, DEPTH, M, N) in the input dtype: B·N values a
     layer (16 KiB at batch 128, width 64, bf16), from which the backward recomputes Z. Nothing else.
-    Grid: (row tiles, trials). BLOCK_N = BLOCK_K = the width padded to a power of two.
+    Grid: (row tiles, TRIALS); TRIALS is passed for the autotuner's key only. BLOCK_N = BLOCK_K = the width
+    padded to a power of two; BLOCK_M is autotuned (STACK_CONFIGS).
     """
     pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
     x_ptr += pid_p * stride_xp
@@ -133,7 +134,7 @@ def _highway_stack_bwd_kernel(
     in the input dtype, for the weight gradients: dW = dZᵀ·x for every layer is then one batched GEMM
     and db one sum, so no launch is made per layer. (Accumulating dW in the kernel, by atomics or partial
     sums, keeps a W×W fp32 tile per program in registers: `highway-bench compile-check` found it spilling on
-    sm_80 from width 64.) Grid: (row tiles, trials).
+    sm_80 from width 64.) Grid and meta-parameters as the forward's.
     """
     pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
     w_mask = (offs_n < N)[:, None] & (offs_k < N)[None, :]

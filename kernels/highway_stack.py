@@ -125,6 +125,7 @@ def _highway_stack_fwd_kernel(
 def _highway_stack_bwd_kernel(
     dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, M, N, DEPTH, TRIALS,
     stride_dyp, stride_dym, stride_dyn, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,
+    stride_xsp, stride_dzp,
     ACTIVATION: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -132,7 +133,8 @@ def _highway_stack_bwd_kernel(
     backward (`highway_gate_grads`) and the carry, and forms dx = carry + dZ·W on chip, which feeds the
     layer below without leaving the chip. Each layer's dZ = [dz_H | dz_T] is written out, (P, DEPTH, M, 2N)
     in the input dtype, for the weight gradients: dW = dZᵀ·x for every layer is then one batched GEMM
-    and db one sum, so no launch is made per layer. (Accumulating dW in the kernel, by atomics or partial
+    and db one sum, so no launch is made per layer. xs and dZ take a trial stride of their own, so that the
+    launcher can run a long stack in chunks of layers (`STACK_BWD_CHUNK`). (Accumulating dW in the kernel, by atomics or partial
     sums, keeps a W×W fp32 tile per program in registers: `highway-bench compile-check` found it spilling on
     sm_80 from width 64.) Grid and meta-parameters as the forward's.
     """
@@ -141,8 +143,8 @@ def _highway_stack_bwd_kernel(
     dy_ptr += pid_p * stride_dyp
     w_ptr += pid_p * stride_wp
     b_ptr += pid_p * stride_bp
-    xs_ptr += pid_p * DEPTH * M * N
-    dz_ptr += pid_p * DEPTH * M * (2 * N)
+    xs_ptr += pid_p * stride_xsp
+    dz_ptr += pid_p * stride_dzp
     dx_ptr += pid_p * M * N
     rows = offs_m[:, None] * N + offs_n[None, :]
     dz_rows = offs_m[:, None] * (2 * N) + offs_n[None, :]
@@ -224,21 +226,39 @@ def highway_stack_fwd(x, weight, bias, activation: str, save_inputs: bool):
     return y, xs
 
 
+# Layers whose dZ the backward holds at once: 2·B·N values a layer, so a chunk bounds the backward's scratch
+# whatever the depth (at batch 128, width 64, bf16: 4 MiB, against 32 MiB for 1000 layers at once), for
+# three launches per chunk (the kernel, the dW GEMM and the db sum) instead of three in all.
+STACK_BWD_CHUNK = 128
+
+
 def highway_stack_bwd(dy, xs, weight, bias, activation: str):
-    """The backward of `highway_stack_fwd` from its saved inputs: one launch for dx and every layer's dZ,
-    then one batched GEMM for every layer's dW and one sum for db. Returns (dx, dweight, dbias) in the
-    dtypes of dy, weight and bias."""
+    """The backward of `highway_stack_fwd` from its saved inputs: per chunk of STACK_BWD_CHUNK layers, from
+    the top, one launch for its dx and every layer's dZ, then one batched GEMM for those layers' dW and one
+    sum for their db. Returns (dx, dweight, dbias) in the dtypes of dy, weight and bias."""
     *lead, M, N = dy.shape
     trials = lead[0] if lead else 1
     depth = weight.shape[-3]
-    dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
     if M == 0 or trials == 0 or depth == 0:
+        dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
         return dx.copy_(dy) if depth == 0 else dx.zero_(), torch.zeros_like(weight), torch.zeros_like(bias)
-    dz = torch.empty((*lead, depth, M, 2 * N), device=dy.device, dtype=dy.dtype)
+    chunk = min(depth, STACK_BWD_CHUNK)
+    dz = torch.empty((*lead, chunk, M, 2 * N), device=dy.device, dtype=dy.dtype)
+    dweight, dbias = torch.empty_like(weight), torch.empty_like(bias)
     bias = bias.contiguous()
-    args = (dy, xs, weight, bias, dx, dz, M, N, depth, trials, *trial_strides(dy, 2), *trial_strides(weight, 3),
-            *trial_strides(bias, 2)[:2])  # bias is contiguous: its last stride is 1
-    _launch(_highway_stack_bwd_kernel, M, trials, args, dict(ACTIVATION=ACTIVATION_CODES[activation]), N, dy.dtype)
-    dweight = torch.matmul(dz.transpose(-1, -2), xs).to(weight.dtype)  # (…, depth, 2N, N): one batched GEMM
-    dbias = dz.sum(-2, dtype=torch.float32).to(bias.dtype)
-    return dx, dweight, dbias
+    g = dy
+    for top in range(depth, 0, -chunk):
+        low = max(0, top - chunk)
+        layers = slice(low, top)
+        xs_c, w_c, b_c = xs[..., layers, :, :], weight[..., layers, :, :], bias[..., layers, :]
+        dz_c = dz[..., :top - low, :, :]
+        dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
+        args = (g, xs_c, w_c, b_c, dx, dz_c, M, N, top - low, trials, *trial_strides(g, 2), *trial_strides(w_c, 3),
+                *trial_strides(b_c, 2)[:2],  # bias is contiguous: its last stride is 1
+                trial_strides(xs_c, 3)[0], trial_strides(dz_c, 3)[0])
+        _launch(_highway_stack_bwd_kernel, M, trials, args, dict(ACTIVATION=ACTIVATION_CODES[activation]), N,
+                dy.dtype)
+        dweight[..., layers, :, :] = torch.matmul(dz_c.transpose(-1, -2), xs_c)  # one batched GEMM for the chunk
+        dbias[..., layers, :] = dz_c.sum(-2, dtype=torch.float32)
+        g = dx
+    return g, dweight, dbias

@@ -81,6 +81,18 @@ def test_a_population_of_stacks_matches_each_trial(device):
     check_stack(6, 50, "tanh", torch.float32, device, trials=3)
 
 
+@pytest.mark.parametrize("trials", [None, 2])
+def test_a_long_stack_runs_its_backward_in_chunks_of_layers(trials, device, monkeypatch):
+    """dZ is held for STACK_BWD_CHUNK layers at a time: 7 layers in chunks of 3 are three backward launches
+    (3, 3 and 1 layers), chained through dx, with the gradients of one launch over all 7."""
+    monkeypatch.setattr(stack_kernels, "STACK_BWD_CHUNK", 3)
+    launches = []
+    monkeypatch.setattr(stack_kernels, "_highway_stack_bwd_kernel",
+                        CountingKernel(stack_kernels._highway_stack_bwd_kernel, launches))
+    check_stack(7, 50, "relu", torch.float32, device, trials=trials)
+    assert len(launches) == 3
+
+
 @pytest.mark.parametrize("backend", ["torch", "triton-stack"])
 def test_conversion_to_and_from_layers_keeps_the_outputs(backend, device):
     torch.manual_seed(0)

@@ -182,13 +182,17 @@ def stack_backend(backend: str, width: int, device: torch.device, dtype: torch.d
     return "triton"
 
 
-def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str = "auto"):
+def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str = "auto", *,
+                         recompute: bool = False):
     """`depth` highway layers of one width applied in turn: x (..., N), weight (depth, 2N, N) with layer l's
     rows [W_H; W_T], bias (depth, 2N). With a leading trial axis, a population of stacks: x (P, B, N),
     weight (P, depth, 2N, N), bias (P, depth, 2N), trial p's rows through trial p's stack.
 
     backend: "torch", "triton" (the per-layer fused kernels, a launch per layer), "triton-stack" (every
     layer in one launch forward and one backward; widths up to 128) or "auto" (see `stack_backend`).
+    recompute: triton-stack only: keep every STACK_BWD_CHUNK-th layer's input (128) for backward instead of
+    each layer's, and recompute the rest there, a chunk at a time: one more forward pass, a 128th of the
+    saved activations.
     Autocast and `torch.func` transforms as for `highway_linear`.
     """
     x, weight, bias = autocast_inputs(x, weight, bias)
@@ -218,10 +222,12 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
         for w, b in zip(weight.unbind(-3), bias.unbind(-2)):
             x = layer(x, w, b, activation, "triton")
         return x
+    from highway.kernels.highway_stack import STACK_BWD_CHUNK
     from highway.ops import stack_fwd
 
     rows = x if population else x.reshape(-1, n)
-    y, _ = stack_fwd(rows, weight, bias, activation, needs_grad(x, weight, bias))
+    save_every = (STACK_BWD_CHUNK if recompute else 1) if needs_grad(x, weight, bias) else 0
+    y, _ = stack_fwd(rows, weight, bias, activation, save_every)
     return y.reshape(x.shape)
 
 

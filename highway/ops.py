@@ -57,25 +57,27 @@ def _(dy, x, weight, bias, z, activation):
 
 
 def _autograd_from_saved(reference, backward_kernels):
-    """(backward, setup_context) for `register_autograd` of a forward op `(x, weight, bias, activation, save) -> (y, saved)`: the
-    backward runs `backward_kernels(dy, x, weight, bias, saved, activation)`, or, when it is itself
-    differentiated (create_graph=True: a gradient penalty), the eager `reference`'s differentiable grads."""
+    """(backward, setup_context) for `register_autograd` of a forward op `(x, weight, bias, activation, save) ->
+    (y, saved)`: the backward runs `backward_kernels(dy, x, weight, bias, saved, activation, save)`, or, when
+    it is itself differentiated (create_graph=True: a gradient penalty), the eager `reference`'s
+    differentiable grads."""
     def setup(ctx, inputs, output):
-        x, weight, bias, activation, _ = inputs
+        x, weight, bias, activation, save = inputs
         ctx.save_for_backward(x, weight, bias, output[1])
-        ctx.activation = activation
+        ctx.activation, ctx.save = activation, save
 
     def backward(ctx, dy, d_saved_unused):
         x, weight, bias, saved = ctx.saved_tensors
         if torch.is_grad_enabled():
             return (*reference_grads(reference, (x, weight, bias), ctx.activation, dy), None, None)
-        return (*backward_kernels(dy, x, weight, bias, saved, ctx.activation), None, None)  # any strides of dy
+        return (*backward_kernels(dy, x, weight, bias, saved, ctx.activation, ctx.save), None, None)  # any dy strides
 
     return backward, setup
 
 
 _backward, _setup = _autograd_from_saved(
-    highway_linear_reference, lambda dy, x, weight, bias, z, activation: linear_bwd(dy, x, weight, bias, z, activation))
+    highway_linear_reference,
+    lambda dy, x, weight, bias, z, activation, stored: linear_bwd(dy, x, weight, bias, z, activation))
 linear_fwd.register_autograd(_backward, setup_context=_setup)
 
 
@@ -124,37 +126,36 @@ conv2d_fwd.register_autograd(_conv_backward, setup_context=_conv_setup)
 
 @torch.library.custom_op("highway::stack_fwd", mutates_args=())
 def stack_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activation: str,
-              save_inputs: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y, each layer's input) of a depth-fused stack (x (M, N), weight (depth, 2N, N)) or of a population
-    of stacks (leading trial axis); the inputs are empty unless saved."""
+              save_every: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, saved inputs) of a depth-fused stack (x (M, N), weight (depth, 2N, N)) or of a population of
+    stacks (leading trial axis): every `save_every`-th layer's input (1: each layer's; 0: none, empty)."""
     from highway.kernels.highway_stack import highway_stack_fwd
 
-    y, xs = highway_stack_fwd(x, weight, bias, activation, save_inputs)
+    y, xs = highway_stack_fwd(x, weight, bias, activation, save_every)
     return y, xs if xs is not None else x.new_empty(_EMPTY)
 
 
 @stack_fwd.register_fake
-def _(x, weight, bias, activation, save_inputs):
+def _(x, weight, bias, activation, save_every):
     *lead, m, n = x.shape
-    xs = x.new_empty((*lead, weight.shape[-3], m, n)) if save_inputs else x.new_empty(_EMPTY)
-    return x.new_empty(x.shape), xs
+    saved = -(-weight.shape[-3] // save_every) if save_every else 0
+    return x.new_empty(x.shape), x.new_empty((*lead, saved, m, n)) if save_every else x.new_empty(_EMPTY)
 
 
 @torch.library.custom_op("highway::stack_bwd", mutates_args=())
-def stack_bwd(dy: torch.Tensor, xs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-              activation: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def stack_bwd(dy: torch.Tensor, xs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activation: str,
+              save_every: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from highway.kernels.highway_stack import highway_stack_bwd
 
-    dx, dweight, dbias = highway_stack_bwd(dy, xs, weight, bias, activation)
-    return dx, dweight, dbias.clone()  # views of one gradient buffer: an op's outputs may not alias
+    return highway_stack_bwd(dy, xs, weight, bias, activation, save_every)
 
 
 @stack_bwd.register_fake
-def _(dy, xs, weight, bias, activation):
+def _(dy, xs, weight, bias, activation, save_every):
     return torch.empty_like(dy), torch.empty_like(weight), torch.empty_like(bias)
 
 
 _backward, _setup = _autograd_from_saved(
-    highway_stack_reference, lambda dy, x, weight, bias, xs, activation: stack_bwd(dy, xs, weight, bias, activation))
+    highway_stack_reference,
+    lambda dy, x, weight, bias, xs, activation, save_every: stack_bwd(dy, xs, weight, bias, activation, save_every))
 stack_fwd.register_autograd(_backward, setup_context=_setup)
-

@@ -24,11 +24,13 @@ class HighwayStack(nn.Module):
 
     backend: "triton-stack" (all layers in one launch; widths up to 128), "triton" (a launch per layer),
     "torch", or "auto" (triton-stack on a GPU where the width fits, the per-layer kernels past it, torch on
-    a CPU). `gate_bias="auto"` picks the bias from the depth, as `highway_mlp` does.
+    a CPU). `gate_bias="auto"` picks the bias from the depth, as `highway_mlp` does. `recompute=True`
+    (triton-stack): save a 128th of the layer inputs for backward and recompute the rest there.
     """
 
     def __init__(self, width: int, depth: int, activation: str = "relu", gate_bias: float | str = -2.0,
-                 backend: str = "auto", device=None, dtype=None, keep: float = DEFAULT_KEEP):
+                 backend: str = "auto", device=None, dtype=None, keep: float = DEFAULT_KEEP, *,
+                 recompute: bool = False):
         super().__init__()
         self.width = positive_int("width", width)
         self.depth = positive_int("depth", depth)
@@ -36,6 +38,7 @@ class HighwayStack(nn.Module):
         if backend not in STACK_BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {list(STACK_BACKENDS)}")
         self.backend = backend
+        self.recompute = recompute
         self.gate_bias = layer_gate_bias(resolve_gate_bias(gate_bias, depth, keep))
         self.weight = nn.Parameter(torch.empty(depth, 2 * width, width, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(depth, 2 * width, device=device, dtype=dtype))
@@ -46,7 +49,7 @@ class HighwayStack(nn.Module):
             init_highway_layer_(self.weight.data[layer], self.bias.data[layer], self.activation, self.gate_bias)
 
     def forward(self, x):
-        return highway_linear_stack(x, self.weight, self.bias, self.activation, self.backend)
+        return highway_linear_stack(x, self.weight, self.bias, self.activation, self.backend, recompute=self.recompute)
 
     @classmethod
     def from_layers(cls, layers, backend: str | None = None) -> "HighwayStack":
@@ -85,4 +88,4 @@ class HighwayStack(nn.Module):
 
     def extra_repr(self):
         return (f"width={self.width}, depth={self.depth}, activation={self.activation!r}, "
-                f"gate_bias={self.gate_bias}, backend={self.backend!r}")
+                f"gate_bias={self.gate_bias}, backend={self.backend!r}" + (", recompute=True" if self.recompute else ""))

@@ -88,15 +88,17 @@ def _stack_preactivations(h_lo, wh, wt, b_ptr, offs_n, N, DOT_FP32: tl.constexpr
 @triton.jit
 def _highway_stack_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, M, N, DEPTH, TRIALS,
-    stride_xp, stride_xm, stride_xk, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,
-    ACTIVATION: tl.constexpr, SAVE_INPUTS: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    stride_xp, stride_xm, stride_xk, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl, stride_xsp,
+    ACTIVATION: tl.constexpr, SAVE_INPUTS: tl.constexpr, SAVE_EVERY: tl.constexpr, DOT_FP32: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Fuses all DEPTH layers: per layer the dual GEMM against [W_H | W_T], bias, act, σ and the carry
     (`highway_epilogue`), with the row tile kept in registers from the first layer to the last.
 
     Saved for backward (SAVE_INPUTS): each layer's input, (P, DEPTH, M, N) in the input dtype: B·N values a
-    layer (16 KiB at batch 128, width 64, bf16), from which the backward recomputes Z. Nothing else.
+    layer (16 KiB at batch 128, width 64, bf16), from which the backward recomputes Z. Nothing else. With
+    SAVE_EVERY = k > 1 only every k-th layer's input, (P, ⌈DEPTH/k⌉, M, N), from which the backward
+    recomputes the others, k layers at a time.
     Grid: (row tiles, TRIALS); TRIALS is passed for the autotuner's key only. BLOCK_N = BLOCK_K = the width
     padded to a power of two; BLOCK_M is autotuned (STACK_CONFIGS).
     """
@@ -105,12 +107,12 @@ def _highway_stack_fwd_kernel(
     w_ptr += pid_p * stride_wp
     b_ptr += pid_p * stride_bp
     y_ptr += pid_p * M * N
-    xs_ptr += pid_p * DEPTH * M * N
+    xs_ptr += pid_p * stride_xsp
     rows = offs_m[:, None] * N + offs_n[None, :]
     h_lo = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xk, mask=mask, other=0.0)
     for layer in range(DEPTH):
         if SAVE_INPUTS:
-            tl.store(xs_ptr + layer * M * N + rows, h_lo, mask=mask)
+            tl.store(xs_ptr + (layer // SAVE_EVERY) * M * N + rows, h_lo, mask=mask & (layer % SAVE_EVERY == 0))
         wh, wt = _stack_weights(w_ptr + layer * stride_wl, offs_n, offs_k, N, stride_wn, stride_wk)
         z_h, z_t = _stack_preactivations(h_lo, wh, wt, b_ptr + layer * stride_bl, offs_n, N, DOT_FP32,
                                          INPUT_PRECISION)
@@ -204,56 +206,73 @@ def _launch(kernel, rows: int, trials: int, args, constants: dict, width: int, d
     kernel[grid](*args, **constants, **dot_options(dtype), BLOCK_N=block, BLOCK_K=block)
 
 
-def highway_stack_fwd(x, weight, bias, activation: str, save_inputs: bool):
+def highway_stack_fwd(x, weight, bias, activation: str, save_every: int):
     """All layers of a stack in one launch: x (M, N), weight (depth, 2N, N), bias (depth, 2N); or a
-    population: x (P, M, N), weight (P, depth, 2N, N), bias (P, depth, 2N). Returns (y, inputs): y like x,
-    and each layer's input (P, depth, M, N) (without P for one stack) when `save_inputs`, else None.
+    population: x (P, M, N), weight (P, depth, 2N, N), bias (P, depth, 2N). Returns (y, saved): y like x,
+    and what the backward needs (without P for one stack): with `save_every` = 1 each layer's input
+    (P, depth, M, N), with k > 1 every k-th layer's input (P, ⌈depth/k⌉, M, N), with 0 nothing (None).
     Inputs are assumed checked (`highway.functional.highway_linear_stack`)."""
     *lead, M, N = x.shape
     trials = lead[0] if lead else 1
     depth = weight.shape[-3]
     y = torch.empty(x.shape, device=x.device, dtype=x.dtype)
-    xs = torch.empty((*lead, depth, M, N), device=x.device, dtype=x.dtype) if save_inputs else None
+    xs = torch.empty((*lead, -(-depth // save_every), M, N), device=x.device, dtype=x.dtype) if save_every else None
     if M == 0 or trials == 0:
         return y, xs
     if depth == 0:
         return y.copy_(x), xs
-    bias = bias.contiguous()
-    args = (x, weight, bias, y, y if xs is None else xs, M, N, depth, trials, *trial_strides(x, 2),
-            *trial_strides(weight, 3), *trial_strides(bias, 2)[:2])  # bias is contiguous: its last stride is 1
-    _launch(_highway_stack_fwd_kernel, M, trials, args,
-            dict(ACTIVATION=ACTIVATION_CODES[activation], SAVE_INPUTS=save_inputs), N, x.dtype)
+    _launch_forward(x, weight, bias, y, xs, activation, max(save_every, 1))
     return y, xs
+
+
+def _launch_forward(x, weight, bias, y, xs, activation: str, save_every: int):
+    *lead, M, N = x.shape
+    bias = bias.contiguous()
+    args = (x, weight, bias, y, y if xs is None else xs, M, N, weight.shape[-3], lead[0] if lead else 1,
+            *trial_strides(x, 2), *trial_strides(weight, 3),
+            *trial_strides(bias, 2)[:2],  # bias is contiguous: its last stride is 1
+            0 if xs is None else trial_strides(xs, 3)[0])
+    _launch(_highway_stack_fwd_kernel, M, lead[0] if lead else 1, args,
+            dict(ACTIVATION=ACTIVATION_CODES[activation], SAVE_INPUTS=xs is not None, SAVE_EVERY=save_every), N,
+            x.dtype)
 
 
 # Layers whose dZ the backward holds at once: 2·B·N values a layer, so a chunk bounds the backward's scratch
 # whatever the depth (at batch 128, width 64, bf16: 4 MiB, against 32 MiB for 1000 layers at once), for
-# three launches per chunk (the kernel, the dW GEMM and the db sum) instead of three in all.
+# three launches per chunk (the kernel, the dW GEMM and the db sum) instead of three in all. With
+# recomputation (`save_every` > 1) a chunk is the layers between two saved inputs.
 STACK_BWD_CHUNK = 128
 
 
-def highway_stack_bwd(dy, xs, weight, bias, activation: str):
-    """The backward of `highway_stack_fwd` from its saved inputs: per chunk of STACK_BWD_CHUNK layers, from
-    the top, one launch for its dx and every layer's dZ, then one batched GEMM for those layers' dW and one
-    sum for their db. Returns (dx, dweight, dbias) in the dtypes of dy, weight and bias."""
+def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1):
+    """The backward of `highway_stack_fwd` from what it saved (`save_every` as it was called with), per
+    chunk of layers from the top: with save_every > 1 one forward launch first recomputes the chunk's layer
+    inputs from its saved one; then one launch for its dx and every layer's dZ, one batched GEMM for those
+    layers' dW and one sum for their db. Returns (dx, dweight, dbias) in the dtypes of dy, weight, bias."""
     *lead, M, N = dy.shape
     trials = lead[0] if lead else 1
     depth = weight.shape[-3]
     if M == 0 or trials == 0 or depth == 0:
         dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
         return dx.copy_(dy) if depth == 0 else dx.zero_(), torch.zeros_like(weight), torch.zeros_like(bias)
-    chunk = min(depth, STACK_BWD_CHUNK)
+    recompute = save_every > 1
+    chunk = min(depth, save_every if recompute else STACK_BWD_CHUNK)
     dz = torch.empty((*lead, chunk, M, 2 * N), device=dy.device, dtype=dy.dtype)
+    inputs = torch.empty((*lead, chunk, M, N), device=dy.device, dtype=dy.dtype) if recompute else None
     dweight, dbias = torch.empty_like(weight), torch.empty_like(bias)
     bias = bias.contiguous()
     g = dy
-    for top in range(depth, 0, -chunk):
-        low = max(0, top - chunk)
-        layers = slice(low, top)
-        xs_c, w_c, b_c = xs[..., layers, :, :], weight[..., layers, :, :], bias[..., layers, :]
-        dz_c = dz[..., :top - low, :, :]
+    for low in reversed(range(0, depth, chunk)):
+        layers = slice(low, min(low + chunk, depth))
+        n = layers.stop - low
+        w_c, b_c, dz_c = weight[..., layers, :, :], bias[..., layers, :], dz[..., :n, :, :]
+        if recompute:
+            xs_c = inputs[..., :n, :, :]
+            _launch_forward(xs[..., low // save_every, :, :], w_c, b_c, torch.empty_like(dy), xs_c, activation, 1)
+        else:
+            xs_c = xs[..., layers, :, :]
         dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
-        args = (g, xs_c, w_c, b_c, dx, dz_c, M, N, top - low, trials, *trial_strides(g, 2), *trial_strides(w_c, 3),
+        args = (g, xs_c, w_c, b_c, dx, dz_c, M, N, n, trials, *trial_strides(g, 2), *trial_strides(w_c, 3),
                 *trial_strides(b_c, 2)[:2],  # bias is contiguous: its last stride is 1
                 trial_strides(xs_c, 3)[0], trial_strides(dz_c, 3)[0])
         _launch(_highway_stack_bwd_kernel, M, trials, args, dict(ACTIVATION=ACTIVATION_CODES[activation]), N,

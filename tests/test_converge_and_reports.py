@@ -368,3 +368,9 @@ def test_the_depth_fused_stack_claims_read_gpu_rows_only():
     slower = pd.DataFrame(rows).assign(median_ms=lambda d: d["median_ms"].where(d["backend"] != "triton-stack", 15.0))
     assert "does not hold" in set(pd.DataFrame(stack_claims(slower))["verdict"])  # 1.33x cudagraphs < 2x
     assert stack_claims(pd.DataFrame(rows).query("device_type == 'cpu'"))[0]["verdict"] == "no data"
+    recompute = [{**r, "backend": "triton-stack-recompute", "median_ms": 10.0, "peak_mem_mb": 40.0}
+                 for r in rows if r["backend"] == "triton-stack"]
+    both = pd.DataFrame(stack_claims(pd.DataFrame(rows + recompute)))
+    assert len(both) == 6
+    memory = both[both["claim"].str.contains("recompute") & both["claim"].str.contains("memory")]
+    assert list(memory["measured"]) == ["0.10 of eager's"] and list(memory["verdict"]) == ["holds"]

@@ -45,12 +45,13 @@ def rounded_reference(dtype):
     return reference
 
 
-def check_stack(depth, width, activation, dtype, device, trials=None, **kernel_kwargs):
+def check_stack(depth, width, activation, dtype, device, trials=None, recompute=False):
     x, w, b = stack_inputs(depth, width, dtype, device, activation=activation, trials=trials)
     dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(7)).to(device, dtype)
     ref = run_with_grads(lambda *t: rounded_reference(dtype)(*t, activation), (x, w, b), dy, torch.float64)
     eager = run_with_grads(lambda *t: highway_stack_reference(*t, activation), (x, w, b), dy)
-    fused = run_with_grads(lambda *t: highway_linear_stack(*t, activation, backend="triton-stack"), (x, w, b), dy)
+    fused = run_with_grads(lambda *t: highway_linear_stack(*t, activation, backend="triton-stack",
+                                                           recompute=recompute), (x, w, b), dy)
     assert fused[0].shape == x.shape and fused[0].dtype == dtype
     for name, a, r, e in zip(("y", "dx", "dweight", "dbias"), (fused[0], *fused[1]), (ref[0], *ref[1]),
                              (eager[0], *eager[1])):
@@ -69,7 +70,7 @@ def test_stack_matches_the_reference(depth, width, activation, dtype, device):
 def test_weight_gradients_sum_over_row_tiles(device):
     x, w, b = stack_inputs(5, 50, torch.float32, device, rows=150)  # three row tiles under the interpreter
     dy = torch.randn(x.shape, device=device)
-    _, xs = stack_kernels.highway_stack_fwd(x, w, b, "relu", True)
+    _, xs = stack_kernels.highway_stack_fwd(x, w, b, "relu", 1)
     dx, dw, db = stack_kernels.highway_stack_bwd(dy, xs, w, b, "relu")
     ref = run_with_grads(lambda *t: highway_stack_reference(*t, "relu"), (x, w, b), dy, torch.float64)
     eager = run_with_grads(lambda *t: highway_stack_reference(*t, "relu"), (x, w, b), dy)
@@ -79,6 +80,25 @@ def test_weight_gradients_sum_over_row_tiles(device):
 
 def test_a_population_of_stacks_matches_each_trial(device):
     check_stack(6, 50, "tanh", torch.float32, device, trials=3)
+
+
+@pytest.mark.parametrize("chunk", [3, 128])
+@pytest.mark.parametrize("trials", [None, 2])
+def test_recomputing_stack_saves_every_chunks_input_and_matches_the_reference(chunk, trials, device, monkeypatch):
+    """recompute=True saves the input of every STACK_BWD_CHUNK-th layer (7 layers in chunks of 3: layers 0,
+    3 and 6) and recomputes the others in backward, one forward launch per chunk."""
+    monkeypatch.setattr(stack_kernels, "STACK_BWD_CHUNK", chunk)
+    x, w, b = stack_inputs(7, 50, torch.float32, device, trials=trials)
+    y, saved = stack_kernels.highway_stack_fwd(x, w, b, "tanh", chunk)
+    assert saved.shape == (*x.shape[:-2], -(-7 // chunk), *x.shape[-2:])
+    _, every = stack_kernels.highway_stack_fwd(x, w, b, "tanh", 1)
+    assert torch.equal(saved, every[..., ::chunk, :, :])
+    launches = []
+    for name in ("_highway_stack_fwd_kernel", "_highway_stack_bwd_kernel"):
+        monkeypatch.setattr(stack_kernels, name, CountingKernel(getattr(stack_kernels, name), launches))
+    check_stack(7, 50, "tanh", torch.float32, device, trials=trials, recompute=True)
+    chunks = -(-7 // chunk)
+    assert len(launches) == 1 + 2 * chunks  # the forward; per chunk, a recomputing forward and the backward
 
 
 @pytest.mark.parametrize("trials", [None, 2])

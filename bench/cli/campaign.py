@@ -40,6 +40,8 @@ STACK_TARGETS = dict(model=["highway"], layer=["dense"], depth=[1000], width=[50
 THROUGHPUT_BLOCKS = [
     ("the depth-fused stack's targets against eager: depth 1000, widths 50 and 128, bf16 and fp32, fwd and train",
      dict(STACK_TARGETS, backend=["torch", "triton-stack"])),
+    ("the depth-fused stack recomputing its layer inputs, for the memory target",
+     dict(STACK_TARGETS, backend=["torch", "triton-stack-recompute"], mode=["train"])),
     ("the depth-fused stack's targets against CUDA graphs", dict(STACK_TARGETS, backend=["compile-cudagraphs"])),
     ("the paper's thin nets: fused triton vs eager, compile, CUDA graphs and the bare GEMM, bf16 training",
      dict(model=["highway"], layer=["dense"], depth=[1, 10, 100, 1000], width=[50, 128], dtype=["bf16"],
@@ -76,7 +78,7 @@ def estimate_case_s(case) -> float:
     base = 1.0 + 0.004 * layers * (3 if case.mode != "fwd" else 1)
     if case.backend.startswith("compile"):
         base += 15 + 0.25 * layers
-    if case.backend in ("triton", "triton-stack"):
+    if case.backend.startswith("triton"):
         base += 20
     return base
 

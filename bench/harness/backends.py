@@ -110,6 +110,18 @@ def _depth_fused(net):
     return HighwayStack.from_layers(net, backend="triton-stack")
 
 
+@register_backend("triton-stack-recompute", layer_backend="triton", applies_to=_stackable,
+                  needs_gpu="triton timing (the CPU interpreter checks correctness, not speed)")
+def _depth_fused_recomputing(net):
+    # The depth-fused stack saving every 128th layer's input and recomputing the rest in backward: one more
+    # forward pass for a 128th of the saved activations (the issue's memory target).
+    from highway.stack import HighwayStack
+
+    stack = HighwayStack.from_layers(net, backend="triton-stack")
+    stack.recompute = True
+    return stack
+
+
 class GemmOnly(torch.nn.Module):
     """The bare GEMMs of a highway stack, x·[W_H | W_T]ᵀ per layer (cuBLAS on a GPU), keeping the first N
     columns to feed the next layer: the speed a fused kernel's GEMM is measured against. Not a highway net."""

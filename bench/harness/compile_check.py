@@ -65,8 +65,11 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec(conv, "_highway_conv2d_bwd_dx_kernel", conv_strides, dict(KS=3)),
         KernelSpec(conv, "_highway_conv2d_bwd_dw_kernel", conv_strides, dict(KS=3, USE_ATOMIC=True),
                    fp32_pointers=("dw_ptr", "db_ptr")),
-        KernelSpec(stack, "_highway_stack_fwd_kernel", ("stride_xk", "stride_wk"), dict(SAVE_INPUTS=True),
+        KernelSpec(stack, "_highway_stack_fwd_kernel", ("stride_xk", "stride_wk"), dict(SAVE_INPUTS=True, SAVE_EVERY=1),
                    configs=_stack_configs),
+        KernelSpec(stack, "_highway_stack_fwd_kernel", ("stride_xk", "stride_wk"),
+                   dict(SAVE_INPUTS=True, SAVE_EVERY=128), configs=_stack_configs,
+                   label="_highway_stack_fwd_kernel (checkpoints)"),
         KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), configs=_stack_configs),
     ]
 

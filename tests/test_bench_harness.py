@@ -360,6 +360,24 @@ def test_the_population_axis_times_both_arrangements_side_by_side(tmp_path, caps
     assert all(c["verdict"] == "no data" for c in population_claims(data.population))  # not the targets' shapes
 
 
+@pytest.mark.parametrize("backend", ["triton", "triton-stack"])
+def test_a_population_of_fused_nets_matches_its_nets_before_it_is_timed(backend):
+    """What a GPU population case checks and times, run here under the interpreter: triton-stack nets are
+    built with stack=True, one launch of the depth-fused stack for a net's hidden layers, and one for all
+    the trials' as a population."""
+    from highway.bench.harness.population_sweep import PopulationCase, _steps
+
+    one_by_one, as_population, error = _steps(PopulationCase("highway", 4, 16, "fp32", 5, backend, 3),
+                                              torch.device("cpu"))
+    assert error <= 1.0
+    one_by_one()
+    as_population()
+    from highway.bench.harness.population_sweep import expand
+
+    with pytest.raises(ValueError, match="unknown backend"):  # recomputation saves memory, not time
+        expand(backend=["triton-stack-recompute"])
+
+
 @pytest.mark.parametrize("axes,words", [
     (dict(population=[0]), "population must be positive"),
     (dict(backend=["gemm-only"]), "unknown backend"),

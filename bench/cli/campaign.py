@@ -7,7 +7,7 @@ The steps run most valuable first, inside a time budget, into one gallery folder
 3. the throughput campaign: highway vs plain, every backend, depth 1 to 1000, widths 50 to 8192, bf16 and
    fp32, fwd and train, in order of what the open questions need most (`throughput/`);
 4. the population axis: P = 1-128 trials of the paper's thin nets trained at once against one by one, on
-   eager, triton and compile (`throughput/population.csv`);
+   eager, triton, triton-stack and compile (`throughput/population.csv`);
 5. a profile of the deepest configuration (`profile/`);
 6. the paper's convergence protocol, as far as the time left allows (`converge/`);
 7. the report (`report/`).
@@ -68,7 +68,7 @@ THROUGHPUT_BLOCKS = [
 # Population training against one by one: the GPU target's shape (P = 100, depth 100) first, then its
 # neighbours.
 POPULATION_BLOCK = dict(model=["highway"], depth=[100, 10], width=[50], dtype=["fp32"], batch=[64],
-                        backend=["torch", "triton", "compile"], population=[100, 1, 8, 32, 128])
+                        backend=["torch", "triton", "triton-stack", "compile"], population=[100, 1, 8, 32, 128])
 
 
 def estimate_case_s(case) -> float:
@@ -184,7 +184,7 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None) -> li
              + "; ".join(f"({i + 1}) {what}" for i, (what, _) in enumerate(THROUGHPUT_BLOCKS)), elastic=0.6),
         Step("population axis", sum(5 + 0.05 * c.depth * c.population ** 0.5 for c in population_cases),
              population_step, f"{len(population_cases)} cases: P = 1-128 trials of a highway net (depth 10 and 100, "
-             "width 50) at once against one by one, eager, triton and compile", elastic=0.15),
+             "width 50) at once against one by one, eager, triton, triton-stack and compile", elastic=0.15),
         Step("profile of the deepest configuration", 120, profile_step,
              "highway dense depth 1000 width 50 bf16 triton train"),
         Step("convergence (paper protocol)", trials * study.epochs * 2.0, converge_step,

@@ -163,12 +163,14 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None) -> li
         return f"{case.describe()}: trace and kernel table in {out / 'profile'}"
 
     def converge_step(deadline):
-        from highway.bench.study.convergence import convergence_study
+        from highway.bench.study.convergence import convergence_study, trial_finished
 
         df = convergence_study(out / "converge", study, device=device, progress=progress, argv=argv, deadline=deadline,
                                executor=executor)
-        finished = df.groupby(["model", "gate_rule", "depth", "trial"]).ngroups if len(df) else 0
-        return f"{finished} of {trials} trials of the paper protocol in {out / 'converge'}"
+        trials_seen = df.groupby(["model", "gate_rule", "depth", "trial"]) if len(df) else []
+        finished = sum(trial_finished(g, study.epochs) for _, g in trials_seen)
+        return (f"{finished} of {trials} trials of the paper protocol finished (or diverged), {len(trials_seen)} "
+                f"started, in {out / 'converge'}")
 
     def report_step(deadline):
         from highway.reports.render import build_report

@@ -200,7 +200,7 @@ def _carry_rows(study, data, rule, depth, net, device, samples: int = CARRY_SAMP
              "gate_bias": bias, "carried": float(value)} for layer, value in enumerate(carried, start=1)]
 
 
-def _finished(rows, epochs: int) -> bool:
+def trial_finished(rows, epochs: int) -> bool:
     """A trial is finished when it reached its last epoch or stopped (diverged)."""
     return len(rows) > 0 and (rows["epoch"].max() >= epochs or (rows["status"] != STATUS_OK).any())
 
@@ -263,7 +263,7 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
                         continue  # another run is training it
                     rows = store.select(study=study.name, dataset=data.name, model=model, gate_rule=rule,
                                         depth=depth, trial=trial)
-                    if not overwrite and _finished(rows, study.epochs):
+                    if not overwrite and trial_finished(rows, study.epochs):
                         store.release(unit)
                         continue
                     mine.append((model, rule, depth, trial))
@@ -414,7 +414,7 @@ def _finished_trials(store, study, data) -> set:
     """(model, gate rule, depth, trial) of every trial of `study` the store holds finished."""
     rows = store.select(study=study.name, dataset=data.name)
     return {(m, str(r), int(d), int(t)) for (m, r, d, t), g in rows.groupby(["model", "gate_rule", "depth", "trial"])
-            if _finished(g, study.epochs)}
+            if trial_finished(g, study.epochs)}
 
 
 def train_chunk(work: ChunkWork) -> ChunkResult:

@@ -335,7 +335,7 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
                      shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(d["width"], d["dtype"], d["batch"])])
         modes = sorted(d["mode"].unique(), key=MODES.index)
         g = sns.relplot(d, x="depth", y="us_per_layer", hue="backend", col="mode", col_order=modes, row="shape",
-                        kind="line", markers=True, height=3.2, aspect=1.3, errorbar=None,
+                        kind="line", marker="o", height=3.2, aspect=1.3, errorbar=None,
                         facet_kws=dict(sharey=False))
         g.set(xscale="log", yscale="log")
         g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
@@ -360,7 +360,7 @@ def kernel_count_figures(df: pd.DataFrame) -> list[Figure]:
     for label, slug, _, d in _by_device(ok):
         modes = sorted(d["mode"].unique(), key=MODES.index)
         g = sns.relplot(d, x="depth", y="kernels_per_step", hue="backend", col="mode", col_order=modes, kind="line",
-                        markers=True, height=3.2, aspect=1.3, errorbar=None, estimator="max")
+                        marker="o", height=3.2, aspect=1.3, errorbar=None, estimator="max")
         g.set(xscale="log", yscale="log")
         g.set_titles(col_template="{col_name}", size=10)
         g.set_axis_labels("depth (layers)", "GPU kernels per step")
@@ -389,7 +389,7 @@ def weight_streaming_figures(df: pd.DataFrame) -> list[Figure]:
         d = d.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(d["width"], d["dtype"], d["batch"])])
         modes = sorted(d["mode"].unique(), key=MODES.index)
         g = sns.relplot(d, x="depth", y=y, hue="backend", col="mode", col_order=modes, row="shape", kind="line",
-                        markers=True, height=3.2, aspect=1.3, errorbar=None, facet_kws=dict(sharey=False))
+                        marker="o", height=3.2, aspect=1.3, errorbar=None, facet_kws=dict(sharey=False))
         g.set(xscale="log")
         g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
         g.set_axis_labels("depth (layers)", ylabel)

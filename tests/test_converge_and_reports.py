@@ -293,6 +293,18 @@ def test_weight_streaming_is_a_share_of_peak_bandwidth_on_a_known_gpu_and_gb_per
         assert weight_streaming_figures(cpu.drop(columns=["weight_gbps", "pct_peak_bw_weights"])) == []
 
 
+def test_a_depth_seen_once_is_still_a_visible_point(tmp_path):
+    from highway.reports.figures import per_layer_figures, report_style, weight_streaming_figures
+
+    df = load_results([fixture_results(tmp_path)]).throughput
+    lone = df[(df["backend"] == "torch") & (df["status"] == "ok")].iloc[[0]].assign(backend="triton-stack")
+    with report_style():
+        for figures in (per_layer_figures, weight_streaming_figures):
+            (figure,) = figures(pd.concat([df, lone]))
+            lines = [line for ax in figure.fig.axes for line in ax.get_lines() if len(line.get_xdata()) == 1]
+            assert lines and all(line.get_marker() not in (None, "None", "") for line in lines)
+
+
 def test_kernels_per_step_are_drawn_for_gpu_rows_only(tmp_path):
     from highway.reports.figures import kernel_count_figures, report_style
 

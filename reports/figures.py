@@ -438,7 +438,10 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
             ax_speed.set(xscale="log", title="population ÷ one by one", xlabel="trials P", ylabel="speed-up")
             for ax in (ax_rate, ax_speed):
                 ax.set_xticks(sorted(speed["population"].unique()), labels=sorted(speed["population"].unique()))
-                ax.minorticks_off()
+                ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            # rates within one decade get no major tick on a log axis: label them plainly instead
+            ax_rate.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax_rate.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         for ax in axes.flat[2 * len(nets):]:
             ax.set_visible(False)
         fig.suptitle(f"Population training: P trials at once against one after another — {label}")

@@ -136,9 +136,9 @@ def _highway_stack_bwd_kernel(
     layer below without leaving the chip. Each layer's dZ = [dz_H | dz_T] is written out, (P, DEPTH, M, 2N)
     in the input dtype, for the weight gradients: dW = dZᵀ·x for every layer is then one batched GEMM
     and db one sum, so no launch is made per layer. xs and dZ take a trial stride of their own, so that the
-    launcher can run a long stack in chunks of layers (`STACK_BWD_CHUNK`). (Accumulating dW in the kernel, by atomics or partial
-    sums, keeps a W×W fp32 tile per program in registers: `highway-bench compile-check` found it spilling on
-    sm_80 from width 64.) Grid and meta-parameters as the forward's.
+    launcher can run a long stack in chunks of layers (`STACK_BWD_CHUNK`). (Accumulating dW in the kernel,
+    by atomics or partial sums, keeps a W×W fp32 tile per program in registers: `highway-bench
+    compile-check` found it spilling on sm_80 from width 64.) Grid and meta-parameters as the forward's.
     """
     pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
     w_mask = (offs_n < N)[:, None] & (offs_k < N)[None, :]

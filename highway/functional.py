@@ -10,7 +10,8 @@ import torch
 from highway.activations import check_activation
 from highway.backends import STACK_BACKENDS, resolve_backend
 from highway.population_torch import highway_linear_population_torch
-from highway.reference import highway_conv2d_reference, highway_linear_reference, highway_stack_reference
+from highway.reference import highway_conv2d_reference, highway_linear_reference, highway_stack_reference, \
+    layer_by_layer
 
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -213,15 +214,11 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
     if under_functorch(x, weight, bias) or depth == 0 or (resolved == "torch" and not population):
         return highway_stack_reference(x, weight, bias, activation)
     if resolved == "torch":
-        for w, b in zip(weight.unbind(1), bias.unbind(1)):  # unbind: one stack in backward (see the reference)
-            x = highway_linear_population_torch(x, w, b, activation)
-        return x
+        return layer_by_layer(highway_linear_population_torch, x, weight, bias, activation)
     check_triton_dtype(x.dtype)
     if resolved == "triton":
         layer = highway_linear_population if population else highway_linear
-        for w, b in zip(weight.unbind(-3), bias.unbind(-2)):
-            x = layer(x, w, b, activation, "triton")
-        return x
+        return layer_by_layer(lambda *args: layer(*args, "triton"), x, weight, bias, activation)
     from highway.kernels.highway_stack import STACK_BWD_CHUNK
     from highway.ops import stack_fwd
 

@@ -26,10 +26,15 @@ def highway_linear_reference(x, weight, bias, activation: str = "relu"):
 def highway_stack_reference(x, weight, bias, activation: str = "relu"):
     """`depth` highway layers of one width, one after another: weight (depth, 2N, N), bias (depth, 2N); or a
     population of stacks: x (P, B, N), weight (P, depth, 2N, N), bias (P, depth, 2N)."""
-    # unbind, not indexing: its backward stacks the layers' gradients once, where each index's backward would
-    # fill a whole (depth, 2N, N) gradient with zeros, depth times over
+    return layer_by_layer(highway_linear_reference, x, weight, bias, activation)
+
+
+def layer_by_layer(layer, x, weight, bias, activation: str):
+    """`layer(x, weight_l, bias_l, activation)` for each layer of a (…, depth, 2N, N) stack in turn. unbind,
+    not indexing: its backward stacks the layers' gradients once, where each index's backward would fill a
+    whole-stack gradient with zeros, depth times over."""
     for w, b in zip(weight.unbind(-3), bias.unbind(-2)):
-        x = highway_linear_reference(x, w, b, activation)
+        x = layer(x, w, b, activation)
     return x
 
 

@@ -227,12 +227,13 @@ def highway_stack_fwd(x, weight, bias, activation: str, save_every: int):
 
 def _launch_forward(x, weight, bias, y, xs, activation: str, save_every: int):
     *lead, M, N = x.shape
+    trials = lead[0] if lead else 1
     bias = bias.contiguous()
-    args = (x, weight, bias, y, y if xs is None else xs, M, N, weight.shape[-3], lead[0] if lead else 1,
+    args = (x, weight, bias, y, y if xs is None else xs, M, N, weight.shape[-3], trials,
             *trial_strides(x, 2), *trial_strides(weight, 3),
             *trial_strides(bias, 2)[:2],  # bias is contiguous: its last stride is 1
             0 if xs is None else trial_strides(xs, 3)[0])
-    _launch(_highway_stack_fwd_kernel, M, lead[0] if lead else 1, args,
+    _launch(_highway_stack_fwd_kernel, M, trials, args,
             dict(ACTIVATION=ACTIVATION_CODES[activation], SAVE_INPUTS=xs is not None, SAVE_EVERY=save_every), N,
             x.dtype)
 
@@ -259,6 +260,7 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
     chunk = min(depth, save_every if recompute else STACK_BWD_CHUNK)
     dz = torch.empty((*lead, chunk, M, 2 * N), device=dy.device, dtype=dy.dtype)
     inputs = torch.empty((*lead, chunk, M, N), device=dy.device, dtype=dy.dtype) if recompute else None
+    recomputed_out = torch.empty_like(dy) if recompute else None  # the recomputing forward's y, not needed
     dweight, dbias = torch.empty_like(weight), torch.empty_like(bias)
     bias = bias.contiguous()
     g = dy
@@ -268,7 +270,7 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
         w_c, b_c, dz_c = weight[..., layers, :, :], bias[..., layers, :], dz[..., :n, :, :]
         if recompute:
             xs_c = inputs[..., :n, :, :]
-            _launch_forward(xs[..., low // save_every, :, :], w_c, b_c, torch.empty_like(dy), xs_c, activation, 1)
+            _launch_forward(xs[..., low // save_every, :, :], w_c, b_c, recomputed_out, xs_c, activation, 1)
         else:
             xs_c = xs[..., layers, :, :]
         dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)

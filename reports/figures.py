@@ -323,24 +323,41 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
     return out
 
 
+def _dense_highway(df: pd.DataFrame, *columns) -> pd.DataFrame:
+    """The timed rows of dense highway stacks that have every one of `columns` (measured on this device)."""
+    if df.empty or not set(columns) <= set(df.columns):
+        return df.iloc[:0]
+    ok = df[(df["status"] == STATUS_OK) & (df["model"] == "highway") & (df["layer"] == "dense")]
+    return ok.dropna(subset=list(columns))
+
+
+def _against_depth(d: pd.DataFrame, y: str, ylabel: str, title: str, by_shape: bool = True, **line):
+    """`y` against depth (log), a line per backend with every point marked, a column per mode and, with
+    `by_shape`, a row per shape (width, dtype, batch)."""
+    modes = sorted(d["mode"].unique(), key=MODES.index)
+    if by_shape:
+        d = d.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(d["width"], d["dtype"], d["batch"])])
+        line.update(row="shape", facet_kws=dict(sharey=False))
+    g = sns.relplot(d, x="depth", y=y, hue="backend", col="mode", col_order=modes, kind="line", marker="o",
+                    height=3.2, aspect=1.3, errorbar=None, **line)
+    g.set(xscale="log")
+    g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
+    g.set_axis_labels("depth (layers)", ylabel)
+    g.figure.suptitle(title, y=1.02 if by_shape else 1.04)
+    return g
+
+
 def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
     """Time per layer against depth, dense highway stacks: it falls while launches dominate, then flattens
     at what one layer costs (the depth-fused stack's chain latency; a per-layer kernel's launch)."""
-    ok = df[(df["status"] == STATUS_OK) & (df["model"] == "highway") & (df["layer"] == "dense")] if not df.empty else df
+    ok = _dense_highway(df)
     if ok.empty or ok["depth"].nunique() < 2:
         return []
     out = []
     for label, slug, device_type, d in _by_device(ok):
-        d = d.assign(us_per_layer=1e3 * d["median_ms"] / d["depth"],
-                     shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(d["width"], d["dtype"], d["batch"])])
-        modes = sorted(d["mode"].unique(), key=MODES.index)
-        g = sns.relplot(d, x="depth", y="us_per_layer", hue="backend", col="mode", col_order=modes, row="shape",
-                        kind="line", marker="o", height=3.2, aspect=1.3, errorbar=None,
-                        facet_kws=dict(sharey=False))
-        g.set(xscale="log", yscale="log")
-        g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
-        g.set_axis_labels("depth (layers)", "µs per layer")
-        g.figure.suptitle(f"Time per layer against depth — {label}", y=1.02)
+        d = d.assign(us_per_layer=1e3 * d["median_ms"] / d["depth"])
+        g = _against_depth(d, "us_per_layer", "µs per layer", f"Time per layer against depth — {label}")
+        g.set(yscale="log")
         out.append(Figure(f"Time per layer ({label})", g.figure,
                           "Median time of a stack divided by its depth, per backend. Per-layer backends flatten at "
                           "their launches' cost; the depth-fused stack (triton-stack) at one layer's dependent "
@@ -352,19 +369,11 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
 def kernel_count_figures(df: pd.DataFrame) -> list[Figure]:
     """Kernels a step runs on the GPU against depth, per backend, dense highway stacks: the launches that
     per-layer backends pay and the depth-fused stack does not. GPU rows only (a CPU has no kernels to count)."""
-    if df.empty or "kernels_per_step" not in df.columns:
-        return []
-    ok = df[(df["status"] == STATUS_OK) & (df["model"] == "highway") & (df["layer"] == "dense")]
-    ok = ok.dropna(subset=["kernels_per_step"])
     out = []
-    for label, slug, _, d in _by_device(ok):
-        modes = sorted(d["mode"].unique(), key=MODES.index)
-        g = sns.relplot(d, x="depth", y="kernels_per_step", hue="backend", col="mode", col_order=modes, kind="line",
-                        marker="o", height=3.2, aspect=1.3, errorbar=None, estimator="max")
-        g.set(xscale="log", yscale="log")
-        g.set_titles(col_template="{col_name}", size=10)
-        g.set_axis_labels("depth (layers)", "GPU kernels per step")
-        g.figure.suptitle(f"Kernels per step against depth — {label}", y=1.04)
+    for label, slug, _, d in _by_device(_dense_highway(df, "kernels_per_step")):
+        g = _against_depth(d, "kernels_per_step", "GPU kernels per step", f"Kernels per step against depth — {label}",
+                           by_shape=False, estimator="max")
+        g.set(yscale="log")
         out.append(Figure(f"Kernels per step ({label})", g.figure,
                           "GPU kernels one step runs (torch.profiler; the most over widths and dtypes), per backend. "
                           "Per-layer backends grow with depth; the depth-fused stack stays flat. Under CUDA graphs "
@@ -377,26 +386,16 @@ def weight_streaming_figures(df: pd.DataFrame) -> list[Figure]:
     """How fast dense highway stacks stream their weights, against depth: % of the device's peak memory
     bandwidth on a GPU in the peak table, GB/s elsewhere. The depth-fused stack moves little but its weights,
     so this is how near it comes to the memory's limit; per-layer backends move activations too."""
-    columns = {"weight_gbps", "pct_peak_bw_weights"}
-    if df.empty or not columns <= set(df.columns):
+    if "pct_peak_bw_weights" not in df.columns:
         return []
-    ok = df[(df["status"] == STATUS_OK) & (df["model"] == "highway") & (df["layer"] == "dense")]
-    ok = ok.dropna(subset=["weight_gbps"])
     out = []
-    for label, slug, device_type, d in _by_device(ok):
+    for label, slug, device_type, d in _by_device(_dense_highway(df, "weight_gbps")):
         peak = d["pct_peak_bw_weights"].notna().all()
         y, ylabel = ("pct_peak_bw_weights", "% of peak bandwidth") if peak else ("weight_gbps", "weight GB/s")
-        d = d.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(d["width"], d["dtype"], d["batch"])])
-        modes = sorted(d["mode"].unique(), key=MODES.index)
-        g = sns.relplot(d, x="depth", y=y, hue="backend", col="mode", col_order=modes, row="shape", kind="line",
-                        marker="o", height=3.2, aspect=1.3, errorbar=None, facet_kws=dict(sharey=False))
-        g.set(xscale="log")
-        g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
-        g.set_axis_labels("depth (layers)", ylabel)
+        g = _against_depth(d, y, ylabel, f"Weight streaming against depth — {label}")
         if peak:
             for ax in g.axes.flat:
                 ax.set_ylim(0, 100)
-        g.figure.suptitle(f"Weight streaming against depth — {label}", y=1.02)
         what = ("as a share of the device's peak memory bandwidth (the vendor's figure)" if peak else
                 "in GB/s (no peak bandwidth is known for this device)")
         out.append(Figure(f"Weight streaming ({label})", g.figure,

@@ -65,11 +65,11 @@ def _seconds_per_trial(make_population, population: int, batch: int, in_features
     flat = torch.randn(population * batch, in_features, device=device)
     labels = torch.randint(0, classes, (population * batch,), device=device)
     idx = torch.arange(population * batch, device=device).view(population, batch)
-    x = flat[idx]
+    x, y = flat[idx], labels[idx]
     diverged = torch.zeros(population, dtype=torch.bool, device=device)
 
     def step():
-        population_step(pop, opt, x, labels[idx], diverged)
+        population_step(pop, opt, x, y, diverged)
 
     def synchronize():
         if torch.device(device).type == "cuda":

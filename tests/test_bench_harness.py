@@ -1,6 +1,11 @@
 """The benchmark harness on tiny CPU sweeps: rows, resume, failures as rows, the correctness gate, the
 FLOP formulas, the CLI and the profiler."""
+import gzip
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -202,7 +207,8 @@ def test_every_command_has_help(command, capsys):
 def test_profile_writes_a_trace_and_a_kernel_table(tmp_path):
     case = Case("highway", "dense", 2, 16, "fp32", 8, "torch", "train")
     table = profile_config(case, tmp_path, steps=2, warmup=1, device="cpu")
-    assert (tmp_path / "trace.json").stat().st_size > 0
+    with gzip.open(tmp_path / "trace.json.gz", "rt") as f:
+        assert "traceEvents" in json.load(f)
     assert list(table.columns) == ["name", "calls", "total_ms", "mean_us", "share"]
     assert any("addmm" in name or "linear" in name for name in table["name"])
     assert table["share"].sum() == pytest.approx(1.0)
@@ -270,9 +276,6 @@ def test_cpu_timings_pin_and_record_the_threads(tmp_path, monkeypatch):
 def test_pytest_benchmark_conventions(tmp_path):
     """The suite runs as tests under --benchmark-disable, honours --benchmark-min-rounds, and puts the
     configuration in extra_info."""
-    import subprocess
-    import sys
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     select = ["-k", "dense-d10-w64 and torch and fwd"]
@@ -291,35 +294,102 @@ def test_pytest_benchmark_conventions(tmp_path):
     assert info["shape"] == [128, 64] and info["dtype"] == "fp32" and info["mode"] == "fwd"
 
 
-def test_campaign_dry_run_prints_its_plan_and_estimate(capsys):
-    assert main(["campaign", "--out", "unused", "--dry-run", "--budget-minutes", "20"]) == 0
+def test_campaign_dry_run_prints_its_plan_and_where_the_budget_ends(capsys):
+    assert main(["campaign", "--out", "unused", "--dry-run", "--budget-minutes", "9"]) == 0
     out = capsys.readouterr().out
-    for step in ("environment and peaks", "gpu-marked tests", "throughput", "population axis",
-                 "profile of the deepest configuration", "convergence (paper protocol)", "report"):
-        assert step in out
-    assert "configurations in 9 blocks" in out and "min for everything" in out
-    assert out.index("(1) the depth-fused stack's targets against eager") < out.index("the paper's thin nets")
+    order = ["environment and peaks", "the depth-fused stack's targets against eager", "recomputing",
+             "population: the target's shape, P = 100 at depth 100", "gpu-marked tests", "against CUDA graphs",
+             "profile of the deepest configuration", "population: depth 10 and 100", "the paper's thin nets",
+             "convergence (paper protocol)", "report"]
+    assert [out.index(step) for step in order] == sorted(out.index(step) for step in order)
+    assert out.count("the budget runs out") == 1 and "min for everything left" in out
+    assert not Path("unused").exists()  # a dry run writes nothing
 
 
 def test_the_campaign_runs_the_targets_first_and_each_configuration_once():
-    from highway.bench.cli.campaign import POPULATION_BLOCK, THROUGHPUT_BLOCKS
+    from highway.bench.cli.campaign import POPULATION_TARGET, THROUGHPUT_BLOCKS, campaign_steps
     from highway.bench.harness.population_sweep import expand as expand_population
 
     first = tp.expand(**THROUGHPUT_BLOCKS[0][1])
     assert {(c.depth, c.backend) for c in first} == {(1000, "torch"), (1000, "triton-stack")}
     assert {(c.width, c.dtype, c.mode) for c in first} == {(w, d, m) for w in (50, 128) for d in ("bf16", "fp32")
                                                            for m in ("fwd", "train")}
-    assert (expand_population(**POPULATION_BLOCK)[0].depth, expand_population(**POPULATION_BLOCK)[0].population) \
-        == (100, 100)  # the GPU population target's shape, before the time runs out
+    assert {(c.depth, c.population) for c in expand_population(**POPULATION_TARGET)} == {(100, 100)}
+    steps = campaign_steps(Path("unused"), torch.device("cpu"), False, [])
+    assert steps[1].name.endswith(THROUGHPUT_BLOCKS[0][0]) and steps[-1].name == "report"
 
 
-def test_campaign_budget_goes_to_fixed_steps_first_then_by_share():
-    from highway.bench.cli.campaign import Step, allot
+def test_a_campaign_run_again_skips_what_is_done_and_stays_on_one_device(tmp_path, monkeypatch, capsys):
+    from highway.bench.cli import campaign
 
-    steps = [Step("a", 60, None), Step("b", 1000, None, elastic=0.7), Step("c", 1000, None, elastic=0.3),
-             Step("report", 90, None)]
-    assert allot(steps, 20 * 60) == pytest.approx([60, 0.7 * 1050, 0.3 * 1050, 90])
-    assert sum(allot(steps, 20 * 60)) == pytest.approx(20 * 60)
+    monkeypatch.setattr(campaign, "THROUGHPUT_BLOCKS", [
+        (what, dict(axes, depth=[2 + i], width=[8], batch=[4], backend=["torch"], dtype=["fp32"], mode=["fwd"]))
+        for i, (what, axes) in enumerate(campaign.THROUGHPUT_BLOCKS[:3])])
+    before = {s.name: s.estimate_s for s in campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])}
+    tp.throughput_sweep(tmp_path / "throughput", progress=False, device="cpu",
+                        **campaign.THROUGHPUT_BLOCKS[0][1])
+    (tmp_path / "environment.json").write_text(json.dumps({"device": "NVIDIA H100 80GB HBM3"}))
+    steps = campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])
+    after = {s.name: s.estimate_s for s in steps}
+    assert after["environment and peaks"] == 0 < before["environment and peaks"]
+    assert after[steps[1].name] == 0 < before[steps[1].name] and "1 done" in steps[1].plan
+    assert after[steps[2].name] == before[steps[2].name]  # another block: still to run
+    capsys.readouterr()
+    assert main(["campaign", "--out", str(tmp_path), "--budget-minutes", "5", "--device", "cpu"]) == 2
+    assert "holds a campaign run on NVIDIA H100 80GB HBM3; this is CPU" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_campaign_with_a_summary(tmp_path, monkeypatch, capsys):
+    from highway.bench.cli import campaign
+
+    ran = []
+
+    def step(name, interrupt=False):
+        def run(deadline):
+            ran.append(name)
+            if interrupt:
+                raise KeyboardInterrupt
+            return "fine"
+        return campaign.Step(name, 1, run)
+
+    monkeypatch.setattr(campaign, "campaign_steps",
+                        lambda *a: [step("a"), step("b", interrupt=True), step("c"), step("report")])
+    assert campaign.run_campaign(tmp_path, 5, "cpu", progress=False) == 130
+    out = capsys.readouterr().out
+    assert ran == ["a", "b"] and "campaign stopped" in out and "b: stopped by Ctrl-C" in out
+
+
+def test_the_gpu_lease_script_time_boxes_a_command_and_packs_its_folder(tmp_path):
+    """The script a lent GPU machine runs (here without its install): Ctrl-C at the limit, then the folder
+    packed for the trip back, split into parts that rebuild it."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu-lease.sh"
+    folder, pack = tmp_path / "gallery", tmp_path / "pack"
+    writer = (f"import os, pathlib, time; d = pathlib.Path({str(folder)!r}); d.mkdir(); "
+              f"(d / 'rows.bin').write_bytes(os.urandom(17 << 20)); print('wrote', flush=True); time.sleep(60)")
+    run = subprocess.run(["bash", str(script), "0.1", str(folder), sys.executable, "-c", writer], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PACK": str(pack), "HIGHWAY_LEASE_INSTALL": "0"})
+    assert run.returncode == 124, run.stdout + run.stderr
+    assert "wrote" in run.stdout and "stopped at the 0.1-minute limit" in run.stdout
+    parts = sorted(pack.glob("results.tgz.part-*"))
+    assert len(parts) == 2 and all(p.stat().st_size <= 15 << 20 for p in parts)
+    assert "stopped at the 0.1-minute limit" in (pack / "lease.log").read_text()
+    rebuilt = tmp_path / "rebuilt"
+    rebuilt.mkdir()
+    subprocess.run(f"cat {' '.join(map(str, parts))} | tar xz -C {rebuilt}", shell=True, check=True)
+    assert (rebuilt / str(folder).lstrip("/") / "rows.bin").read_bytes() == (folder / "rows.bin").read_bytes()
+
+
+def test_the_gpu_lease_script_imports_the_checkout_through_links_when_pip_cannot(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu-lease.sh"
+    run = subprocess.run(["bash", str(script), "1", str(tmp_path), "highway-bench", "campaign", "--out",
+                          str(tmp_path / "c"), "--dry-run", "--device", "cpu"], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "HIGHWAY_LEASE_INSTALL": "links"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "campaign into" in run.stdout and "gpu-lease: exit 0" in run.stdout
+    run = subprocess.run(["bash", str(script), "1", str(tmp_path), sys.executable, "-c",
+                          "import highway.kernels.highway_stack as k; print(k.__file__)"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "HIGHWAY_LEASE_INSTALL": "links"})
+    assert "/highway/kernels/highway_stack.py" in run.stdout  # the links' layout, not the installed checkout's
 
 
 def test_the_summary_table_marks_noisy_rows():

@@ -131,7 +131,7 @@ def cmd_profile(args) -> int:
     table = profile_config(case, args.out, steps=args.steps, device=args.device)
     print(f"{case.describe()}: {args.steps} steps")
     print(table.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"\ntrace: {args.out}/trace.json   table: {args.out}/kernels.csv")
+    print(f"\ntrace: {args.out}/trace.json.gz   table: {args.out}/kernels.csv")
     return 0
 
 

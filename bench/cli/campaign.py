@@ -1,19 +1,15 @@
 """`highway-bench campaign`: one command for whoever has a GPU for a while.
 
-The steps run most valuable first, inside a time budget, into one gallery folder ready to commit:
+The steps run most valuable first, one after another until the time budget is spent, into one gallery folder
+ready to commit: the environment and the GPU's measured peaks, then the open targets (the depth-fused stack
+against eager at depth 1000, the population target at P = 100, depth 100), the `gpu`-marked tests, the stack
+against CUDA graphs, a profile, the rest of the population axis and of the throughput campaign, the paper's
+convergence protocol, and the report, which is always written.
 
-1. the environment and the GPU's measured peaks (`environment.json`);
-2. the `gpu`-marked tests (bf16 tensor cores, wide layers), which no CPU can run (`gpu-tests.log`);
-3. the throughput campaign: highway vs plain, every backend, depth 1 to 1000, widths 50 to 8192, bf16 and
-   fp32, fwd and train, in order of what the open questions need most (`throughput/`);
-4. the population axis: P = 1-128 trials of the paper's thin nets trained at once against one by one, on
-   eager, triton, triton-stack and compile (`throughput/population.csv`);
-5. a profile of the deepest configuration (`profile/`);
-6. the paper's convergence protocol, as far as the time left allows (`converge/`);
-7. the report (`report/`).
-
-Every step resumes: run the same command again (with more time) and it picks up where it stopped. What a
-step could not do in the time is printed at the end. `--dry-run` prints the plan and its time estimate.
+A GPU lent for half an hour in calls of ten minutes (`scripts/gpu-lease.sh`) reaches the targets in its
+first call. Every step resumes, and a finished one is skipped: run the same command again (with more time)
+and it picks up where it stopped. What a step could not do in the time is printed at the end. `--dry-run`
+prints the plan, its time estimate and where the budget runs out.
 """
 import json
 import subprocess
@@ -27,8 +23,13 @@ from highway.bench.harness.environment import environment, resolve_device
 from highway.bench.harness.sweep import expand
 from highway.bench.schema import RESULTS_FILE
 from highway.bench.study.convergence import PRESETS as STUDIES
+from highway.reports.claims import PAPER_TIME
 
 REPORT_RESERVE_S = 90  # kept back from the budget for the report, which must always be written
+GPU_TESTS_LIMIT_S = 420  # the gpu-marked tests' own time box: a hung test must not eat a lease
+# The deepest configuration of the per-layer kernels, profiled: two steps of 4000 kernels each
+PROFILE_CASE = dict(model="highway", layer="dense", depth=1000, width=50, dtype="bf16", batch=128, backend="triton",
+                    mode="train")
 
 # The throughput campaign, most valuable first. Each block is a sweep; a block that the budget cuts short
 # resumes on the next run, and a configuration in two blocks runs once. Widths: the paper's 50, 128 (the
@@ -65,10 +66,11 @@ THROUGHPUT_BLOCKS = [
 ]
 
 
-# Population training against one by one: the GPU target's shape (P = 100, depth 100) first, then its
-# neighbours.
+# Population training against one by one on the paper's thin nets: the GPU target's shape (P = 100,
+# depth 100) is a step of its own, early; its neighbours come later.
 POPULATION_BLOCK = dict(model=["highway"], depth=[100, 10], width=[50], dtype=["fp32"], batch=[64],
                         backend=["torch", "triton", "triton-stack", "compile"], population=[100, 1, 8, 32, 128])
+POPULATION_TARGET = dict(POPULATION_BLOCK, depth=[100], population=[100])
 
 
 def estimate_case_s(case) -> float:
@@ -83,27 +85,79 @@ def estimate_case_s(case) -> float:
     return base
 
 
+def estimate_population_case_s(case) -> float:
+    """A rough guess of one population case's wall time on a GPU, for planning only."""
+    return 5 + 0.05 * case.depth * case.population ** 0.5
+
+
 @dataclass
 class Step:
     name: str
-    estimate_s: float
+    estimate_s: float  # what is left of it, roughly (0 when it is done)
     run: Callable[[float], str]  # (deadline) → a one-line outcome
     plan: str = ""
-    elastic: float = 0.0  # > 0: takes this share of the time the fixed steps leave (and what earlier ones left)
+
+
+def _done_keys(directory: Path, filename: str) -> set:
+    """The keys of the rows already in a results store (none when there is no store yet)."""
+    from highway.bench.harness.store import ResultStore
+    from highway.bench.schema import STORE_FILE, TABLES
+
+    if not (directory / STORE_FILE).exists():
+        return set()
+    columns, keys, _ = TABLES[filename]
+    with ResultStore(directory, filename, columns, keys) as store:
+        return store.done_keys()
 
 
 def campaign_steps(out: Path, device, progress: bool, argv, executor=None) -> list[Step]:
+    """The campaign's steps in the order they run, each with an estimate of what is left of it."""
+    from highway.bench.harness.cases import Case
     from highway.bench.harness.population_sweep import expand as expand_population
+    from highway.bench.schema import POPULATION_FILE
 
-    cases = list(dict.fromkeys(c for _, axes in THROUGHPUT_BLOCKS for c in expand(**axes)))
-    population_cases = expand_population(**POPULATION_BLOCK)
+    done = _done_keys(out / "throughput", RESULTS_FILE)
+    done_population = _done_keys(out / "throughput", POPULATION_FILE)
     study = STUDIES["paper"]
     trials = len(study.depths) * len(study.arms()) * study.trials
+
+    def throughput(what: str, axes: dict) -> Step:
+        cases = expand(**axes)
+        left = [c for c in cases if c.key() not in done]
+
+        def run(deadline):
+            from highway.bench.harness.sweep import throughput_sweep
+
+            df = throughput_sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
+                                  executor=executor, **axes)
+            return f"{len(df)} of {len(cases)} configurations in {out / 'throughput' / RESULTS_FILE}"
+
+        done_note = f" ({len(cases) - len(left)} done)" if len(left) < len(cases) else ""
+        return Step(f"throughput: {what}", sum(estimate_case_s(c) for c in left), run,
+                    f"{len(cases)} configurations{done_note}")
+
+    def population(what: str, axes: dict) -> Step:
+        cases = expand_population(**axes)
+        left = [c for c in cases if c.key() not in done_population]
+
+        def run(deadline):
+            from highway.bench.harness.population_sweep import population_sweep
+
+            df = population_sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
+                                  **axes)
+            return f"{len(df)} of {len(cases)} population cases in {out / 'throughput' / POPULATION_FILE}"
+
+        done_note = f" ({len(cases) - len(left)} done)" if len(left) < len(cases) else ""
+        return Step(f"population: {what}", sum(estimate_population_case_s(c) for c in left), run,
+                    f"{len(cases)} cases{done_note}: P trials of a highway net (width 50) trained at once against "
+                    f"one by one")
 
     def env_step(deadline):
         from highway.bench.harness.cases import DTYPES
         from highway.bench.harness.devices import measure_peaks, peak_for
 
+        if (out / "environment.json").exists():  # and from this device: `check_same_device`
+            return f"kept from the first run: {out / 'environment.json'}"
         env = environment(device, argv)
         if device.type == "cuda":
             import torch
@@ -116,50 +170,34 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None) -> li
         (out / "environment.json").write_text(json.dumps(env, indent=1))
         return f"environment and peaks in {out / 'environment.json'}"
 
+    tests_log = out / "gpu-tests.log"
+
     def gpu_tests_step(deadline):
+        if tests_log.exists():
+            return f"already run: {_last_line(tests_log.read_text())} (delete {tests_log} to run them again)"
         tests = Path(__file__).resolve().parents[2] / "tests"
         if not tests.is_dir():
             return "skipped: no tests/ beside the package (install from a checkout: pip install -e .)"
-        log = out / "gpu-tests.log"
-        timeout = max(60, deadline - time.monotonic())
+        timeout = max(60.0, min(GPU_TESTS_LIMIT_S, deadline - time.monotonic()))
         try:
             run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", str(tests)], capture_output=True,
                                  text=True, timeout=timeout, cwd=tests.parent)
-        except subprocess.TimeoutExpired:
-            return "stopped: the time budget ran out"
-        log.write_text(run.stdout + run.stderr)
-        last = (run.stdout.strip().splitlines() or ["no output"])[-1]
-        return f"{last} (log: {log})"
-
-    def throughput_step(deadline):
-        from highway.bench.harness.sweep import throughput_sweep
-
-        done = 0
-        for _, axes in THROUGHPUT_BLOCKS:
-            if time.monotonic() > deadline:
-                break
-            df = throughput_sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
-                                  executor=executor, **axes)
-            done += len(df)
-        return f"{done} of {len(cases)} configurations in {out / 'throughput' / RESULTS_FILE}"
-
-    def population_step(deadline):
-        from highway.bench.harness.population_sweep import population_sweep
-
-        df = population_sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
-                              **POPULATION_BLOCK)
-        return f"{len(df)} of {len(population_cases)} population cases in {out / 'throughput'}"
+        except subprocess.TimeoutExpired as e:
+            partial = out / "gpu-tests.partial.log"
+            partial.write_text("".join(t.decode() if isinstance(t, bytes) else t or "" for t in (e.stdout, e.stderr)))
+            return f"stopped after {timeout:.0f} s, to be run again (what it printed: {partial})"
+        tests_log.write_text(run.stdout + run.stderr)
+        return f"{_last_line(run.stdout)} (log: {tests_log})"
 
     def profile_step(deadline):
-        from highway.bench.harness.cases import Case
         from highway.bench.harness.profile import profile_config
 
-        if (out / "profile" / "kernels.csv").exists():
-            return "already done"
+        if profiled:
+            return f"already done: {out / 'profile'}"
         if device.type != "cuda":
             return "skipped: the triton backend is profiled on a GPU only"
-        case = Case("highway", "dense", 1000, 50, "bf16", 128, "triton", "train")
-        profile_config(case, out / "profile", device=device)
+        case = Case(**PROFILE_CASE)
+        profile_config(case, out / "profile", steps=2, device=device)
         return f"{case.describe()}: trace and kernel table in {out / 'profile'}"
 
     def converge_step(deadline):
@@ -178,31 +216,44 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None) -> li
         page = build_report([out], out / "report", progress=progress)
         return f"report: {page}"
 
+    first, recompute, graphs, *rest = THROUGHPUT_BLOCKS
+    profiled = (out / "profile" / "kernels.csv").exists()
     return [
-        Step("environment and peaks", 60, env_step),
-        Step("gpu-marked tests", 240, gpu_tests_step, "python -m pytest -m gpu"),
-        Step("throughput", sum(estimate_case_s(c) for c in cases), throughput_step,
-             f"{len(cases)} configurations in {len(THROUGHPUT_BLOCKS)} blocks, most valuable first: "
-             + "; ".join(f"({i + 1}) {what}" for i, (what, _) in enumerate(THROUGHPUT_BLOCKS)), elastic=0.6),
-        Step("population axis", sum(5 + 0.05 * c.depth * c.population ** 0.5 for c in population_cases),
-             population_step, f"{len(population_cases)} cases: P = 1-128 trials of a highway net (depth 10 and 100, "
-             "width 50) at once against one by one, eager, triton, triton-stack and compile", elastic=0.15),
-        Step("profile of the deepest configuration", 120, profile_step,
-             "highway dense depth 1000 width 50 bf16 triton train"),
-        Step("convergence (paper protocol)", trials * study.epochs * 2.0, converge_step,
+        Step("environment and peaks", 0 if (out / "environment.json").exists() else 60, env_step),
+        throughput(*first),
+        throughput(*recompute),
+        population("the target's shape, P = 100 at depth 100", POPULATION_TARGET),
+        Step("gpu-marked tests", 0 if tests_log.exists() else 240, gpu_tests_step,
+             "python -m pytest -m gpu (delete gpu-tests.log to run them again)"),
+        throughput(*graphs),
+        Step("profile of the deepest configuration", 0 if profiled else 120, profile_step,
+             Case(**PROFILE_CASE).describe()),
+        population("depth 10 and 100, P = 1 to 128", POPULATION_BLOCK),
+        *[throughput(*block) for block in rest],
+        # planned as if the paper-time target held (depths 10-100 in 30 min), scaled by depth to the preset's
+        Step("convergence (paper protocol)", PAPER_TIME["minutes"] * 60 * sum(study.depths) / sum(PAPER_TIME["depths"]),
+             converge_step,
              f"{trials} trials x {study.epochs} epochs, depth by depth, as populations, as far as the time "
-             f"left allows", elastic=0.25),
+             f"left allows"),
         Step("report", REPORT_RESERVE_S, report_step),
     ]
 
 
-def allot(steps: list[Step], budget: float) -> list[float]:
-    """Seconds for each step: a fixed step its estimate (as far as the budget goes), an elastic one its share
-    of what the fixed steps leave."""
-    fixed = sum(s.estimate_s for s in steps if not s.elastic)
-    spare = max(0.0, budget - fixed)
-    weights = sum(s.elastic for s in steps) or 1.0
-    return [spare * s.elastic / weights if s.elastic else min(s.estimate_s, budget) for s in steps]
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no output"])[-1]
+
+
+def check_same_device(out: Path, device) -> None:
+    """ValueError when `out` holds a campaign from another device: its rows would be compared with this one's."""
+    from highway.bench.harness.environment import device_name
+
+    path = out / "environment.json"
+    if not path.exists():
+        return
+    first = json.loads(path.read_text()).get("device")
+    if first != device_name(device):
+        raise ValueError(f"{out} holds a campaign run on {first}; this is {device_name(device)}. Give this device a "
+                         f"folder of its own (--out), so that no figure compares two machines' numbers")
 
 
 def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = False, progress: bool = True,
@@ -211,35 +262,46 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
     if not budget_minutes > 0:
         raise ValueError(f"--budget-minutes must be positive, got {budget_minutes}")
     device = resolve_device(device)
+    check_same_device(out, device)
     steps = campaign_steps(out, device, progress, argv, executor)
     budget = budget_minutes * 60
-    allotted = allot(steps, budget)
-    print(f"campaign into {out} on {device}, budget {budget_minutes:g} min:")
-    for i, (step, seconds) in enumerate(zip(steps, allotted), start=1):
-        share = "all of it" if step.estimate_s <= seconds else f"{seconds / 60:.1f} min of it, resumable"
-        print(f"  {i}. {step.name}: about {step.estimate_s / 60:.1f} min; gets {share}"
-              + (f"\n     {step.plan}" if step.plan else ""))
-    total = sum(s.estimate_s for s in steps)
-    print(f"about {total / 60:.0f} min for everything (rough per-case guesses, for planning; the rows record what "
-          f"each case took)")
+    work_budget = max(0.0, budget - REPORT_RESERVE_S)
+    print(f"campaign into {out} on {device}, budget {budget_minutes:g} min, steps in this order (estimates of what "
+          f"is left, rough per-case guesses for planning; the rows record what each case took):")
+    elapsed, budget_shown = 0.0, False
+    for i, step in enumerate(steps, start=1):
+        if step.name != "report" and not budget_shown and elapsed + step.estimate_s > work_budget:
+            print(f"  -- the budget runs out {'in the next step' if elapsed < work_budget else 'here'}; a later run "
+                  f"goes on from where this one stops")
+            budget_shown = True
+        elapsed += step.estimate_s
+        left = "done" if not step.estimate_s else f"about {step.estimate_s / 60:.1f} min"
+        print(f"  {i}. {step.name}: {left}" + (f"\n     {step.plan}" if step.plan else ""))
+    print(f"about {elapsed / 60:.0f} min for everything left")
     if dry_run:
         return 0
     if device.type != "cuda":
         print("note: no GPU here; GPU-only backends and tests will be recorded as skipped")
     start = time.monotonic()
-    outcomes, deadline = [], start
-    for step, seconds in zip(steps, allotted):
-        deadline += seconds  # cumulative: time an earlier step did not use passes to the next
-        if step.estimate_s and step.name != "report" and time.monotonic() > deadline:
-            outcomes.append((step.name, "skipped: the time budget ran out"))
+    deadline = start + work_budget  # the report's reserve is kept back from every other step
+    outcomes, interrupted = [], False
+    for step in steps:
+        if step.name != "report" and time.monotonic() > deadline:
+            outcomes.append((step.name, "left for a later run: the time budget ran out"))
             continue
         print(f"\n== {step.name}", flush=True)
-        outcomes.append((step.name, step.run(deadline)))
+        try:
+            outcomes.append((step.name, step.run(deadline)))
+        except KeyboardInterrupt:  # Ctrl-C, or a lease's time box: every finished row is already stored
+            outcomes.append((step.name, "stopped by Ctrl-C; what it finished is kept, the rest is left for a later "
+                                        "run (`highway-bench report` draws what there is)"))
+            interrupted = True
+            break
     took = time.monotonic() - start
-    print(f"\ncampaign done in {took / 60:.1f} min" + (
+    print(f"\ncampaign {'stopped' if interrupted else 'done'} in {took / 60:.1f} min" + (
         f" ({(took - budget) / 60:.1f} over the budget: a case, trial epoch or test run in flight when its time ran "
         f"out is finished, not cut)" if took > budget else "") + ":")
     for name, outcome in outcomes:
         print(f"  {name}: {outcome}")
     print(f"\ncommit {out} (results, report, environment); run the same command again to go on where it stopped")
-    return 0
+    return 130 if interrupted else 0

@@ -19,10 +19,11 @@ def _git(*args) -> str:
 
 
 def git_commit() -> str:
-    """The checkout's commit, with '+dirty' when it has uncommitted changes; 'unknown' outside git."""
+    """The checkout's commit, with '+dirty' when it has uncommitted changes; outside git, $HIGHWAY_COMMIT (a
+    working tree copied to a GPU machine without its .git), else 'unknown'."""
     commit = _git("rev-parse", "--short=12", "HEAD")
     if not commit:
-        return "unknown"
+        return os.environ.get("HIGHWAY_COMMIT") or "unknown"
     return commit + ("+dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
 
 

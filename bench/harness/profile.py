@@ -47,7 +47,8 @@ def kernels_per_step(step, device: torch.device) -> float:
 
 def profile_config(case: Case, out, steps: int = 5, warmup: int = 3, device=None) -> pd.DataFrame:
     """Profile `steps` steps of `case` after `warmup` (compilation and autotuning stay out of the trace).
-    Writes `trace.json` (chrome://tracing, Perfetto) and `kernels.csv` to `out`; returns the kernel table,
+    Writes `trace.json.gz` (gzipped: a deep stack's trace is tens of MB; chrome://tracing and Perfetto open
+    it as it is) and `kernels.csv` to `out`; returns the kernel table,
     timed on the GPU (self device time) or, on a CPU, by self CPU time."""
     device = resolve_device(device)
     backend = BACKENDS[case.backend]
@@ -67,7 +68,7 @@ def profile_config(case: Case, out, steps: int = 5, warmup: int = 3, device=None
             step()
         if on_gpu:
             torch.cuda.synchronize()
-    prof.export_chrome_trace(str(out / "trace.json"))
+    prof.export_chrome_trace(str(out / "trace.json.gz"))
     table = _kernel_table(prof, on_gpu)
     table.to_csv(out / "kernels.csv", index=False)
     if on_gpu:

@@ -35,12 +35,19 @@ def padded_width(width: int) -> int:
 # `highway-bench compile-check` finds no bf16 spill in any candidate below).
 STACK_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 8), 128: (16, 8)}
 # The candidates the autotuner times (on M, the padded width and the trials): every row tile from tl.dot's
-# smallest (16) to the width's largest, with the width's warps, in 1 or 2 pipeline stages (2: the next
-# layer's weights load while this one computes, where two layers' weights fit in shared memory). A small
-# row tile makes more programs, which a batch of 128 needs to fill more than a few SMs; a large one reads
-# each layer's weights fewer times.
-STACK_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s)
-                 for m in (16, 32, 64) for w in sorted({w for _, w in STACK_TILES.values()}) for s in (1, 2)]
+# smallest (16) to the width's largest, with the width's warps, in 1 or 2 pipeline stages, and 3 forward.
+# A small row tile makes more programs, which a batch of 128 needs to fill more than a few SMs; a large one
+# reads each layer's weights fewer times. The stages decide how much of each layer's weight load the chain
+# of dependent layers waits for (read off the TTGIR for sm_80 and sm_90): 1 loads the weights when the layer
+# needs them; 2 copies the next layer's (cp.async) into one buffer once this layer's dots have read it, so
+# the load overlaps the epilogue; 3 double-buffers, so the next layer's copy is in flight through this
+# layer's dots too (the design note's prefetch). Which wins is the GPU's to say. The backward stops at 2:
+# its pipeline buffers four weight tiles a layer and a third stage needs up to 1.5x the shared memory that
+# `shared_memory_estimate` allows for (274 KB at width 128 in bf16, past sm_90's 227 KB), while its longer
+# chain per layer (recompute, gate backward, dx) already hides more of the load.
+_TILE_CONFIGS = [(m, w) for m in (16, 32, 64) for w in sorted({w for _, w in STACK_TILES.values()})]
+STACK_BWD_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s) for m, w in _TILE_CONFIGS for s in (1, 2)]
+STACK_FWD_CONFIGS = STACK_BWD_CONFIGS + [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=3) for m, w in _TILE_CONFIGS]
 INTERPRET_STACK_CONFIG = dict(BLOCK_M=64)  # under the interpreter every program costs Python time: few, large tiles
 
 
@@ -83,7 +90,7 @@ def _stack_preactivations(h_lo, wh, wt, b_ptr, offs_n, N, DOT_FP32: tl.constexpr
     return z_h, z_t
 
 
-@tuned(STACK_CONFIGS, key=["M", "BLOCK_N", "TRIALS"], interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2,
+@tuned(STACK_FWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS"], interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2,
        allowed=stack_config_allowed)
 @triton.jit
 def _highway_stack_fwd_kernel(
@@ -100,7 +107,7 @@ def _highway_stack_fwd_kernel(
     SAVE_EVERY = k > 1 only every k-th layer's input, (P, ⌈DEPTH/k⌉, M, N), from which the backward
     recomputes the others, k layers at a time.
     Grid: (row tiles, TRIALS); TRIALS is passed for the autotuner's key only. BLOCK_N = BLOCK_K = the width
-    padded to a power of two; BLOCK_M is autotuned (STACK_CONFIGS).
+    padded to a power of two; BLOCK_M and the pipeline stages are autotuned (STACK_FWD_CONFIGS).
     """
     pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
     x_ptr += pid_p * stride_xp
@@ -121,7 +128,7 @@ def _highway_stack_fwd_kernel(
     tl.store(y_ptr + rows, h_lo, mask=mask)
 
 
-@tuned(STACK_CONFIGS, key=["M", "BLOCK_N", "TRIALS"], interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2,
+@tuned(STACK_BWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS"], interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2,
        allowed=stack_config_allowed)
 @triton.jit
 def _highway_stack_bwd_kernel(
@@ -138,7 +145,8 @@ def _highway_stack_bwd_kernel(
     and db one sum, so no launch is made per layer. xs and dZ take a trial stride of their own, so that the
     launcher can run a long stack in chunks of layers (`STACK_BWD_CHUNK`). (Accumulating dW in the kernel,
     by atomics or partial sums, keeps a W×W fp32 tile per program in registers: `highway-bench
-    compile-check` found it spilling on sm_80 from width 64.) Grid and meta-parameters as the forward's.
+    compile-check` found it spilling on sm_80 from width 64.) Grid and meta-parameters as the forward's, in
+    1 or 2 stages (STACK_BWD_CONFIGS).
     """
     pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
     w_mask = (offs_n < N)[:, None] & (offs_k < N)[None, :]
@@ -175,12 +183,12 @@ def _highway_stack_bwd_kernel(
     tl.store(dx_ptr + rows, g, mask=mask)
 
 
-def stack_candidates(width: int, element_bytes: int, shared_limit: int) -> list:
-    """The configs the autotuner may try for a stack of `width` (full meta-parameters): what
-    `highway-bench compile-check` compiles."""
+def stack_candidates(width: int, element_bytes: int, shared_limit: int, configs=STACK_FWD_CONFIGS) -> list:
+    """The `configs` (a kernel's) that its autotuner may try for a stack of `width`, with full
+    meta-parameters: what `highway-bench compile-check` compiles."""
     block = padded_width(width)
     launch = dict(BLOCK_N=block, BLOCK_K=block)
-    kept = prune_configs(STACK_CONFIGS, launch, element_bytes, 2, shared_limit, stack_config_allowed)
+    kept = prune_configs(configs, launch, element_bytes, 2, shared_limit, stack_config_allowed)
     return [triton.Config({**launch, **c.kwargs}, num_warps=c.num_warps, num_stages=c.num_stages) for c in kept]
 
 

@@ -297,7 +297,10 @@ def study_time_claims(times: pd.DataFrame) -> list[dict]:
     for (dataset, device), g in times.groupby(["dataset", "device"]):
         minutes, finished, total = g["elapsed_s"].sum() / 60, int(g["finished"].max()), int(g["total"].max())
         basis = f"{dataset}, study '{PAPER_TIME['study']}' on {device}: {len(g)} run{'s' if len(g) > 1 else ''}"
-        if finished == total:
+        if dataset == "digits":  # 1,437 training images: a time on them says nothing of the paper's 60,000
+            rows.append(_row(claim, f"{finished} of {total} runs in {minutes:.1f} min on digits, not a data set of "
+                                    f"the paper's size: not tested", None, basis))
+        elif finished == total:
             rows.append(_row(claim, f"{minutes:.1f} min for {total} runs", minutes <= PAPER_TIME["minutes"], basis))
         elif minutes > PAPER_TIME["minutes"]:
             rows.append(_row(claim, f"{minutes:.1f} min for {finished} of {total} runs", False, basis))

@@ -14,10 +14,12 @@ import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 
-# Kernels under the interpreter cost about a second an example: keep hypothesis's runs short there.
+# Kernels under the interpreter cost about a second an example: keep hypothesis's runs short there. On a
+# GPU every new shape autotunes; HIGHWAY_HYPOTHESIS_PROFILE=interpreter keeps a short lease's runs short too.
 settings.register_profile("interpreter", max_examples=12, deadline=None, derandomize=True)
 settings.register_profile("gpu", max_examples=100, deadline=None)
-settings.load_profile("gpu" if torch.cuda.is_available() else "interpreter")
+settings.load_profile(os.environ.get("HIGHWAY_HYPOTHESIS_PROFILE") or ("gpu" if torch.cuda.is_available() else
+                                                                       "interpreter"))
 
 
 def pytest_configure(config):

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -334,9 +335,31 @@ def test_a_campaign_run_again_skips_what_is_done_and_stays_on_one_device(tmp_pat
     assert after["environment and peaks"] == 0 < before["environment and peaks"]
     assert after[steps[1].name] == 0 < before[steps[1].name] and "1 done" in steps[1].plan
     assert after[steps[2].name] == before[steps[2].name]  # another block: still to run
+    for store in (tmp_path / "throughput").glob("results.sqlite*"):  # a copy of the tree without ignored files
+        store.unlink()
+    assert campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])[1].estimate_s == 0
     capsys.readouterr()
     assert main(["campaign", "--out", str(tmp_path), "--budget-minutes", "5", "--device", "cpu"]) == 2
     assert "holds a campaign run on NVIDIA H100 80GB HBM3; this is CPU" in capsys.readouterr().err
+    (tmp_path / "environment.json").unlink()
+    assert main(["campaign", "--out", str(tmp_path), "--budget-minutes", "5", "--device", "cpu",
+                 "--dataset", f"idx:{tmp_path / 'no-such-dir'}"]) == 2  # before any step runs
+    assert "no-such-dir does not exist" in capsys.readouterr().err and not (tmp_path / "environment.json").exists()
+
+
+def test_the_campaigns_test_steps_run_once_and_name_real_files(tmp_path):
+    from highway.bench.cli import campaign
+
+    root = Path(__file__).resolve().parents[1]
+    assert all((root / name).is_file() for name in campaign.KERNEL_TESTS)
+    steps = {s.name: s for s in campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])}
+    step = steps["gpu-marked tests"]
+    outcome = step.run(time.monotonic() + 600)  # on a CPU every gpu-marked test is collected and skipped
+    assert "skipped" in outcome and "error" not in outcome, outcome
+    assert "skipped" in (tmp_path / "gpu-tests.log").read_text()
+    assert step.run(time.monotonic() + 600).startswith("already run")
+    again = {s.name: s for s in campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])}
+    assert again["gpu-marked tests"].estimate_s == 0 < again["the kernel tests on this GPU"].estimate_s
 
 
 def test_ctrl_c_stops_the_campaign_with_a_summary(tmp_path, monkeypatch, capsys):

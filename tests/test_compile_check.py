@@ -1,6 +1,6 @@
 """`highway-bench compile-check`: every kernel compiled for sm_80 and sm_90 with the ptxas in the triton
 wheel, no GPU needed. The full check runs here, so CI fails on a spill, a shared-memory overflow or a
-compile error that Triton's interpreter cannot see. It takes about 5 minutes on 2 cores with a cold
+compile error that Triton's interpreter cannot see. It takes about 6 minutes on 2 cores with a cold
 Triton cache (~/.triton/cache), seconds with a warm one."""
 import csv
 import os

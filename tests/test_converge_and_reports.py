@@ -96,8 +96,9 @@ def test_convergence_loop_writes_rows_and_resumes(tmp_path, monkeypatch):
 def test_the_paper_protocols_wall_time_is_a_claim_on_a_gpu():
     from highway.reports.claims import study_time_claims
 
-    def run(minutes, finished, device_type="cuda", depths=(10, 20, 50, 100), study="paper", run_id="a"):
-        return dict(run_id=run_id, study=study, dataset="fashion-mnist", device="NVIDIA H100", device_type=device_type,
+    def run(minutes, finished, device_type="cuda", depths=(10, 20, 50, 100), study="paper", run_id="a",
+            dataset="fashion-mnist"):
+        return dict(run_id=run_id, study=study, dataset=dataset, device="NVIDIA H100", device_type=device_type,
                     depths=list(depths), elapsed_s=60 * minutes, finished=finished, total=800)
 
     def verdict(*runs):
@@ -108,6 +109,7 @@ def test_the_paper_protocols_wall_time_is_a_claim_on_a_gpu():
     assert verdict(run(31, 800))[0] == "does not hold"
     assert verdict(run(31, 500))[0] == "does not hold"  # over the time before it even finished
     assert verdict(run(20, 500)) == ("no data", "500 of 800 runs in 20.0 min so far")
+    assert verdict(run(3, 800, dataset="digits"))[0] == "no data"  # a small data set proves nothing of the time
     for other in (run(5, 800, device_type="cpu"), run(5, 800, depths=(10, 20)), run(5, 800, study="quick")):
         assert verdict(other)[0] == "no data"
     assert study_time_claims(pd.DataFrame())[0]["verdict"] == "no data"

@@ -279,7 +279,7 @@ def cmd_campaign(args) -> int:
     if not args.dry_run:
         writable_dir(args.out)
     return run_campaign(args.out, args.budget_minutes, args.device, args.dry_run, not args.no_progress, sys.argv,
-                        None if args.dry_run else _executor(args))
+                        None if args.dry_run else _executor(args), args.dataset)
 
 
 def cmd_quickstart(args) -> int:
@@ -376,12 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_peaks)
 
     p = sub.add_parser("campaign", help="everything worth running on a GPU, most valuable first, time-boxed",
-                       description="Environment and peaks, the gpu-marked tests, the throughput campaign, a profile "
-                                   "of the deepest configuration, the paper's convergence protocol as far as time "
-                                   "allows, and the report, into one gallery folder. Resumable.")
+                       description="Environment and peaks, the open targets (the depth-fused stack, the population), "
+                                   "the gpu-marked tests, the rest of the throughput campaign, a profile of the "
+                                   "deepest configuration, the paper's convergence protocol as far as time allows, "
+                                   "and the report, into one gallery folder, most valuable first. Resumable.")
     p.add_argument("--out", required=True, help="the gallery folder, e.g. reports/gallery/h100")
     p.add_argument("--budget-minutes", type=float, default=20, help="time box (default 20)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate, run nothing")
+    p.add_argument("--dataset", default="default",
+                   help="the convergence step's data (as converge takes it; default: Fashion-MNIST when installed, "
+                        "else digits; on a machine without it, idx:DIR with its files)")
     _run_options(p, executor=True)
     p.set_defaults(func=cmd_campaign)
 

@@ -3,19 +3,20 @@
 The steps run most valuable first, one after another until the time budget is spent, into one gallery folder
 ready to commit: the environment and the GPU's measured peaks, then the open targets (the depth-fused stack
 against eager at depth 1000, the population target at P = 100, depth 100), the `gpu`-marked tests, the stack
-against CUDA graphs, a profile, the rest of the population axis and of the throughput campaign, the paper's
-convergence protocol, and the report, which is always written.
+against CUDA graphs, a profile, the kernel tests run again on the GPU, the rest of the population axis and
+of the throughput campaign, the paper's convergence protocol, and the report, which is always written.
 
-A GPU lent for half an hour in calls of ten minutes (`scripts/gpu-lease.sh`) reaches the targets in its
-first call. Every step resumes, and a finished one is skipped: run the same command again (with more time)
-and it picks up where it stopped. What a step could not do in the time is printed at the end. `--dry-run`
-prints the plan, its time estimate and where the budget runs out.
+Made for a GPU lent for half an hour in calls of ten minutes (`scripts/gpu-lease.sh`): every step resumes,
+and a finished one is skipped, so the same command run again (with more time) picks up where the last
+stopped. What a step could not do in the time is printed at the end. `--dry-run` prints the plan, what is
+done, and where the budget runs out.
 """
 import json
+import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +27,12 @@ from highway.bench.study.convergence import PRESETS as STUDIES
 from highway.reports.claims import PAPER_TIME
 
 REPORT_RESERVE_S = 90  # kept back from the budget for the report, which must always be written
-GPU_TESTS_LIMIT_S = 420  # the gpu-marked tests' own time box: a hung test must not eat a lease
+TESTS_LIMIT_S = 420  # a test run's own time box: a hung test must not eat a lease
+# The tests that run kernels, layers and populations on whatever device there is (on a GPU, the CPU
+# interpreter's runs again on the real thing); the harness, study, report and compile-check tests need none.
+KERNEL_TESTS = [f"tests/{name}.py" for name in (
+    "test_highway_linear_triton", "test_highway_conv2d_triton", "test_highway_stack", "test_population",
+    "test_population_torch", "test_torch_integration", "test_functional", "test_modules", "test_conv_models")]
 # The deepest configuration of the per-layer kernels, profiled: two steps of 4000 kernels each
 PROFILE_CASE = dict(model="highway", layer="dense", depth=1000, width=50, dtype="bf16", batch=128, backend="triton",
                     mode="train")
@@ -99,26 +105,28 @@ class Step:
 
 
 def _done_keys(directory: Path, filename: str) -> set:
-    """The keys of the rows already in a results store (none when there is no store yet)."""
+    """The keys of the rows already in a results folder: its store's, or its CSV export's where the store
+    stayed behind (a copy of the tree without its ignored files)."""
     from highway.bench.harness.store import ResultStore
     from highway.bench.schema import STORE_FILE, TABLES
 
-    if not (directory / STORE_FILE).exists():
+    if not (directory / STORE_FILE).exists() and not (directory / filename).exists():
         return set()
     columns, keys, _ = TABLES[filename]
     with ResultStore(directory, filename, columns, keys) as store:
         return store.done_keys()
 
 
-def campaign_steps(out: Path, device, progress: bool, argv, executor=None) -> list[Step]:
-    """The campaign's steps in the order they run, each with an estimate of what is left of it."""
+def campaign_steps(out: Path, device, progress: bool, argv, executor=None, dataset: str = "default") -> list[Step]:
+    """The campaign's steps in the order they run, each with an estimate of what is left of it; the
+    convergence step trains on `dataset`."""
     from highway.bench.harness.cases import Case
     from highway.bench.harness.population_sweep import expand as expand_population
     from highway.bench.schema import POPULATION_FILE
 
     done = _done_keys(out / "throughput", RESULTS_FILE)
     done_population = _done_keys(out / "throughput", POPULATION_FILE)
-    study = STUDIES["paper"]
+    study = replace(STUDIES["paper"], dataset=dataset)
     trials = len(study.depths) * len(study.arms()) * study.trials
 
     def throughput(what: str, axes: dict) -> Step:
@@ -170,24 +178,29 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None) -> li
         (out / "environment.json").write_text(json.dumps(env, indent=1))
         return f"environment and peaks in {out / 'environment.json'}"
 
-    tests_log = out / "gpu-tests.log"
+    def tests(name: str, log_name: str, args: list, estimate_s: float, plan: str) -> Step:
+        """A pytest run on this machine's device, timeboxed; done once its log is written."""
+        log = out / log_name
 
-    def gpu_tests_step(deadline):
-        if tests_log.exists():
-            return f"already run: {_last_line(tests_log.read_text())} (delete {tests_log} to run them again)"
-        tests = Path(__file__).resolve().parents[2] / "tests"
-        if not tests.is_dir():
-            return "skipped: no tests/ beside the package (install from a checkout: pip install -e .)"
-        timeout = max(60.0, min(GPU_TESTS_LIMIT_S, deadline - time.monotonic()))
-        try:
-            run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", str(tests)], capture_output=True,
-                                 text=True, timeout=timeout, cwd=tests.parent)
-        except subprocess.TimeoutExpired as e:
-            partial = out / "gpu-tests.partial.log"
-            partial.write_text("".join(t.decode() if isinstance(t, bytes) else t or "" for t in (e.stdout, e.stderr)))
-            return f"stopped after {timeout:.0f} s, to be run again (what it printed: {partial})"
-        tests_log.write_text(run.stdout + run.stderr)
-        return f"{_last_line(run.stdout)} (log: {tests_log})"
+        def run(deadline):
+            if log.exists():
+                return f"already run: {_last_line(log.read_text())} (delete {log} to run them again)"
+            root = Path(__file__).resolve().parents[2]
+            if not (root / "tests").is_dir():
+                return "skipped: no tests/ beside the package (install from a checkout: pip install -e .)"
+            timeout = max(60.0, min(TESTS_LIMIT_S, deadline - time.monotonic()))
+            env = {**os.environ, "HIGHWAY_HYPOTHESIS_PROFILE": "interpreter"}  # 12 shapes a property, not 100
+            try:
+                done = subprocess.run([sys.executable, "-m", "pytest", "-q", *args], capture_output=True, text=True,
+                                      timeout=timeout, cwd=root, env=env)
+            except subprocess.TimeoutExpired as e:
+                partial = log.with_name(log.stem + ".partial.log")
+                partial.write_text("".join(t.decode() if isinstance(t, bytes) else t or "" for t in (e.stdout, e.stderr)))
+                return f"stopped after {timeout:.0f} s, to be run again (what it printed: {partial})"
+            log.write_text(done.stdout + done.stderr)
+            return f"{_last_line(done.stdout)} (log: {log})"
+
+        return Step(name, 0 if log.exists() else estimate_s, run, f"{plan} (delete {log_name} to run them again)")
 
     def profile_step(deadline):
         from highway.bench.harness.profile import profile_config
@@ -223,11 +236,12 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None) -> li
         throughput(*first),
         throughput(*recompute),
         population("the target's shape, P = 100 at depth 100", POPULATION_TARGET),
-        Step("gpu-marked tests", 0 if tests_log.exists() else 240, gpu_tests_step,
-             "python -m pytest -m gpu (delete gpu-tests.log to run them again)"),
+        tests("gpu-marked tests", "gpu-tests.log", ["-m", "gpu", "tests"], 240, "python -m pytest -m gpu"),
         throughput(*graphs),
         Step("profile of the deepest configuration", 0 if profiled else 120, profile_step,
              Case(**PROFILE_CASE).describe()),
+        tests("the kernel tests on this GPU", "kernel-tests.log", ["-m", "not gpu", *KERNEL_TESTS], 360,
+              "every test of the kernels, layers and populations, run on the GPU (12 hypothesis shapes a property)"),
         population("depth 10 and 100, P = 1 to 128", POPULATION_BLOCK),
         *[throughput(*block) for block in rest],
         # planned as if the paper-time target held (depths 10-100 in 30 min), scaled by depth to the preset's
@@ -257,13 +271,18 @@ def check_same_device(out: Path, device) -> None:
 
 
 def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = False, progress: bool = True,
-                 argv=None, executor=None) -> int:
+                 argv=None, executor=None, dataset: str = "default") -> int:
     out = Path(out)
     if not budget_minutes > 0:
         raise ValueError(f"--budget-minutes must be positive, got {budget_minutes}")
     device = resolve_device(device)
     check_same_device(out, device)
-    steps = campaign_steps(out, device, progress, argv, executor)
+    if dataset != "default" and not dry_run:  # a bad --dataset fails now, not after the throughput steps
+        from highway.bench.study.convergence import study_data
+
+        paper = STUDIES["paper"]
+        study_data(dataset, paper.seed, paper.max_train, paper.max_val)  # cached for the convergence step
+    steps = campaign_steps(out, device, progress, argv, executor, dataset)
     budget = budget_minutes * 60
     work_budget = max(0.0, budget - REPORT_RESERVE_S)
     print(f"campaign into {out} on {device}, budget {budget_minutes:g} min, steps in this order (estimates of what "

@@ -83,6 +83,19 @@ def test_a_failing_configuration_becomes_a_status_row(tmp_path, monkeypatch):
     df = sweep(tmp_path, mode=["fwd"])
     status = dict(zip(df["depth"], df["status"]))
     assert status[1] == "ok" and status[3] == "error: RuntimeError: injected failure"
+    # a failure is a row, so a re-run skips it; once fixed, --retry-failed runs it (and only it) again
+    monkeypatch.setattr(tp, "build_stack", real)
+    calls = []
+    monkeypatch.setattr(tp, "run_case", lambda case, *a, real=tp.run_case, **k: calls.append(case) or real(case, *a, **k))
+    assert set(sweep(tmp_path, mode=["fwd"])["status"]) == {"ok", "error: RuntimeError: injected failure"} and not calls
+    df = sweep(tmp_path, mode=["fwd"], backend=["torch", "compile-cudagraphs"], retry_failed=True)
+    assert sorted((c.backend, c.depth) for c in calls) == [("compile-cudagraphs", 1), ("compile-cudagraphs", 3),
+                                                            ("torch", 3)]
+    assert (df[df["backend"] == "torch"]["status"] == "ok").all()
+    assert df[df["backend"] == "compile-cudagraphs"]["status"].str.startswith("unsupported").all()  # on a CPU
+    calls.clear()
+    sweep(tmp_path, mode=["fwd"], backend=["torch", "compile-cudagraphs"], retry_failed=True)
+    assert not calls  # "unsupported" is a result, not a failure
 
 
 def test_unsupported_backends_are_rows_with_a_reason(tmp_path):
@@ -362,6 +375,21 @@ def test_the_campaigns_test_steps_run_once_and_name_real_files(tmp_path):
     assert again["gpu-marked tests"].estimate_s == 0 < again["the kernel tests on this GPU"].estimate_s
 
 
+def test_kernels_that_fail_on_the_device_stop_the_campaign_before_anything_is_timed(tmp_path, monkeypatch, capsys):
+    from highway.bench.cli import campaign
+
+    def run_case(case, device, baselines):
+        failing = case.backend == "triton-stack" and case.dtype == "bf16"
+        return {"status": "mismatch: 3.1x the tolerance against float64" if failing else "ok"}
+
+    monkeypatch.setattr(tp, "run_case", run_case)
+    never = campaign.Step("a step", 1, lambda deadline: pytest.fail("a step ran"))
+    monkeypatch.setattr(campaign, "campaign_steps", lambda *a: [never])
+    assert campaign.run_campaign(tmp_path, 5, "cpu", progress=False) == 1
+    out = capsys.readouterr().out
+    assert "fail on this device" in out and "triton-stack train: mismatch: 3.1x" in out and out.count("mismatch") == 1
+
+
 def test_ctrl_c_stops_the_campaign_with_a_summary(tmp_path, monkeypatch, capsys):
     from highway.bench.cli import campaign
 
@@ -377,6 +405,7 @@ def test_ctrl_c_stops_the_campaign_with_a_summary(tmp_path, monkeypatch, capsys)
 
     monkeypatch.setattr(campaign, "campaign_steps",
                         lambda *a: [step("a"), step("b", interrupt=True), step("c"), step("report")])
+    monkeypatch.setattr(campaign, "smoke_check", lambda device: [])
     assert campaign.run_campaign(tmp_path, 5, "cpu", progress=False) == 130
     out = capsys.readouterr().out
     assert ran == ["a", "b"] and "campaign stopped" in out and "b: stopped by Ctrl-C" in out

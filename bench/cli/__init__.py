@@ -93,7 +93,7 @@ def cmd_throughput(args) -> int:
         for axes in sweeps:
             frames.append(throughput_sweep(args.out, overwrite=args.overwrite, device=args.device, timer=args.timer,
                                            progress=not args.no_progress, argv=sys.argv, threads=args.threads,
-                                           executor=executor, **axes))
+                                           executor=executor, retry_failed=args.retry_failed, **axes))
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished configurations are in {args.out}/{RESULTS_FILE}; "
               "run the same command to resume")
@@ -113,7 +113,7 @@ def cmd_population(args) -> int:
     writable_dir(args.out)
     try:
         df = population_sweep(args.out, overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
-                              argv=sys.argv, threads=args.threads, **axes)
+                              argv=sys.argv, threads=args.threads, retry_failed=args.retry_failed, **axes)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished cases are in {args.out}/{POPULATION_FILE}; run the same command to resume")
         return 130
@@ -279,7 +279,7 @@ def cmd_campaign(args) -> int:
     if not args.dry_run:
         writable_dir(args.out)
     return run_campaign(args.out, args.budget_minutes, args.device, args.dry_run, not args.no_progress, sys.argv,
-                        None if args.dry_run else _executor(args), args.dataset)
+                        None if args.dry_run else _executor(args), args.dataset, args.retry_failed)
 
 
 def cmd_quickstart(args) -> int:
@@ -322,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quick: a laptop CPU in about a minute; paper: the paper's thin nets; full: a GPU")
     p.add_argument("--out", default="results", help="results directory (default: results)")
     p.add_argument("--overwrite", action="store_true", help="re-run configurations already in the results")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="re-run configurations whose row is a failure (an error, a mismatch, oom), e.g. after a fix")
     p.add_argument("--timer", choices=["events", "graph"], default="events",
                    help="GPU: CUDA events per call, or CUDA-graph replay to take launch overhead out")
     p.add_argument("--threads", type=int, default=CPU_THREADS,
@@ -345,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quick: depth 20, width 50, eager, P = 1-128 (a CPU in a few minutes); full: a GPU")
     p.add_argument("--out", default="results", help="results directory (default: results)")
     p.add_argument("--overwrite", action="store_true", help="re-run cases already in the results")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="re-run cases whose row is a failure (an error, a mismatch, oom), e.g. after a fix")
     p.add_argument("--threads", type=int, default=CPU_THREADS, help=f"CPU timing: torch threads (default {CPU_THREADS})")
     _run_options(p)
     p.set_defaults(func=cmd_population)
@@ -383,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the gallery folder, e.g. reports/gallery/h100")
     p.add_argument("--budget-minutes", type=float, default=20, help="time box (default 20)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate, run nothing")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="re-run throughput and population cases whose row is a failure (an error, a mismatch, oom), "
+                        "e.g. after a fix")
     p.add_argument("--dataset", default="default",
                    help="the convergence step's data (as converge takes it; default: Fashion-MNIST when installed, "
                         "else digits; on a machine without it, idx:DIR with its files)")

@@ -104,7 +104,7 @@ class Step:
     plan: str = ""
 
 
-def _done_keys(directory: Path, filename: str) -> set:
+def _done_keys(directory: Path, filename: str, retry_failed: bool) -> set:
     """The keys of the rows already in a results folder: its store's, or its CSV export's where the store
     stayed behind (a copy of the tree without its ignored files)."""
     from highway.bench.harness.store import ResultStore
@@ -114,18 +114,19 @@ def _done_keys(directory: Path, filename: str) -> set:
         return set()
     columns, keys, _ = TABLES[filename]
     with ResultStore(directory, filename, columns, keys) as store:
-        return store.done_keys()
+        return store.done_keys(retry_failed)
 
 
-def campaign_steps(out: Path, device, progress: bool, argv, executor=None, dataset: str = "default") -> list[Step]:
+def campaign_steps(out: Path, device, progress: bool, argv, executor=None, dataset: str = "default",
+                   retry_failed: bool = False) -> list[Step]:
     """The campaign's steps in the order they run, each with an estimate of what is left of it; the
-    convergence step trains on `dataset`."""
+    convergence step trains on `dataset`; with `retry_failed` failed cases count as left."""
     from highway.bench.harness.cases import Case
     from highway.bench.harness.population_sweep import expand as expand_population
     from highway.bench.schema import POPULATION_FILE
 
-    done = _done_keys(out / "throughput", RESULTS_FILE)
-    done_population = _done_keys(out / "throughput", POPULATION_FILE)
+    done = _done_keys(out / "throughput", RESULTS_FILE, retry_failed)
+    done_population = _done_keys(out / "throughput", POPULATION_FILE, retry_failed)
     study = replace(STUDIES["paper"], dataset=dataset)
     trials = len(study.depths) * len(study.arms()) * study.trials
 
@@ -137,7 +138,7 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
             from highway.bench.harness.sweep import throughput_sweep
 
             df = throughput_sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
-                                  executor=executor, **axes)
+                                  executor=executor, retry_failed=retry_failed, **axes)
             return f"{len(df)} of {len(cases)} configurations in {out / 'throughput' / RESULTS_FILE}"
 
         done_note = f" ({len(cases) - len(left)} done)" if len(left) < len(cases) else ""
@@ -152,7 +153,7 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
             from highway.bench.harness.population_sweep import population_sweep
 
             df = population_sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
-                                  **axes)
+                                  retry_failed=retry_failed, **axes)
             return f"{len(df)} of {len(cases)} population cases in {out / 'throughput' / POPULATION_FILE}"
 
         done_note = f" ({len(cases) - len(left)} done)" if len(left) < len(cases) else ""
@@ -253,6 +254,27 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
     ]
 
 
+# Before anything is timed: the fused kernels' training step at a small shape through the throughput gate,
+# in both dtypes, so that kernels that fail on this GPU (a compiler that rejects them, a wrong result) stop
+# the campaign in seconds instead of filling its folder with failure rows.
+SMOKE_CASES = [dict(model="highway", layer="dense", depth=4, width=50, dtype=dtype, batch=128, backend=backend,
+                    mode="train") for backend in ("triton", "triton-stack", "triton-stack-recompute")
+               for dtype in ("bf16", "fp32")]
+
+
+def smoke_check(device) -> list[str]:
+    """One line for each `SMOKE_CASES` case that fails on `device` (a backend it cannot run is no failure)."""
+    from highway.bench.harness.cases import Case
+    from highway.bench.harness.sweep import Baselines, run_case
+
+    baselines, problems = Baselines(device), []
+    for case in map(lambda c: Case(**c), SMOKE_CASES):
+        status = run_case(case, device, baselines)["status"]
+        if status != "ok" and not status.startswith("unsupported"):
+            problems.append(f"{case.describe()}: {status}")
+    return problems
+
+
 def _last_line(text: str) -> str:
     return (text.strip().splitlines() or ["no output"])[-1]
 
@@ -271,7 +293,7 @@ def check_same_device(out: Path, device) -> None:
 
 
 def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = False, progress: bool = True,
-                 argv=None, executor=None, dataset: str = "default") -> int:
+                 argv=None, executor=None, dataset: str = "default", retry_failed: bool = False) -> int:
     out = Path(out)
     if not budget_minutes > 0:
         raise ValueError(f"--budget-minutes must be positive, got {budget_minutes}")
@@ -282,7 +304,7 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
 
         paper = STUDIES["paper"]
         study_data(dataset, paper.seed, paper.max_train, paper.max_val)  # cached for the convergence step
-    steps = campaign_steps(out, device, progress, argv, executor, dataset)
+    steps = campaign_steps(out, device, progress, argv, executor, dataset, retry_failed)
     budget = budget_minutes * 60
     work_budget = max(0.0, budget - REPORT_RESERVE_S)
     print(f"campaign into {out} on {device}, budget {budget_minutes:g} min, steps in this order (estimates of what "
@@ -301,6 +323,12 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
         return 0
     if device.type != "cuda":
         print("note: no GPU here; GPU-only backends and tests will be recorded as skipped")
+    print("\n== smoke check: the fused kernels' training step at a small shape, against float64", flush=True)
+    problems = smoke_check(device)
+    if problems:
+        print("the fused kernels fail on this device, so nothing was timed (`python -m pytest tests/test_highway_"
+              "stack.py tests/test_highway_linear_triton.py` shows more):\n  " + "\n  ".join(problems))
+        return 1
     start = time.monotonic()
     deadline = start + work_budget  # the report's reserve is kept back from every other step
     outcomes, interrupted = [], False

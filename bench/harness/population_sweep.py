@@ -179,13 +179,14 @@ def run_population_case(case: PopulationCase, device: torch.device, threads: int
 
 
 def population_sweep(out, *, overwrite: bool = False, device=None, progress: bool = True, argv=None,
-                     threads: int = CPU_THREADS, deadline: float | None = None, **axes) -> pd.DataFrame:
+                     threads: int = CPU_THREADS, deadline: float | None = None, retry_failed: bool = False,
+                     **axes) -> pd.DataFrame:
     """Run the sweep of `axes` (see `expand`) into the results store in `out`; the rows of this sweep.
-    Resumes and shares work with other runs into `out` as `throughput_sweep` does."""
+    Resumes, shares work with other runs into `out` and retries failures as `throughput_sweep` does."""
     device = resolve_device(device)
     cases = expand(**axes)
     with ResultStore(out, POPULATION_FILE, POPULATION_COLUMNS, POPULATION_KEYS) as store:
-        todo = store.pending(cases, overwrite, "population cases")
+        todo = store.pending(cases, overwrite, "population cases", retry_failed)
         if todo:
             env = environment(device, argv)
             store.record_run(env)

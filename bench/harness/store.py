@@ -124,22 +124,31 @@ class ResultStore:
                                   f"WHERE {clause} ORDER BY rowid", [_sql_value(v) for v in where.values()])
         return typed_frame(cursor.fetchall(), self.columns, self.types)
 
-    def done_keys(self) -> set:
-        cursor = self._db.execute(f'SELECT {", ".join(map(quote, self.key_columns))} FROM "{self.table}"')
+    def _settled(self, retry_failed: bool) -> str:
+        """The SQL condition of a row that counts as done: any row, or with `retry_failed` only a row whose
+        status is a result in itself ("ok", "unsupported: ..."), not a failure (an error, a mismatch against
+        the reference, "oom") that a fix or a larger GPU may turn into a result."""
+        return "1" if not retry_failed else "(status = 'ok' OR status LIKE 'unsupported%')"
+
+    def done_keys(self, retry_failed: bool = False) -> set:
+        cursor = self._db.execute(f'SELECT {", ".join(map(quote, self.key_columns))} FROM "{self.table}" '
+                                  f"WHERE {self._settled(retry_failed)}")
         return {tuple(values) for values in cursor}
 
-    def pending(self, cases: list, overwrite: bool, noun: str) -> list:
-        """The `cases` (each with `.key()`) not yet in the store (all with `overwrite`); says how many are done."""
-        done = set() if overwrite else self.done_keys()
+    def pending(self, cases: list, overwrite: bool, noun: str, retry_failed: bool = False) -> list:
+        """The `cases` (each with `.key()`) not yet in the store (all with `overwrite`; with `retry_failed`
+        also those whose row is a failure); says how many are done."""
+        done = set() if overwrite else self.done_keys(retry_failed)
         todo = [c for c in cases if c.key() not in done]
         if len(todo) < len(cases):
             print(f"{len(cases) - len(todo)} of {len(cases)} {noun} already done in {self.path.parent}"
                   + (f"; running the other {len(todo)}" if todo else ""))
         return todo
 
-    def has(self, key: tuple) -> bool:
+    def has(self, key: tuple, retry_failed: bool = False) -> bool:
         clause = " AND ".join(f"{quote(c)} = ?" for c in self.key_columns)
-        return self._db.execute(f'SELECT 1 FROM "{self.table}" WHERE {clause}', list(key)).fetchone() is not None
+        return self._db.execute(f'SELECT 1 FROM "{self.table}" WHERE {clause} AND {self._settled(retry_failed)}',
+                                list(key)).fetchone() is not None
 
     # --- sharing work between runs --------------------------------------------------------------------
 

@@ -192,12 +192,13 @@ def throughput_unit(work: tuple) -> dict:
 
 def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = "events", progress: bool = True,
                      argv=None, threads: int = CPU_THREADS, deadline: float | None = None, executor=None,
-                     **axes) -> pd.DataFrame:
+                     retry_failed: bool = False, **axes) -> pd.DataFrame:
     """Run the sweep of `axes` (see `expand`) into the results store in `out`; the rows of this sweep.
 
     Runs into one directory share the work: a case another run is timing is skipped (and timed by it),
     so two identical sweeps started together each time about half the cases, never one twice. With a
-    `deadline` (a `time.monotonic()` value), no case starts after it; the rest are left for a re-run.
+    `deadline` (a `time.monotonic()` value), no case starts after it; the rest are left for a re-run. With
+    `retry_failed`, cases whose row is a failure (an error, a mismatch, "oom") run again.
     `executor` (`highway.bench.harness.executors`; default local) says where cases run; this process alone
     writes the store. On Ray, `device` is each worker's own (its GPU, or its CPU)."""
     from highway.bench.harness.executors import LocalExecutor
@@ -209,7 +210,7 @@ def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = 
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     with ResultStore(out, RESULTS_FILE, THROUGHPUT_COLUMNS, THROUGHPUT_KEYS) as store:
-        todo = store.pending(cases, overwrite, "configurations")
+        todo = store.pending(cases, overwrite, "configurations", retry_failed)
         if todo:
             env = environment(device, argv)
             store.record_run({**env, "executor": executor.describe()})
@@ -221,7 +222,7 @@ def throughput_sweep(out, *, overwrite: bool = False, device=None, timer: str = 
                 if not store.claim(case.key()):
                     elsewhere += 1  # another run is timing it
                     return None
-                if not overwrite and store.has(case.key()):  # another run finished it since we looked
+                if not overwrite and store.has(case.key(), retry_failed):  # another run finished it since we looked
                     store.release(case.key())
                     elsewhere += 1
                     return None

@@ -191,9 +191,9 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
 
     backend: "torch", "triton" (the per-layer fused kernels, a launch per layer), "triton-stack" (every
     layer in one launch forward and one backward; widths up to 128) or "auto" (see `stack_backend`).
-    recompute: triton-stack only: keep every STACK_BWD_CHUNK-th layer's input (128) for backward instead of
-    each layer's, and recompute the rest there, a chunk at a time: one more forward pass, a 128th of the
-    saved activations.
+    recompute: triton-stack only: keep every STACK_RECOMPUTE_EVERY-th layer's input (32) for backward
+    instead of each layer's, and recompute the rest there, a chunk at a time: one more forward pass, a 32nd
+    of the saved activations.
     Autocast and `torch.func` transforms as for `highway_linear`.
     """
     x, weight, bias = autocast_inputs(x, weight, bias)
@@ -219,11 +219,11 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
     if resolved == "triton":
         layer = highway_linear_population if population else highway_linear
         return layer_by_layer(lambda *args: layer(*args, "triton"), x, weight, bias, activation)
-    from highway.kernels.highway_stack import STACK_BWD_CHUNK
+    from highway.kernels.highway_stack import STACK_RECOMPUTE_EVERY
     from highway.ops import stack_fwd
 
     rows = x if population else x.reshape(-1, n)
-    save_every = (STACK_BWD_CHUNK if recompute else 1) if needs_grad(x, weight, bias) else 0
+    save_every = (STACK_RECOMPUTE_EVERY if recompute else 1) if needs_grad(x, weight, bias) else 0
     y, _ = stack_fwd(rows, weight, bias, activation, save_every)
     return y.reshape(x.shape)
 

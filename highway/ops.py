@@ -65,8 +65,14 @@ def _autograd_from_saved(reference, backward_kernels):
         x, weight, bias, activation, save = inputs
         ctx.save_for_backward(x, weight, bias, output[1])
         ctx.activation, ctx.save = activation, save
+        # `saved` is for the backward alone: without these, autograd fills a zero gradient as large as it
+        # for every call (a layer's Z, a whole stack's inputs: 25 MB at depth 1000) and a kernel to fill it
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
 
     def backward(ctx, dy, d_saved_unused):
+        if dy is None:  # y took no part in what is differentiated
+            return None, None, None, None, None
         x, weight, bias, saved = ctx.saved_tensors
         if torch.is_grad_enabled():
             return (*reference_grads(reference, (x, weight, bias), ctx.activation, dy), None, None)

@@ -25,7 +25,7 @@ class HighwayStack(nn.Module):
     backend: "triton-stack" (all layers in one launch; widths up to 128), "triton" (a launch per layer),
     "torch", or "auto" (triton-stack on a GPU where the width fits, the per-layer kernels past it, torch on
     a CPU). `gate_bias="auto"` picks the bias from the depth, as `highway_mlp` does. `recompute=True`
-    (triton-stack): save a 128th of the layer inputs for backward and recompute the rest there.
+    (triton-stack): save a 32nd of the layer inputs for backward and recompute the rest there.
     """
 
     def __init__(self, width: int, depth: int, activation: str = "relu", gate_bias: float | str = -2.0,

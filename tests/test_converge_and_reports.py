@@ -378,7 +378,7 @@ def test_the_depth_fused_stack_claims_read_gpu_rows_only():
     claims = pd.DataFrame(stack_claims(pd.DataFrame(rows)))
     assert len(claims) == 3 and (claims["basis"] == "throughput on dev-cuda").all()
     verdict = dict(zip(claims["measured"], claims["verdict"]))
-    assert verdict["12.50x"] == "holds" and verdict["2.50x"] == "holds" and verdict["0.23 of eager's"] == "holds"
+    assert verdict["12.50x"] == "holds" and verdict["2.50x"] == "holds" and verdict["0.23 of eager's (the weight gradient alone: 0.02)"] == "holds"
     slower = pd.DataFrame(rows).assign(median_ms=lambda d: d["median_ms"].where(d["backend"] != "triton-stack", 15.0))
     assert "does not hold" in set(pd.DataFrame(stack_claims(slower))["verdict"])  # 1.33x cudagraphs < 2x
     assert stack_claims(pd.DataFrame(rows).query("device_type == 'cpu'"))[0]["verdict"] == "no data"
@@ -387,4 +387,5 @@ def test_the_depth_fused_stack_claims_read_gpu_rows_only():
     both = pd.DataFrame(stack_claims(pd.DataFrame(rows + recompute)))
     assert len(both) == 6
     memory = both[both["claim"].str.contains("recompute") & both["claim"].str.contains("memory")]
-    assert list(memory["measured"]) == ["0.10 of eager's"] and list(memory["verdict"]) == ["holds"]
+    assert list(memory["measured"]) == ["0.10 of eager's (the weight gradient alone: 0.02)"]
+    assert list(memory["verdict"]) == ["holds"]

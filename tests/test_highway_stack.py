@@ -85,9 +85,9 @@ def test_a_population_of_stacks_matches_each_trial(device):
 @pytest.mark.parametrize("chunk", [3, 128])
 @pytest.mark.parametrize("trials", [None, 2])
 def test_recomputing_stack_saves_every_chunks_input_and_matches_the_reference(chunk, trials, device, monkeypatch):
-    """recompute=True saves the input of every STACK_BWD_CHUNK-th layer (7 layers in chunks of 3: layers 0,
-    3 and 6) and recomputes the others in backward, one forward launch per chunk."""
-    monkeypatch.setattr(stack_kernels, "STACK_BWD_CHUNK", chunk)
+    """recompute=True saves the input of every STACK_RECOMPUTE_EVERY-th layer (7 layers in chunks of 3:
+    layers 0, 3 and 6) and recomputes the others in backward, one forward launch per chunk."""
+    monkeypatch.setattr(stack_kernels, "STACK_RECOMPUTE_EVERY", chunk)
     x, w, b = stack_inputs(7, 50, torch.float32, device, trials=trials)
     y, saved = stack_kernels.highway_stack_fwd(x, w, b, "tanh", chunk)
     assert saved.shape == (*x.shape[:-2], -(-7 // chunk), *x.shape[-2:])

@@ -111,6 +111,28 @@ def test_vmap_and_grad_match_a_loop_and_the_reference():
                  torch.float32)
 
 
+@pytest.mark.parametrize("layer", ["linear", "stack"])
+def test_what_a_forward_saves_for_backward_gets_no_zero_gradient(layer):
+    """The forward ops return (y, saved); `saved` is the backward's alone, so autograd must not fill a zero
+    gradient for it (a layer's Z, or a whole stack's inputs: as large as what was saved) at every step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x, w, b = linear_inputs(64, 16, torch.float32, "cpu")
+    if layer == "stack":
+        w, b = w.expand(5, -1, -1).clone(), b.expand(5, -1).clone()
+        fn, saved = (lambda *a: highway_linear_stack(*a, backend="triton-stack")), [5, 64, 16]  # noqa: E731
+    else:
+        fn, saved = (lambda *a: highway_linear(*a, backend="triton")), [64, 32]  # noqa: E731
+    x, w, b = (t.requires_grad_() for t in (x, w, b))
+    y = fn(x, w, b)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        y.sum().backward()
+    filled = [e.name for e in prof.events() if e.name in ("aten::fill_", "aten::zero_") and e.input_shapes
+              and e.input_shapes[0] == saved]
+    assert not filled
+    assert x.grad is not None and w.grad is not None and b.grad is not None
+
+
 def test_the_backward_op_returns_independent_tensors():
     x, w, b = linear_inputs(6, 8, torch.float32, "cpu")
     dy = torch.randn(6, 8)

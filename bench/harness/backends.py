@@ -113,8 +113,8 @@ def _depth_fused(net):
 @register_backend("triton-stack-recompute", layer_backend="triton", applies_to=_stackable,
                   needs_gpu="triton timing (the CPU interpreter checks correctness, not speed)")
 def _depth_fused_recomputing(net):
-    # The depth-fused stack saving every 128th layer's input and recomputing the rest in backward: one more
-    # forward pass for a 128th of the saved activations (the memory target).
+    # The depth-fused stack saving every 32nd layer's input and recomputing the rest in backward: one more
+    # forward pass for a 32nd of the saved activations (the memory target).
     from highway.stack import HighwayStack
 
     stack = HighwayStack.from_layers(net, backend="triton-stack")

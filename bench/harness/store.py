@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from highway.bench.schema import RUNS_FILE, STORE_FILE, TABLES, quote, read_csv_rows, table_name, typed_frame
+from highway.bench.schema import RUNS_FILE, STATUS_OK, STORE_FILE, TABLES, quote, read_csv_rows, table_name, \
+    typed_frame
 
 STALE_CLAIM_SECONDS = 24 * 3600  # a claim from another host is taken over after this long
 EXPORT_EVERY_SECONDS = 10.0  # the CSV export is refreshed at most this often while rows are added
@@ -128,7 +129,7 @@ class ResultStore:
         """The SQL condition of a row that counts as done: any row, or with `retry_failed` only a row whose
         status is a result in itself ("ok", "unsupported: ..."), not a failure (an error, a mismatch against
         the reference, "oom") that a fix or a larger GPU may turn into a result."""
-        return "1" if not retry_failed else "(status = 'ok' OR status LIKE 'unsupported%')"
+        return "1" if not retry_failed else f"(status = '{STATUS_OK}' OR status LIKE 'unsupported%')"
 
     def done_keys(self, retry_failed: bool = False) -> set:
         cursor = self._db.execute(f'SELECT {", ".join(map(quote, self.key_columns))} FROM "{self.table}" '

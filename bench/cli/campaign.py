@@ -22,7 +22,7 @@ from typing import Callable
 
 from highway.bench.harness.environment import environment, resolve_device
 from highway.bench.harness.sweep import expand
-from highway.bench.schema import RESULTS_FILE
+from highway.bench.schema import RESULTS_FILE, STATUS_OK
 from highway.bench.study.convergence import PRESETS as STUDIES
 from highway.reports.claims import PAPER_TIME
 
@@ -272,7 +272,7 @@ def smoke_check(device) -> list[str]:
     baselines, problems = Baselines(device), []
     for case in map(lambda c: Case(**c), SMOKE_CASES):
         status = run_case(case, device, baselines)["status"]
-        if status != "ok" and not status.startswith("unsupported"):
+        if status != STATUS_OK and not status.startswith("unsupported"):
             problems.append(f"{case.describe()}: {status}")
     return problems
 
@@ -325,13 +325,13 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
         return 0
     if device.type != "cuda":
         print("note: no GPU here; GPU-only backends and tests will be recorded as skipped")
+    start = time.monotonic()  # the smoke check's time is the budget's too
     print("\n== smoke check: the fused kernels' training step at a small shape, against float64", flush=True)
     problems = smoke_check(device)
     if problems:
         print("the fused kernels fail on this device, so nothing was timed (`python -m pytest tests/test_highway_"
               "stack.py tests/test_highway_linear_triton.py` shows more):\n  " + "\n  ".join(problems))
         return 1
-    start = time.monotonic()
     deadline = start + work_budget  # the report's reserve is kept back from every other step
     outcomes, interrupted = [], False
     for step in steps:

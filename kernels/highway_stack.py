@@ -35,19 +35,21 @@ def padded_width(width: int) -> int:
 # `highway-bench compile-check` finds no bf16 spill in any candidate below).
 STACK_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 8), 128: (16, 8)}
 # The candidates the autotuner times (on M, the padded width and the trials): every row tile from tl.dot's
-# smallest (16) to the width's largest, with the width's warps, in 1 or 2 pipeline stages, and 3 forward.
+# smallest (16) to the width's largest, with the width's warps, in 1 or 2 pipeline stages, and 3 or 4 forward.
 # A small row tile makes more programs, which a batch of 128 needs to fill more than a few SMs; a large one
 # reads each layer's weights fewer times. The stages decide how much of each layer's weight load the chain
 # of dependent layers waits for (read off the TTGIR for sm_80 and sm_90): 1 loads the weights when the layer
 # needs them; 2 copies the next layer's (cp.async) into one buffer once this layer's dots have read it, so
 # the load overlaps the epilogue; 3 double-buffers, so the next layer's copy is in flight through this
-# layer's dots too (the design note's prefetch). Which wins is the GPU's to say. The backward stops at 2:
-# its pipeline buffers four weight tiles a layer and a third stage needs up to 1.5x the shared memory that
-# `shared_memory_estimate` allows for (274 KB at width 128 in bf16, past sm_90's 227 KB), while its longer
-# chain per layer (recompute, gate backward, dx) already hides more of the load.
+# layer's dots too (the design note's prefetch); 4 keeps two layers' copies in flight, for weights that come
+# from HBM (a timed step starts with a cold L2) rather than L2. Which wins is the GPU's to say. The
+# backward stops at 2: its pipeline buffers four weight tiles a layer and a third stage needs up to 1.5x
+# the shared memory that `shared_memory_estimate` allows for (274 KB at width 128 in bf16, past sm_90's
+# 227 KB), while its longer chain per layer (recompute, gate backward, dx) already hides more of the load.
 _TILE_CONFIGS = [(m, w) for m in (16, 32, 64) for w in sorted({w for _, w in STACK_TILES.values()})]
 STACK_BWD_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s) for m, w in _TILE_CONFIGS for s in (1, 2)]
-STACK_FWD_CONFIGS = STACK_BWD_CONFIGS + [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=3) for m, w in _TILE_CONFIGS]
+STACK_FWD_CONFIGS = STACK_BWD_CONFIGS + [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s)
+                                         for m, w in _TILE_CONFIGS for s in (3, 4)]
 INTERPRET_STACK_CONFIG = dict(BLOCK_M=64)  # under the interpreter every program costs Python time: few, large tiles
 
 

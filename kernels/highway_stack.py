@@ -295,6 +295,6 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
         _launch(_highway_stack_bwd_kernel, M, trials, args, dict(ACTIVATION=ACTIVATION_CODES[activation]), N,
                 dy.dtype)
         torch.matmul(dz_c.transpose(-1, -2), xs_c, out=dweight[..., layers, :, :])  # one batched GEMM for the chunk
-        dbias[..., layers, :] = dz_c.sum(-2, dtype=torch.float32)
+        torch.sum(dz_c, -2, out=dbias[..., layers, :])  # accumulated in fp32 whatever the dtype, rounded once
         g = dx
     return g, dweight, dbias

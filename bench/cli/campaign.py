@@ -124,7 +124,8 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
     """The campaign's steps in the order they run, each with an estimate of what is left of it; the
     convergence step trains on `dataset`; with `retry_failed` failed cases count as left."""
     from highway.bench.harness.cases import Case
-    from highway.bench.harness.population_sweep import expand as expand_population
+    from highway.bench.harness.population_sweep import expand as expand_population, population_sweep
+    from highway.bench.harness.sweep import throughput_sweep
     from highway.bench.schema import POPULATION_FILE
 
     done = _done_keys(out / "throughput", RESULTS_FILE, retry_failed)
@@ -132,36 +133,27 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
     study = replace(STUDIES["paper"], dataset=dataset)
     trials = len(study.depths) * len(study.arms()) * study.trials
 
-    def throughput(what: str, axes: dict) -> Step:
-        cases = expand(**axes)
+    def sweep_step(name: str, cases: list, done: set, estimate, sweep, filename: str, noun: str, about: str = "",
+                   **kwargs) -> Step:
+        """A sweep into out/throughput as a step, estimated by what is left of its `cases`."""
         left = [c for c in cases if c.key() not in done]
 
         def run(deadline):
-            from highway.bench.harness.sweep import throughput_sweep
-
-            df = throughput_sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
-                                  executor=executor, retry_failed=retry_failed, **axes)
-            return f"{len(df)} of {len(cases)} configurations in {out / 'throughput' / RESULTS_FILE}"
+            df = sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
+                       retry_failed=retry_failed, **kwargs)
+            return f"{len(df)} of {len(cases)} {noun} in {out / 'throughput' / filename}"
 
         done_note = f" ({len(cases) - len(left)} done)" if len(left) < len(cases) else ""
-        return Step(f"throughput: {what}", sum(estimate_case_s(c) for c in left), run,
-                    f"{len(cases)} configurations{done_note}")
+        return Step(name, sum(estimate(c) for c in left), run, f"{len(cases)} {noun}{done_note}{about}")
+
+    def throughput(what: str, axes: dict) -> Step:
+        return sweep_step(f"throughput: {what}", expand(**axes), done, estimate_case_s, throughput_sweep,
+                          RESULTS_FILE, "configurations", executor=executor, **axes)
 
     def population(what: str, axes: dict) -> Step:
-        cases = expand_population(**axes)
-        left = [c for c in cases if c.key() not in done_population]
-
-        def run(deadline):
-            from highway.bench.harness.population_sweep import population_sweep
-
-            df = population_sweep(out / "throughput", device=device, progress=progress, argv=argv, deadline=deadline,
-                                  retry_failed=retry_failed, **axes)
-            return f"{len(df)} of {len(cases)} population cases in {out / 'throughput' / POPULATION_FILE}"
-
-        done_note = f" ({len(cases) - len(left)} done)" if len(left) < len(cases) else ""
-        return Step(f"population: {what}", sum(estimate_population_case_s(c) for c in left), run,
-                    f"{len(cases)} cases{done_note}: P trials of a highway net (width 50) trained at once against "
-                    f"one by one")
+        return sweep_step(f"population: {what}", expand_population(**axes), done_population,
+                          estimate_population_case_s, population_sweep, POPULATION_FILE, "population cases",
+                          ": P trials of a highway net (width 50) trained at once against one by one", **axes)
 
     def env_step(deadline):
         from highway.bench.harness.cases import DTYPES
@@ -270,7 +262,7 @@ def smoke_check(device) -> list[str]:
     from highway.bench.harness.sweep import Baselines, run_case
 
     baselines, problems = Baselines(device), []
-    for case in map(lambda c: Case(**c), SMOKE_CASES):
+    for case in [Case(**c) for c in SMOKE_CASES]:
         status = run_case(case, device, baselines)["status"]
         if status != STATUS_OK and not status.startswith("unsupported"):
             problems.append(f"{case.describe()}: {status}")

@@ -4,6 +4,11 @@ import torch
 
 BACKENDS = ("auto", "torch", "triton")
 STACK_BACKENDS = BACKENDS + ("triton-stack",)
+# How "triton-stack"'s backward forms the weight gradients (`highway.kernels.highway_stack`): "gemm" writes
+# each layer's dZ for one batched GEMM and one sum per chunk of layers; "atomic" adds each program's share
+# into fp32 gradients from the kernel itself. Which is faster is the GPU's to say (`highway-bench throughput
+# --backend triton-stack triton-stack-atomic`): "gemm" stays the default until one has.
+STACK_WEIGHT_GRADS = ("gemm", "atomic")
 
 
 _triton_available = None  # found out on first use: importing the kernels fixes interpreter mode
@@ -50,3 +55,9 @@ def resolve_backend(backend, device: torch.device) -> str:
             "or set TRITON_INTERPRET=1 in the environment before triton is first imported (slow: for testing)"
         )
     raise RuntimeError(f"backend='triton' does not support device {device}")
+
+
+def check_weight_grads(weight_grads) -> str:
+    if weight_grads not in STACK_WEIGHT_GRADS:
+        raise ValueError(f"unknown weight_grads {weight_grads!r}; expected one of {list(STACK_WEIGHT_GRADS)}")
+    return weight_grads

@@ -8,7 +8,7 @@ import warnings
 import torch
 
 from highway.activations import check_activation
-from highway.backends import STACK_BACKENDS, resolve_backend
+from highway.backends import STACK_BACKENDS, check_weight_grads, resolve_backend
 from highway.population_torch import highway_linear_population_torch
 from highway.reference import highway_conv2d_reference, highway_linear_reference, highway_stack_reference, \
     layer_by_layer
@@ -184,7 +184,7 @@ def stack_backend(backend: str, width: int, device: torch.device, dtype: torch.d
 
 
 def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str = "auto", *,
-                         recompute: bool = False):
+                         recompute: bool = False, weight_grads: str = "gemm"):
     """`depth` highway layers of one width applied in turn: x (..., N), weight (depth, 2N, N) with layer l's
     rows [W_H; W_T], bias (depth, 2N). With a leading trial axis, a population of stacks: x (P, B, N),
     weight (P, depth, 2N, N), bias (P, depth, 2N), trial p's rows through trial p's stack.
@@ -194,6 +194,8 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
     recompute: triton-stack only: keep every STACK_RECOMPUTE_EVERY-th layer's input (32) for backward
     instead of each layer's, and recompute the rest there, a chunk at a time: one more forward pass, a 32nd
     of the saved activations.
+    weight_grads: triton-stack only: how its backward forms dW and db, "gemm" (each layer's dZ written out
+    for one batched GEMM per chunk of layers) or "atomic" (added up in the kernel; no dZ is written).
     Autocast and `torch.func` transforms as for `highway_linear`.
     """
     x, weight, bias = autocast_inputs(x, weight, bias)
@@ -210,6 +212,7 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
         raise ValueError(f"bias must have shape {(*weight.shape[:-2], 2 * n)} for weight of shape "
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
     check_activation(activation)
+    check_weight_grads(weight_grads)
     resolved = stack_backend(backend, n, x.device, x.dtype)
     if under_functorch(x, weight, bias) or depth == 0 or (resolved == "torch" and not population):
         return highway_stack_reference(x, weight, bias, activation)
@@ -224,7 +227,7 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
 
     rows = x if population else x.reshape(-1, n)
     save_every = (STACK_RECOMPUTE_EVERY if recompute else 1) if needs_grad(x, weight, bias) else 0
-    y, _ = stack_fwd(rows, weight, bias, activation, save_every)
+    y, _ = stack_fwd(rows, weight, bias, activation, save_every, weight_grads)
     return y.reshape(x.shape)
 
 

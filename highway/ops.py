@@ -57,26 +57,27 @@ def _(dy, x, weight, bias, z, activation):
 
 
 def _autograd_from_saved(reference, backward_kernels):
-    """(backward, setup_context) for `register_autograd` of a forward op `(x, weight, bias, activation, save) ->
-    (y, saved)`: the backward runs `backward_kernels(dy, x, weight, bias, saved, activation, save)`, or, when
-    it is itself differentiated (create_graph=True: a gradient penalty), the eager `reference`'s
-    differentiable grads."""
+    """(backward, setup_context) for `register_autograd` of a forward op `(x, weight, bias, activation,
+    *options) -> (y, saved)`: the backward runs `backward_kernels(dy, x, weight, bias, saved, activation,
+    *options)`, or, when it is itself differentiated (create_graph=True: a gradient penalty), the eager
+    `reference`'s differentiable grads."""
     def setup(ctx, inputs, output):
-        x, weight, bias, activation, save = inputs
+        x, weight, bias, activation, *options = inputs
         ctx.save_for_backward(x, weight, bias, output[1])
-        ctx.activation, ctx.save = activation, save
+        ctx.activation, ctx.options = activation, options
         # `saved` is for the backward alone: without these, autograd fills a zero gradient as large as it
         # for every call (a layer's Z, a whole stack's inputs: 25 MB at depth 1000) and a kernel to fill it
         ctx.mark_non_differentiable(output[1])
         ctx.set_materialize_grads(False)
 
     def backward(ctx, dy, d_saved_unused):
+        no_grads = (None,) * (1 + len(ctx.options))  # for the activation and the options
         if dy is None:  # y took no part in what is differentiated
-            return None, None, None, None, None
+            return None, None, None, *no_grads
         x, weight, bias, saved = ctx.saved_tensors
         if torch.is_grad_enabled():
-            return (*reference_grads(reference, (x, weight, bias), ctx.activation, dy), None, None)
-        return (*backward_kernels(dy, x, weight, bias, saved, ctx.activation, ctx.save), None, None)  # any dy strides
+            return (*reference_grads(reference, (x, weight, bias), ctx.activation, dy), *no_grads)
+        return (*backward_kernels(dy, x, weight, bias, saved, ctx.activation, *ctx.options), *no_grads)  # any dy strides
 
     return backward, setup
 
@@ -132,9 +133,10 @@ conv2d_fwd.register_autograd(_conv_backward, setup_context=_conv_setup)
 
 @torch.library.custom_op("highway::stack_fwd", mutates_args=())
 def stack_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activation: str,
-              save_every: int) -> tuple[torch.Tensor, torch.Tensor]:
+              save_every: int, weight_grads: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, saved inputs) of a depth-fused stack (x (M, N), weight (depth, 2N, N)) or of a population of
-    stacks (leading trial axis): every `save_every`-th layer's input (1: each layer's; 0: none, empty)."""
+    stacks (leading trial axis): every `save_every`-th layer's input (1: each layer's; 0: none, empty).
+    `weight_grads` is for the backward alone: how it forms dW and db."""
     from highway.kernels.highway_stack import highway_stack_fwd
 
     y, xs = highway_stack_fwd(x, weight, bias, activation, save_every)
@@ -142,7 +144,7 @@ def stack_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activat
 
 
 @stack_fwd.register_fake
-def _(x, weight, bias, activation, save_every):
+def _(x, weight, bias, activation, save_every, weight_grads):
     *lead, m, n = x.shape
     saved = -(-weight.shape[-3] // save_every) if save_every else 0
     return x.new_empty(x.shape), x.new_empty((*lead, saved, m, n)) if save_every else x.new_empty(_EMPTY)
@@ -150,18 +152,19 @@ def _(x, weight, bias, activation, save_every):
 
 @torch.library.custom_op("highway::stack_bwd", mutates_args=())
 def stack_bwd(dy: torch.Tensor, xs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activation: str,
-              save_every: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              save_every: int, weight_grads: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from highway.kernels.highway_stack import highway_stack_bwd
 
-    return highway_stack_bwd(dy, xs, weight, bias, activation, save_every)
+    return highway_stack_bwd(dy, xs, weight, bias, activation, save_every, weight_grads)
 
 
 @stack_bwd.register_fake
-def _(dy, xs, weight, bias, activation, save_every):
+def _(dy, xs, weight, bias, activation, save_every, weight_grads):
     return torch.empty_like(dy), torch.empty_like(weight), torch.empty_like(bias)
 
 
 _backward, _setup = _autograd_from_saved(
     highway_stack_reference,
-    lambda dy, x, weight, bias, xs, activation, save_every: stack_bwd(dy, xs, weight, bias, activation, save_every))
+    lambda dy, x, weight, bias, xs, activation, save_every, weight_grads: stack_bwd(dy, xs, weight, bias, activation,
+                                                                                  save_every, weight_grads))
 stack_fwd.register_autograd(_backward, setup_context=_setup)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from highway.activations import check_activation
-from highway.backends import STACK_BACKENDS
+from highway.backends import STACK_BACKENDS, check_weight_grads
 from highway.checks import layer_gate_bias, positive_int
 from highway.functional import highway_linear_stack
 from highway.gate_bias import DEFAULT_KEEP, resolve_gate_bias
@@ -26,11 +26,13 @@ class HighwayStack(nn.Module):
     "torch", or "auto" (triton-stack on a GPU where the width fits, the per-layer kernels past it, torch on
     a CPU). `gate_bias="auto"` picks the bias from the depth, as `highway_mlp` does. `recompute=True`
     (triton-stack): save a 32nd of the layer inputs for backward and recompute the rest there.
+    `weight_grads` (triton-stack): how the backward forms dW and db, "gemm" or "atomic"
+    (`highway_linear_stack`).
     """
 
     def __init__(self, width: int, depth: int, activation: str = "relu", gate_bias: float | str = -2.0,
                  backend: str = "auto", device=None, dtype=None, keep: float = DEFAULT_KEEP, *,
-                 recompute: bool = False):
+                 recompute: bool = False, weight_grads: str = "gemm"):
         super().__init__()
         self.width = positive_int("width", width)
         self.depth = positive_int("depth", depth)
@@ -39,6 +41,7 @@ class HighwayStack(nn.Module):
             raise ValueError(f"unknown backend {backend!r}; expected one of {list(STACK_BACKENDS)}")
         self.backend = backend
         self.recompute = recompute
+        self.weight_grads = check_weight_grads(weight_grads)
         self.gate_bias = layer_gate_bias(resolve_gate_bias(gate_bias, depth, keep))
         self.weight = nn.Parameter(torch.empty(depth, 2 * width, width, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(depth, 2 * width, device=device, dtype=dtype))
@@ -49,7 +52,8 @@ class HighwayStack(nn.Module):
             init_highway_layer_(self.weight.data[layer], self.bias.data[layer], self.activation, self.gate_bias)
 
     def forward(self, x):
-        return highway_linear_stack(x, self.weight, self.bias, self.activation, self.backend, recompute=self.recompute)
+        return highway_linear_stack(x, self.weight, self.bias, self.activation, self.backend, recompute=self.recompute,
+                                    weight_grads=self.weight_grads)
 
     @classmethod
     def from_layers(cls, layers, backend: str | None = None) -> "HighwayStack":
@@ -88,4 +92,5 @@ class HighwayStack(nn.Module):
 
     def extra_repr(self):
         return (f"width={self.width}, depth={self.depth}, activation={self.activation!r}, "
-                f"gate_bias={self.gate_bias}, backend={self.backend!r}" + (", recompute=True" if self.recompute else ""))
+                f"gate_bias={self.gate_bias}, backend={self.backend!r}" + (", recompute=True" if self.recompute else "")
+                + (f", weight_grads={self.weight_grads!r}" if self.weight_grads != "gemm" else ""))

@@ -130,25 +130,55 @@ def _highway_stack_fwd_kernel(
     tl.store(y_ptr + rows, h_lo, mask=mask)
 
 
+@triton.jit
+def _add_weight_grads(dw_ptr, db_ptr, x_ptr, dz_h, dz_t, offs_m, offs_n, M, N, DOT_FP32: tl.constexpr,
+                      INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Adds a row tile's share of one layer's dW = dZᵀ·x ((2N × N), fp32) and db = Σ dZ into dw and db.
+
+    It forms dWᵀ, BLOCK_M input columns at a time (x from memory, where the layer's saved input lies): a
+    (BLOCK_M × N) tile, the shape of every other dot in the layer. Triton gives a chain of dots one mma
+    layout, chosen by one of them; a dW-shaped (N × N) dot chose 8 warps along the rows for sm_80, which
+    replicated each (BLOCK_M × N) tile of the gate math over the warps (255 registers and spills)."""
+    tl.atomic_add(db_ptr + offs_n, tl.sum(dz_h.to(tl.float32), axis=0), mask=offs_n < N, sem="relaxed")
+    tl.atomic_add(db_ptr + N + offs_n, tl.sum(dz_t.to(tl.float32), axis=0), mask=offs_n < N, sem="relaxed")
+    for k0 in tl.static_range(0, BLOCK_K, BLOCK_M):
+        offs_k = k0 + tl.arange(0, BLOCK_M)
+        x_t = tl.load(x_ptr + offs_k[:, None] + offs_m[None, :] * N, mask=(offs_k < N)[:, None] & (offs_m < M)[None, :],
+                      other=0.0)
+        if DOT_FP32:
+            x_t = x_t.to(tl.float32)
+        ptrs = dw_ptr + offs_k[:, None] + offs_n[None, :] * N  # (k, n) holds dW[n, k]
+        mask = (offs_k < N)[:, None] & (offs_n < N)[None, :]
+        tl.atomic_add(ptrs, tl.dot(x_t, dz_h, input_precision=INPUT_PRECISION), mask=mask, sem="relaxed")
+        tl.atomic_add(ptrs + N * N, tl.dot(x_t, dz_t, input_precision=INPUT_PRECISION), mask=mask, sem="relaxed")
+
+
 @tuned(STACK_BWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS"], interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2,
        allowed=stack_config_allowed)
 @triton.jit
 def _highway_stack_bwd_kernel(
-    dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, M, N, DEPTH, TRIALS,
+    dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, dw_ptr, db_ptr, M, N, DEPTH, TRIALS,
     stride_dyp, stride_dym, stride_dyn, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,
-    stride_xsp, stride_dzp,
-    ACTIVATION: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    stride_xsp, stride_dzp, stride_dwp, stride_dbp,
+    ACTIVATION: tl.constexpr, ATOMIC_WEIGHT_GRADS: tl.constexpr, DOT_FP32: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """The layers in reverse, in one launch: per layer it recomputes Z from the saved input, fuses the gate
     backward (`highway_gate_grads`) and the carry, and forms dx = carry + dZ·W on chip, which feeds the
-    layer below without leaving the chip. Each layer's dZ = [dz_H | dz_T] is written out, (P, DEPTH, M, 2N)
-    in the input dtype, for the weight gradients: dW = dZᵀ·x for every layer is then one batched GEMM
-    and db one sum, so no launch is made per layer. xs and dZ take a trial stride of their own, so that the
-    launcher can run a long stack in chunks of layers (`STACK_BWD_CHUNK`). (Accumulating dW in the kernel,
-    by atomics or partial sums, keeps a W×W fp32 tile per program in registers: `highway-bench
-    compile-check` found it spilling on sm_80 from width 64.) Grid and meta-parameters as the forward's, in
-    1 or 2 stages (STACK_BWD_CONFIGS).
+    layer below without leaving the chip. The weight gradients dW = dZᵀ·x and db = Σ dZ, without a launch
+    per layer, one of two ways (the launcher's `weight_grads`):
+    - "gemm" (ATOMIC_WEIGHT_GRADS off): each layer's dZ = [dz_H | dz_T] is written out, (P, DEPTH, M, 2N) in
+      the input dtype; the launcher then forms every layer's dW with one batched GEMM and db with one sum.
+    - "atomic": each program forms its rows' share of every layer's dW and db on chip, one (N × K) fp32
+      tile at a time, right after that layer's dZ, and adds it into fp32 dw (P, DEPTH, 2N, N) and db
+      (P, DEPTH, 2N) with atomics: no dZ leaves the chip, at the cost of a GEMM and 2·N·N atomics a layer
+      per program in the chain of dependent layers, and of a summation order that varies from run to run.
+    (Per-program partial sums and one reduction, the third way, would write a (2N × N) tile a layer per
+    program where "gemm" writes BLOCK_M × 2N values of dZ: N / BLOCK_M times the bytes, 1 to 8 times for
+    these tiles, before the same kind of reduction; it is left out for that.)
+    xs, dZ, dw and db take a trial stride of their own, so that the launcher can run a long stack in chunks
+    of layers (`STACK_BWD_CHUNK`). Grid and meta-parameters as the forward's, in 1 or 2 stages
+    (STACK_BWD_CONFIGS).
     """
     pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
     w_mask = (offs_n < N)[:, None] & (offs_k < N)[None, :]
@@ -157,6 +187,8 @@ def _highway_stack_bwd_kernel(
     b_ptr += pid_p * stride_bp
     xs_ptr += pid_p * stride_xsp
     dz_ptr += pid_p * stride_dzp
+    dw_ptr += pid_p * stride_dwp
+    db_ptr += pid_p * stride_dbp
     dx_ptr += pid_p * M * N
     rows = offs_m[:, None] * N + offs_n[None, :]
     dz_rows = offs_m[:, None] * (2 * N) + offs_n[None, :]
@@ -170,8 +202,9 @@ def _highway_stack_bwd_kernel(
         dz_h, dz_t, carry = highway_gate_grads(z_h, z_t, h_lo.to(tl.float32), g.to(tl.float32), ACTIVATION)
         dz_h = tl.where(mask, dz_h, 0.0).to(dz_ptr.dtype.element_ty)  # as the per-layer backward's dZ buffer
         dz_t = tl.where(mask, dz_t, 0.0).to(dz_ptr.dtype.element_ty)
-        tl.store(dz_ptr + layer * M * (2 * N) + dz_rows, dz_h, mask=mask)
-        tl.store(dz_ptr + layer * M * (2 * N) + dz_rows + N, dz_t, mask=mask)
+        if not ATOMIC_WEIGHT_GRADS:
+            tl.store(dz_ptr + layer * M * (2 * N) + dz_rows, dz_h, mask=mask)
+            tl.store(dz_ptr + layer * M * (2 * N) + dz_rows + N, dz_t, mask=mask)
         # dx = dZ·W takes W as it lies, (N × K): loaded again (from L2) rather than kept from the recompute,
         # so that no weight tile stays live across the gate math (Ampere's mma takes operands from registers)
         w_rows = w_ptr + layer * stride_wl + offs_n[:, None] * stride_wn + offs_k[None, :] * stride_wk
@@ -181,6 +214,9 @@ def _highway_stack_bwd_kernel(
             dz_h, dz_t, w_h, w_t = dz_h.to(tl.float32), dz_t.to(tl.float32), w_h.to(tl.float32), w_t.to(tl.float32)
         dx = tl.dot(dz_h, w_h, carry, input_precision=INPUT_PRECISION)
         dx = tl.dot(dz_t, w_t, dx, input_precision=INPUT_PRECISION)
+        if ATOMIC_WEIGHT_GRADS:
+            _add_weight_grads(dw_ptr + layer * (2 * N) * N, db_ptr + layer * (2 * N), xs_ptr + layer * M * N, dz_h,
+                              dz_t, offs_m, offs_n, M, N, DOT_FP32, INPUT_PRECISION, BLOCK_M, BLOCK_K)
         g = tl.where(mask, dx, 0.0).to(dx_ptr.dtype.element_ty)  # the dtype the per-layer backward stores dx in
     tl.store(dx_ptr + rows, g, mask=mask)
 
@@ -260,11 +296,14 @@ STACK_BWD_CHUNK = 128
 STACK_RECOMPUTE_EVERY = 32
 
 
-def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1):
+def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1, weight_grads: str = "gemm"):
     """The backward of `highway_stack_fwd` from what it saved (`save_every` as it was called with), per
     chunk of layers from the top: with save_every > 1 one forward launch first recomputes the chunk's layer
-    inputs from its saved one; then one launch for its dx and every layer's dZ, one batched GEMM for those
-    layers' dW and one sum for their db. Returns (dx, dweight, dbias) in the dtypes of dy, weight, bias."""
+    inputs from its saved one; then one launch for its dx and the weight gradients (`weight_grads`, as
+    `highway.backends.STACK_WEIGHT_GRADS` has them): with "gemm" a launch for every layer's dZ, one batched GEMM for the chunk's dW and
+    one sum for its db; with "atomic" a launch that adds them up itself, into the gradients when they are
+    fp32 (the whole stack is then one chunk) and into a zeroed fp32 chunk copied out after, when they are
+    not. Returns (dx, dweight, dbias) in the dtypes of dy, weight, bias."""
     *lead, M, N = dy.shape
     trials = lead[0] if lead else 1
     depth = weight.shape[-3]
@@ -272,29 +311,48 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
         dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
         return dx.copy_(dy) if depth == 0 else dx.zero_(), torch.zeros_like(weight), torch.zeros_like(bias)
     recompute = save_every > 1
-    chunk = min(depth, save_every if recompute else STACK_BWD_CHUNK)
-    dz = torch.empty((*lead, chunk, M, 2 * N), device=dy.device, dtype=dy.dtype)
-    inputs = torch.empty((*lead, chunk, M, N), device=dy.device, dtype=dy.dtype) if recompute else None
+    atomic = weight_grads == "atomic"
+    fp32_grads = atomic and weight.dtype == torch.float32  # the atomics add straight into the gradients
+    chunk = min(depth, save_every if recompute else depth if fp32_grads else STACK_BWD_CHUNK)
+    new = lambda *shape, dtype=dy.dtype: torch.empty((*lead, *shape), device=dy.device, dtype=dtype)  # noqa: E731
+    dz = None if atomic else new(chunk, M, 2 * N)
+    inputs = new(chunk, M, N) if recompute else None
     recomputed_out = torch.empty_like(dy) if recompute else None  # the recomputing forward's y, not needed
-    dweight, dbias = torch.empty_like(weight), torch.empty_like(bias)
+    grads = (new(depth, 2 * N, N, dtype=weight.dtype), new(depth, 2 * N, dtype=bias.dtype))
+    if fp32_grads:
+        for grad in grads:
+            grad.zero_()
+    elif atomic:
+        scratch = (new(chunk, 2 * N, N, dtype=torch.float32), new(chunk, 2 * N, dtype=torch.float32))
     bias = bias.contiguous()
     g = dy
     for low in reversed(range(0, depth, chunk)):
         layers = slice(low, min(low + chunk, depth))
         n = layers.stop - low
-        w_c, b_c, dz_c = weight[..., layers, :, :], bias[..., layers, :], dz[..., :n, :, :]
+        w_c, b_c = weight[..., layers, :, :], bias[..., layers, :]
         if recompute:
             xs_c = inputs[..., :n, :, :]
             _launch_forward(xs[..., low // save_every, :, :], w_c, b_c, recomputed_out, xs_c, activation, 1)
         else:
             xs_c = xs[..., layers, :, :]
+        if fp32_grads:
+            dz_c, dw_c, db_c = dy, grads[0][..., layers, :, :], grads[1][..., layers, :]  # dz: not written
+        elif atomic:
+            dz_c, dw_c, db_c = dy, scratch[0][..., :n, :, :].zero_(), scratch[1][..., :n, :].zero_()
+        else:
+            dz_c, dw_c, db_c = dz[..., :n, :, :], grads[0], grads[1]  # dw and db: not written by the kernel
         dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
-        args = (g, xs_c, w_c, b_c, dx, dz_c, M, N, n, trials, *trial_strides(g, 2), *trial_strides(w_c, 3),
-                *trial_strides(b_c, 2)[:2],  # bias is contiguous: its last stride is 1
-                trial_strides(xs_c, 3)[0], trial_strides(dz_c, 3)[0])
-        _launch(_highway_stack_bwd_kernel, M, trials, args, dict(ACTIVATION=ACTIVATION_CODES[activation]), N,
-                dy.dtype)
-        torch.matmul(dz_c.transpose(-1, -2), xs_c, out=dweight[..., layers, :, :])  # one batched GEMM for the chunk
-        torch.sum(dz_c, -2, out=dbias[..., layers, :])  # accumulated in fp32 whatever the dtype, rounded once
+        args = (g, xs_c, w_c, b_c, dx, dz_c, dw_c, db_c, M, N, n, trials, *trial_strides(g, 2),
+                *trial_strides(w_c, 3), *trial_strides(b_c, 2)[:2],  # bias is contiguous: its last stride is 1
+                trial_strides(xs_c, 3)[0], trial_strides(dz_c, 3)[0] if not atomic else 0,
+                trial_strides(dw_c, 3)[0], trial_strides(db_c, 2)[0])
+        _launch(_highway_stack_bwd_kernel, M, trials, args,
+                dict(ACTIVATION=ACTIVATION_CODES[activation], ATOMIC_WEIGHT_GRADS=atomic), N, dy.dtype)
+        if not atomic:
+            torch.matmul(dz_c.transpose(-1, -2), xs_c, out=grads[0][..., layers, :, :])  # one batched GEMM
+            torch.sum(dz_c, -2, out=grads[1][..., layers, :])  # accumulated in fp32 whatever the dtype, rounded once
+        elif not fp32_grads:
+            grads[0][..., layers, :, :].copy_(dw_c)
+            grads[1][..., layers, :].copy_(db_c)
         g = dx
-    return g, dweight, dbias
+    return g, *grads

@@ -255,9 +255,31 @@ def stack_claims(df: pd.DataFrame) -> list[dict]:
                                          f"memory at most a quarter of eager's",
                                          f"{share:.2f} of eager's (the weight gradient alone: {floor:.2f})",
                                          share <= STACK_MEMORY_SHARE, f"throughput on {key[7]}"))
+    rows += _weight_grads_claims(sel, keys)
     return rows or [_row("The depth-fused stack at depth 1000, batch 128: forward >= 10x eager and 3x "
                          "compile-cudagraphs, training step >= 5x eager and 2x compile-cudagraphs, a quarter of "
                          "eager's memory (GPU)", "no GPU results for triton-stack", None, "")]
+
+
+def _weight_grads_claims(sel: pd.DataFrame, keys) -> list[dict]:
+    """Whether the stack's default way to form dW and db (each layer's dZ written out for one batched GEMM a
+    chunk: `triton-stack`) is at least as fast as adding them up in the kernel with atomics
+    (`triton-stack-atomic`): the issue asks which is faster, and the answer decides the default."""
+    if sel.empty:
+        return []
+    train = sel[sel["mode"] == "train"]
+    gemm, atomic = (train[train["backend"] == name].set_index(keys)["median_ms"]
+                    for name in ("triton-stack", "triton-stack-atomic"))
+    rows = []
+    for key, atomic_ms in atomic.items():
+        if key not in gemm.index:
+            continue
+        gemm_ms = gemm[key]
+        rows.append(_row(f"Depth-fused stack, depth 1000, width {key[3]}, {key[4]}, train: the batched GEMM (the "
+                         f"default) forms the weight gradients at least as fast as atomics in the kernel",
+                         f"{gemm_ms:.3g} ms a step with the GEMM, {atomic_ms:.3g} ms with atomics "
+                         f"({atomic_ms / gemm_ms:.2f}x)", bool(gemm_ms <= atomic_ms), f"throughput on {key[7]}"))
+    return rows
 
 
 # Population training's speed targets: (device type, model, depth, width, trials, at least this speed-up).

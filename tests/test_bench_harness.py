@@ -124,6 +124,26 @@ def test_the_correctness_gate_catches_a_wrong_backend(tmp_path, monkeypatch):
     assert (df[df["backend"] == "torch"]["status"] == "ok").all()
 
 
+@pytest.mark.parametrize("name", ["triton-stack", "triton-stack-recompute", "triton-stack-atomic"])
+def test_the_depth_fused_backends_time_the_same_net(name):
+    """What the GPU times, built here and run under the interpreter: the same outputs and gradients as the
+    per-layer stack it is made from (the correctness gate on a GPU compares them with float64 too)."""
+    case = Case("highway", "dense", 3, 16, "fp32", 8, name, "train")
+    net = build_stack(case, BACKENDS[name].layer_backend, torch.device("cpu"))
+    timed = BACKENDS[name].prepare(net)
+    assert type(timed).__name__ == "HighwayStack" and timed.backend == "triton-stack"
+    x = torch.randn(8, 16)
+    results = []
+    for module in (net, timed):
+        xi = x.clone().requires_grad_()
+        y = module(xi)
+        y.square().sum().backward()
+        weight_grad = timed.weight.grad if module is timed else torch.stack([layer.weight.grad for layer in net])
+        results.append((y, xi.grad, weight_grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_backends_are_found_by_name_and_registered_once():
     from highway.bench.harness.backends import register_backend
 
@@ -338,7 +358,7 @@ def test_a_campaign_run_again_skips_what_is_done_and_stays_on_one_device(tmp_pat
 
     monkeypatch.setattr(campaign, "THROUGHPUT_BLOCKS", [
         (what, dict(axes, depth=[2 + i], width=[8], batch=[4], backend=["torch"], dtype=["fp32"], mode=["fwd"]))
-        for i, (what, axes) in enumerate(campaign.THROUGHPUT_BLOCKS[:3])])
+        for i, (what, axes) in enumerate(campaign.THROUGHPUT_BLOCKS[:4])])
     before = {s.name: s.estimate_s for s in campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])}
     tp.throughput_sweep(tmp_path / "throughput", progress=False, device="cpu",
                         **campaign.THROUGHPUT_BLOCKS[0][1])

@@ -389,3 +389,10 @@ def test_the_depth_fused_stack_claims_read_gpu_rows_only():
     memory = both[both["claim"].str.contains("recompute") & both["claim"].str.contains("memory")]
     assert list(memory["measured"]) == ["0.10 of eager's (the weight gradient alone: 0.02)"]
     assert list(memory["verdict"]) == ["holds"]
+    for atomic_ms, verdict in ((10.0, "holds"), (6.0, "does not hold")):
+        atomic = [{**r, "backend": "triton-stack-atomic", "median_ms": atomic_ms} for r in rows
+                  if r["backend"] == "triton-stack"]
+        grads = pd.DataFrame(stack_claims(pd.DataFrame(rows + atomic))).query("claim.str.contains('atomics')")
+        assert list(grads["verdict"]) == [verdict] and (grads["basis"] == "throughput on dev-cuda").all()
+        assert list(grads["measured"]) == [f"8 ms a step with the GEMM, {atomic_ms:g} ms with atomics "
+                                           f"({atomic_ms / 8:.2f}x)"]

@@ -45,13 +45,13 @@ def rounded_reference(dtype):
     return reference
 
 
-def check_stack(depth, width, activation, dtype, device, trials=None, recompute=False):
-    x, w, b = stack_inputs(depth, width, dtype, device, activation=activation, trials=trials)
+def check_stack(depth, width, activation, dtype, device, trials=None, recompute=False, weight_grads="gemm", rows=37):
+    x, w, b = stack_inputs(depth, width, dtype, device, rows=rows, activation=activation, trials=trials)
     dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(7)).to(device, dtype)
     ref = run_with_grads(lambda *t: rounded_reference(dtype)(*t, activation), (x, w, b), dy, torch.float64)
     eager = run_with_grads(lambda *t: highway_stack_reference(*t, activation), (x, w, b), dy)
-    fused = run_with_grads(lambda *t: highway_linear_stack(*t, activation, backend="triton-stack",
-                                                           recompute=recompute), (x, w, b), dy)
+    fused = run_with_grads(lambda *t: highway_linear_stack(*t, activation, backend="triton-stack", recompute=recompute,
+                                                           weight_grads=weight_grads), (x, w, b), dy)
     assert fused[0].shape == x.shape and fused[0].dtype == dtype
     for name, a, r, e in zip(("y", "dx", "dweight", "dbias"), (fused[0], *fused[1]), (ref[0], *ref[1]),
                              (eager[0], *eager[1])):
@@ -67,19 +67,48 @@ def test_stack_matches_the_reference(depth, width, activation, dtype, device):
     check_stack(depth, width, activation, dtype, device)
 
 
-def test_weight_gradients_sum_over_row_tiles(device):
-    x, w, b = stack_inputs(5, 50, torch.float32, device, rows=150)  # three row tiles under the interpreter
-    dy = torch.randn(x.shape, device=device)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("weight_grads", ["gemm", "atomic"])
+def test_weight_gradients_sum_over_row_tiles(weight_grads, dtype, device):
+    x, w, b = stack_inputs(5, 50, dtype, device, rows=150)  # three row tiles under the interpreter
+    dy = torch.randn(x.shape, device=device).to(dtype)
     _, xs = stack_kernels.highway_stack_fwd(x, w, b, "relu", 1)
-    dx, dw, db = stack_kernels.highway_stack_bwd(dy, xs, w, b, "relu")
-    ref = run_with_grads(lambda *t: highway_stack_reference(*t, "relu"), (x, w, b), dy, torch.float64)
+    dx, dw, db = stack_kernels.highway_stack_bwd(dy, xs, w, b, "relu", 1, weight_grads)
+    ref = run_with_grads(lambda *t: rounded_reference(dtype)(*t, "relu"), (x, w, b), dy, torch.float64)
     eager = run_with_grads(lambda *t: highway_stack_reference(*t, "relu"), (x, w, b), dy)
     for name, a, r, e in zip(("dx", "dweight", "dbias"), (dx, dw, db), ref[1], eager[1]):
-        assert_like_eager(a, r, e, torch.float32, name)
+        assert a.dtype == dtype, name
+        assert_like_eager(a, r, e, dtype, name)
 
 
-def test_a_population_of_stacks_matches_each_trial(device):
-    check_stack(6, 50, "tanh", torch.float32, device, trials=3)
+@pytest.mark.parametrize("weight_grads", ["gemm", "atomic"])
+def test_a_population_of_stacks_matches_each_trial(weight_grads, device):
+    check_stack(6, 50, "tanh", torch.float32, device, trials=3, weight_grads=weight_grads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("width", [16, 50, 71, 128])
+def test_atomic_weight_gradients_match_the_reference_at_every_width(width, dtype, device):
+    """dWᵀ is formed BLOCK_M input columns at a time: fewer columns than one block (16 under 64 rows) up to
+    two blocks (128), padded (50, 71) or not."""
+    check_stack(3, width, "tanh", dtype, device, rows=150, weight_grads="atomic")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("recompute", [False, True])
+@pytest.mark.parametrize("trials", [None, 2])
+def test_atomic_weight_gradients_match_the_reference_in_every_chunking(trials, recompute, dtype, device,
+                                                                        monkeypatch):
+    """weight_grads="atomic": 7 layers in chunks of 3, saved whole or recomputed, one trial or two. fp32
+    gradients take the atomics themselves, in one launch unless recomputing; fp16 ones a zeroed fp32 chunk
+    each, copied out after."""
+    monkeypatch.setattr(stack_kernels, "STACK_BWD_CHUNK", 3)
+    monkeypatch.setattr(stack_kernels, "STACK_RECOMPUTE_EVERY", 3)
+    launches = []
+    monkeypatch.setattr(stack_kernels, "_highway_stack_bwd_kernel",
+                        CountingKernel(stack_kernels._highway_stack_bwd_kernel, launches))
+    check_stack(7, 50, "relu", dtype, device, trials=trials, recompute=recompute, weight_grads="atomic")
+    assert len(launches) == (1 if dtype == torch.float32 and not recompute else 3)
 
 
 @pytest.mark.parametrize("chunk", [3, 128])
@@ -232,6 +261,9 @@ def test_a_stack_that_does_not_fit_a_gpus_shared_memory_falls_back_or_is_refused
     (lambda: HighwayStack(129, 2, backend="triton-stack")(torch.randn(3, 129)), ValueError, "up to 128"),
     (lambda: HighwayStack(16, 2, backend="fused"), ValueError, "unknown backend"),
     (lambda: HighwayStack(16, 0), ValueError, "depth"),
+    (lambda: HighwayStack(16, 2, weight_grads="partials"), ValueError, "unknown weight_grads"),
+    (lambda: highway_linear_stack(torch.randn(3, 16), torch.randn(2, 32, 16), torch.randn(2, 32), weight_grads="dz"),
+     ValueError, "unknown weight_grads"),
     (lambda: HighwayStack.from_layers([HighwayLinear(16), HighwayLinear(8)]), ValueError, "one of each"),
     (lambda: HighwayStack.from_layers([HighwayLinear(16), torch.nn.Linear(16, 16)]), TypeError, "not a HighwayLinear"),
     (lambda: HighwayStack.from_layers([]), ValueError, "at least one"),

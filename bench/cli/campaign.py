@@ -2,7 +2,8 @@
 
 The steps run most valuable first, one after another until the time budget is spent, into one gallery folder
 ready to commit: the environment and the GPU's measured peaks, then the open targets (the depth-fused stack
-against eager at depth 1000, the population target at P = 100, depth 100), the `gpu`-marked tests, the stack
+against eager at depth 1000, its two ways to form the weight gradients, the population target at P = 100,
+depth 100), the `gpu`-marked tests, the stack
 against CUDA graphs, a profile, the kernel tests run again on the GPU, the rest of the population axis and
 of the throughput campaign, the paper's convergence protocol, and the report, which is always written.
 
@@ -49,6 +50,8 @@ THROUGHPUT_BLOCKS = [
      dict(STACK_TARGETS, backend=["torch", "triton-stack"])),
     ("the depth-fused stack recomputing its layer inputs, for the memory target",
      dict(STACK_TARGETS, backend=["torch", "triton-stack-recompute"], mode=["train"])),
+    ("the depth-fused stack's weight gradients by atomics in the kernel, against its batched GEMM",
+     dict(STACK_TARGETS, backend=["triton-stack", "triton-stack-atomic"], mode=["train"])),
     ("the depth-fused stack's targets against CUDA graphs", dict(STACK_TARGETS, backend=["compile-cudagraphs"])),
     ("the paper's thin nets: fused triton vs eager, compile, CUDA graphs and the bare GEMM, bf16 training",
      dict(model=["highway"], layer=["dense"], depth=[1, 10, 100, 1000], width=[50, 128], dtype=["bf16"],
@@ -224,12 +227,13 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
         page = build_report([out], out / "report", progress=progress)
         return f"report: {page}"
 
-    first, recompute, graphs, *rest = THROUGHPUT_BLOCKS
+    first, recompute, atomic, graphs, *rest = THROUGHPUT_BLOCKS
     profiled = (out / "profile" / "kernels.csv").exists()
     return [
         Step("environment and peaks", 0 if (out / "environment.json").exists() else 60, env_step),
         throughput(*first),
         throughput(*recompute),
+        throughput(*atomic),
         population("the target's shape, P = 100 at depth 100", POPULATION_TARGET),
         tests("gpu-marked tests", "gpu-tests.log", ["-m", "gpu", "tests"], 240, "python -m pytest -m gpu"),
         throughput(*graphs),

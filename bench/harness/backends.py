@@ -122,6 +122,18 @@ def _depth_fused_recomputing(net):
     return stack
 
 
+@register_backend("triton-stack-atomic", layer_backend="triton", applies_to=_stackable,
+                  needs_gpu="triton timing (the CPU interpreter checks correctness, not speed)")
+def _depth_fused_atomic(net):
+    # The depth-fused stack adding its weight gradients up in the kernel with atomics, where "triton-stack"
+    # writes each layer's dZ for one batched GEMM a chunk: the two timed side by side say which is faster.
+    from highway.stack import HighwayStack
+
+    stack = HighwayStack.from_layers(net, backend="triton-stack")
+    stack.weight_grads = "atomic"
+    return stack
+
+
 class GemmOnly(torch.nn.Module):
     """The bare GEMMs of a highway stack, x·[W_H | W_T]ᵀ per layer (cuBLAS on a GPU), keeping the first N
     columns to feed the next layer: the speed a fused kernel's GEMM is measured against. Not a highway net."""

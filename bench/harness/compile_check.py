@@ -70,7 +70,11 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec(stack, "_highway_stack_fwd_kernel", ("stride_xk", "stride_wk"),
                    dict(SAVE_INPUTS=True, SAVE_EVERY=128), configs=_stack_configs,
                    label="_highway_stack_fwd_kernel (checkpoints)"),
-        KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), configs=_stack_configs),
+        KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), dict(ATOMIC_WEIGHT_GRADS=False),
+                   configs=_stack_configs),
+        KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), dict(ATOMIC_WEIGHT_GRADS=True),
+                   fp32_pointers=("dw_ptr", "db_ptr"), configs=_stack_configs,
+                   label="_highway_stack_bwd_kernel (atomic dW)"),
     ]
 
 

@@ -92,8 +92,11 @@ def _stack_preactivations(h_lo, wh, wt, b_ptr, offs_n, N, DOT_FP32: tl.constexpr
     return z_h, z_t
 
 
-@tuned(STACK_FWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS"], interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2,
-       allowed=stack_config_allowed)
+# The autotuners' keys name the constexprs that change the work (Triton keys on the listed arguments and the
+# tensors' dtypes only), so that a forward that saves its inputs, or a backward that adds dW up itself, is
+# not run with the config another variant was timed with.
+@tuned(STACK_FWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS", "ACTIVATION", "SAVE_INPUTS", "SAVE_EVERY"],
+       interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2, allowed=stack_config_allowed)
 @triton.jit
 def _highway_stack_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, M, N, DEPTH, TRIALS,
@@ -153,8 +156,11 @@ def _add_weight_grads(dw_ptr, db_ptr, x_ptr, dz_h, dz_t, offs_m, offs_n, M, N, D
         tl.atomic_add(ptrs + N * N, tl.dot(x_t, dz_t, input_precision=INPUT_PRECISION), mask=mask, sem="relaxed")
 
 
-@tuned(STACK_BWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS"], interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2,
-       allowed=stack_config_allowed)
+# Timing a config runs the kernel again: the atomics' targets are zeroed before each run, or the first
+# backward would hand back its gradients added up once per timed run.
+@tuned(STACK_BWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS", "ACTIVATION", "ATOMIC_WEIGHT_GRADS"],
+       interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2, allowed=stack_config_allowed,
+       reset_to_zero=["dw_ptr", "db_ptr"])
 @triton.jit
 def _highway_stack_bwd_kernel(
     dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, dw_ptr, db_ptr, M, N, DEPTH, TRIALS,

@@ -86,6 +86,29 @@ def test_a_population_of_stacks_matches_each_trial(weight_grads, device):
     check_stack(6, 50, "tanh", torch.float32, device, trials=3, weight_grads=weight_grads)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("weight_grads", ["gemm", "atomic"])
+@pytest.mark.parametrize("width", [16, 50, 71, 128])
+@pytest.mark.parametrize("depth", [1, 50, 1000])
+def test_bf16_stack_matches_the_reference_on_gpu(depth, width, weight_grads, device):
+    check_stack(depth, width, "relu", torch.bfloat16, device, rows=300, weight_grads=weight_grads)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("weight_grads", ["gemm", "atomic"])
+def test_the_backward_that_autotunes_returns_what_the_next_one_does(weight_grads, dtype, device):
+    """A shape's first backward on a GPU times every config by running the kernel again and again: the
+    atomics' targets must start from zero each time, or that call's dW comes back added up many times."""
+    x, w, b = stack_inputs(20, 50, dtype, device, rows=293, seed=3)  # a row count no other test tunes for
+    dy = torch.randn(x.shape, device=device).to(dtype)
+    _, xs = stack_kernels.highway_stack_fwd(x, w, b, "relu", 1)
+    first = stack_kernels.highway_stack_bwd(dy, xs, w, b, "relu", 1, weight_grads)
+    second = stack_kernels.highway_stack_bwd(dy, xs, w, b, "relu", 1, weight_grads)
+    for name, a, c in zip(("dx", "dweight", "dbias"), first, second):
+        torch.testing.assert_close(a, c, rtol=1e-2, atol=1e-3, msg=name)  # the atomics' order varies
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize("width", [16, 50, 71, 128])
 def test_atomic_weight_gradients_match_the_reference_at_every_width(width, dtype, device):

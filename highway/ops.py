@@ -77,7 +77,8 @@ def _autograd_from_saved(reference, backward_kernels):
         x, weight, bias, saved = ctx.saved_tensors
         if torch.is_grad_enabled():
             return (*reference_grads(reference, (x, weight, bias), ctx.activation, dy), *no_grads)
-        return (*backward_kernels(dy, x, weight, bias, saved, ctx.activation, *ctx.options), *no_grads)  # any dy strides
+        grads = backward_kernels(dy, x, weight, bias, saved, ctx.activation, *ctx.options)  # any dy strides
+        return (*grads, *no_grads)
 
     return backward, setup
 

@@ -175,13 +175,14 @@ def _highway_stack_bwd_kernel(
     per layer, one of two ways (the launcher's `weight_grads`):
     - "gemm" (ATOMIC_WEIGHT_GRADS off): each layer's dZ = [dz_H | dz_T] is written out, (P, DEPTH, M, 2N) in
       the input dtype; the launcher then forms every layer's dW with one batched GEMM and db with one sum.
-    - "atomic": each program forms its rows' share of every layer's dW and db on chip, one (N × K) fp32
-      tile at a time, right after that layer's dZ, and adds it into fp32 dw (P, DEPTH, 2N, N) and db
-      (P, DEPTH, 2N) with atomics: no dZ leaves the chip, at the cost of a GEMM and 2·N·N atomics a layer
-      per program in the chain of dependent layers, and of a summation order that varies from run to run.
-    (Per-program partial sums and one reduction, the third way, would write a (2N × N) tile a layer per
-    program where "gemm" writes BLOCK_M × 2N values of dZ: N / BLOCK_M times the bytes, 1 to 8 times for
-    these tiles, before the same kind of reduction; it is left out for that.)
+    - "atomic": each program forms its rows' share of every layer's dW and db on chip right after that
+      layer's dZ (`_add_weight_grads`) and adds it into fp32 dw (P, DEPTH, 2N, N) and db (P, DEPTH, 2N)
+      with atomics: no dZ leaves the chip, at the cost of a GEMM and 2·N·N atomics a layer per program in
+      the chain of dependent layers, and of a summation order that varies from run to run.
+    (Per-program partial sums and one reduction, the third way, would write a (2N × N) fp32 tile a layer
+    per program where "gemm" writes BLOCK_M × 2N values of dZ in the dtype: 4N / (BLOCK_M · its bytes) times
+    the bytes, 2 to 16 times at widths 50 and 128 with the row tiles they take, before the same kind of
+    reduction; it is left out for that.)
     xs, dZ, dw and db take a trial stride of their own, so that the launcher can run a long stack in chunks
     of layers (`STACK_BWD_CHUNK`). Grid and meta-parameters as the forward's, in 1 or 2 stages
     (STACK_BWD_CONFIGS).
@@ -305,11 +306,12 @@ STACK_RECOMPUTE_EVERY = 32
 def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1, weight_grads: str = "gemm"):
     """The backward of `highway_stack_fwd` from what it saved (`save_every` as it was called with), per
     chunk of layers from the top: with save_every > 1 one forward launch first recomputes the chunk's layer
-    inputs from its saved one; then one launch for its dx and the weight gradients (`weight_grads`, as
-    `highway.backends.STACK_WEIGHT_GRADS` has them): with "gemm" a launch for every layer's dZ, one batched GEMM for the chunk's dW and
-    one sum for its db; with "atomic" a launch that adds them up itself, into the gradients when they are
-    fp32 (the whole stack is then one chunk) and into a zeroed fp32 chunk copied out after, when they are
-    not. Returns (dx, dweight, dbias) in the dtypes of dy, weight, bias."""
+    inputs from its saved one; then its dx and weight gradients, as `weight_grads` (one of
+    `highway.backends.STACK_WEIGHT_GRADS`) says: "gemm", a launch for dx and every layer's dZ, one batched
+    GEMM for the chunk's dW and one sum for its db; "atomic", a launch that adds dW and db up itself, into
+    the gradients when they are fp32 (the whole stack is then one chunk, unless recomputing) and into a
+    zeroed fp32 chunk copied out after when they are not. Returns (dx, dweight, dbias) in the dtypes of
+    dy, weight, bias."""
     *lead, M, N = dy.shape
     trials = lead[0] if lead else 1
     depth = weight.shape[-3]
@@ -345,8 +347,8 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
             dz_c, dw_c, db_c = dy, grads[0][..., layers, :, :], grads[1][..., layers, :]  # dz: not written
         elif atomic:
             dz_c, dw_c, db_c = dy, scratch[0][..., :n, :, :].zero_(), scratch[1][..., :n, :].zero_()
-        else:
-            dz_c, dw_c, db_c = dz[..., :n, :, :], grads[0], grads[1]  # dw and db: not written by the kernel
+        else:  # dw and db are not written by the kernel; the autotuner zeroes them, before the GEMM fills them
+            dz_c, dw_c, db_c = dz[..., :n, :, :], grads[0], grads[1]
         dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
         args = (g, xs_c, w_c, b_c, dx, dz_c, dw_c, db_c, M, N, n, trials, *trial_strides(g, 2),
                 *trial_strides(w_c, 3), *trial_strides(b_c, 2)[:2],  # bias is contiguous: its last stride is 1

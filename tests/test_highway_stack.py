@@ -294,3 +294,20 @@ def test_a_stack_that_does_not_fit_a_gpus_shared_memory_falls_back_or_is_refused
 def test_bad_inputs_are_refused_with_a_clear_error(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+def test_the_atomic_backward_holds_no_dz(device):
+    """scripts/stack_memory.py's peak of a training step: "atomic" allocates no dZ (2·B·N values a layer), so
+    its peak is lower by that much."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if device.type != "cpu":
+        pytest.skip("the CPU profiler's allocation events")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "stack_memory.py"
+    peak = {way: float(subprocess.run([sys.executable, str(script), "--depth", "8", "--one", "triton-stack", "0", way],
+                                      capture_output=True, text=True, check=True).stdout.split()[-1])
+            for way in ("gemm", "atomic")}
+    dz = 8 * 128 * 100 * 4 / 2**20
+    assert 0.95 * dz <= peak["gemm"] - peak["atomic"] <= 1.05 * dz

@@ -3,9 +3,9 @@
 The steps run most valuable first, one after another until the time budget is spent, into one gallery folder
 ready to commit: the environment and the GPU's measured peaks, then the open targets (the depth-fused stack
 against eager at depth 1000, its two ways to form the weight gradients, the population target at P = 100,
-depth 100), the `gpu`-marked tests, the stack
-against CUDA graphs, a profile, the kernel tests run again on the GPU, the rest of the population axis and
-of the throughput campaign, the paper's convergence protocol, and the report, which is always written.
+depth 100), the `gpu`-marked tests, the stack against CUDA graphs, a profile, the kernel tests run again on
+the GPU, the rest of the population axis and of the throughput campaign, the paper's convergence protocol,
+and the report, which is always written.
 
 Made for a GPU lent for half an hour in calls of ten minutes (`scripts/gpu-lease.sh`): every step resumes,
 and a finished one is skipped, so the same command run again (with more time) picks up where the last

@@ -330,8 +330,10 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
     if fp32_grads:
         for grad in grads:
             grad.zero_()
-    elif atomic:
-        scratch = (new(chunk, 2 * N, N, dtype=torch.float32), new(chunk, 2 * N, dtype=torch.float32))
+    elif atomic:  # dW and db of a chunk as views of one fp32 buffer: one zeroing launch a chunk, not two
+        flat = new(chunk * 2 * N * (N + 1), dtype=torch.float32)
+        scratch = (flat[..., : chunk * 2 * N * N].unflatten(-1, (chunk, 2 * N, N)),
+                   flat[..., chunk * 2 * N * N:].unflatten(-1, (chunk, 2 * N)))
     bias = bias.contiguous()
     g = dy
     for low in reversed(range(0, depth, chunk)):
@@ -346,7 +348,8 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
         if fp32_grads:
             dz_c, dw_c, db_c = dy, grads[0][..., layers, :, :], grads[1][..., layers, :]  # dz: not written
         elif atomic:
-            dz_c, dw_c, db_c = dy, scratch[0][..., :n, :, :].zero_(), scratch[1][..., :n, :].zero_()
+            flat.zero_()
+            dz_c, dw_c, db_c = dy, scratch[0][..., :n, :, :], scratch[1][..., :n, :]
         else:  # dw and db are not written by the kernel; the autotuner zeroes them, before the GEMM fills them
             dz_c, dw_c, db_c = dz[..., :n, :, :], grads[0], grads[1]
         dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)

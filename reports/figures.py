@@ -377,7 +377,8 @@ def kernel_count_figures(df: pd.DataFrame) -> list[Figure]:
         out.append(Figure(f"Kernels per step ({label})", g.figure,
                           "GPU kernels one step runs (torch.profiler; the most over widths and dtypes), per backend. "
                           "Per-layer backends grow with depth; the depth-fused stack stays flat. Under CUDA graphs "
-                          "(compile-cudagraphs) the host launches one graph, whose kernels still count here.",
+                          "(compile-cudagraphs, compile-layers-cudagraphs) the host launches graphs, whose kernels "
+                          "still count here.",
                           f"kernels-{slug}"))
     return out
 

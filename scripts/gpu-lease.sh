@@ -4,7 +4,7 @@
 # back. Made for leases of minutes in calls of at most ten (see the README's "On a GPU").
 #
 #   bash scripts/gpu-lease.sh MINUTES DIR COMMAND...
-#   bash scripts/gpu-lease.sh 8.5 reports/gallery/h100 highway-bench campaign --out reports/gallery/h100 --budget-minutes 7
+#   bash scripts/gpu-lease.sh 8 reports/gallery/h200 highway-bench campaign --out reports/gallery/h200 --budget-minutes 7 --no-report
 #
 # MINUTES  the hard limit: at MINUTES the command gets Ctrl-C (SIGINT), so that it keeps every finished row and
 #          releases the rest for the next call, and 30 s later it is killed. Leave the lease's own limit a

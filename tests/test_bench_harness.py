@@ -144,6 +144,49 @@ def test_the_depth_fused_backends_time_the_same_net(name):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("model", ["highway", "plain"])
+def test_layers_compiled_one_by_one_share_one_graph_at_any_depth(model):
+    """compile-layers-cudagraphs, the CUDA-graph baseline a short lease can compile at depth 1000: its layers
+    give eager's outputs and gradients, and compiling 12 layers compiles one layer's graphs, not 12."""
+    from torch._dynamo.utils import counters
+
+    case = Case(model, "dense", 12, 16, "fp32", 8, "compile-layers-cudagraphs", "fwd+bwd")
+    eager = build_stack(case, "torch", torch.device("cpu"))
+    compiled = BACKENDS[case.backend].prepare(build_stack(case, "torch", torch.device("cpu")))
+    x, dy = make_inputs(case, torch.device("cpu"))
+    want = make_step("fwd+bwd", eager, x, dy)()
+    counters.clear()
+    got = make_step("fwd+bwd", compiled, x, dy)()
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["fwd", "train"])
+def test_the_cuda_graph_baselines_pass_the_gate_on_a_gpu(tmp_path, mode):
+    """Both CUDA-graph baselines on a GPU: the whole net compiled with its own graphs, and the layers compiled
+    one by one with the whole step (optimizer included) captured by the harness and timed as replays."""
+    df = tp.throughput_sweep(tmp_path, progress=False, device="cuda", model=["highway", "plain"], layer=["dense"],
+                             depth=[20], width=[50], dtype=["bf16", "fp32"], batch=[128], mode=[mode],
+                             backend=["torch", "compile-cudagraphs", "compile-layers-cudagraphs"])
+    assert (df["status"] == "ok").all(), df[["model", "dtype", "backend", "status"]].to_string()
+    assert set(df[df["backend"] == "compile-layers-cudagraphs"]["timer"]) == {"cuda-graph"}
+    assert set(df[df["backend"] != "compile-layers-cudagraphs"]["timer"]) == {"cuda-events"}
+
+
+def test_who_captures_the_step_in_a_cuda_graph():
+    from highway.bench.harness.backends import register_backend
+
+    captured = {name: (b.captured("events"), b.captured("graph")) for name, b in BACKENDS.items()}
+    assert captured["torch"] == (False, True)  # only when --timer graph asks
+    assert captured["compile-cudagraphs"] == (False, False)  # its own graphs are never captured again
+    assert captured["compile-layers-cudagraphs"] == (True, True)  # the harness captures its whole step
+    with pytest.raises(ValueError, match="cuda_graphs must be"):
+        register_backend("graphs-by-magic", layer_backend="torch", cuda_graphs="always")
+
+
 def test_backends_are_found_by_name_and_registered_once():
     from highway.bench.harness.backends import register_backend
 
@@ -331,10 +374,10 @@ def test_pytest_benchmark_conventions(tmp_path):
 def test_campaign_dry_run_prints_its_plan_and_where_the_budget_ends(capsys):
     assert main(["campaign", "--out", "unused", "--dry-run", "--budget-minutes", "9"]) == 0
     out = capsys.readouterr().out
-    order = ["environment and peaks", "the depth-fused stack's targets against eager", "recomputing",
-             "population: the target's shape, P = 100 at depth 100", "gpu-marked tests", "against CUDA graphs",
+    order = ["environment and peaks", "the depth-fused stack's targets", "recomputing", "atomics",
+             "population: the target's shape, P = 100 at depth 100", "gpu-marked tests",
              "profile of the deepest configuration", "population: depth 10 and 100", "the paper's thin nets",
-             "convergence (paper protocol)", "report"]
+             "compiled whole at depth 1000", "convergence (paper protocol)", "report"]
     assert [out.index(step) for step in order] == sorted(out.index(step) for step in order)
     assert out.count("the budget runs out") == 1 and "min for everything left" in out
     assert not Path("unused").exists()  # a dry run writes nothing
@@ -345,9 +388,18 @@ def test_the_campaign_runs_the_targets_first_and_each_configuration_once():
     from highway.bench.harness.population_sweep import expand as expand_population
 
     first = tp.expand(**THROUGHPUT_BLOCKS[0][1])
-    assert {(c.depth, c.backend) for c in first} == {(1000, "torch"), (1000, "triton-stack")}
+    assert {(c.depth, c.backend) for c in first} == {(1000, "torch"), (1000, "triton-stack"),
+                                                     (1000, "compile-layers-cudagraphs")}
     assert {(c.width, c.dtype, c.mode) for c in first} == {(w, d, m) for w in (50, 128) for d in ("bf16", "fp32")
                                                            for m in ("fwd", "train")}
+    # shape by shape, eager first: a call cut short leaves whole ratios, the paper's width first
+    assert [c.backend for c in first[:3]] == ["torch", "triton-stack", "compile-layers-cudagraphs"]
+    assert first[0].width == 50
+    # no whole-net compilation at depth 1000 (minutes a case) before the last throughput block
+    blocks = [tp.expand(**axes) for _, axes in THROUGHPUT_BLOCKS]
+    slow = [i for i, cases in enumerate(blocks)
+            if any(c.depth == 1000 and c.backend in ("compile", "compile-cudagraphs", "triton+compile") for c in cases)]
+    assert slow == [len(blocks) - 1]
     assert {(c.depth, c.population) for c in expand_population(**POPULATION_TARGET)} == {(100, 100)}
     steps = campaign_steps(Path("unused"), torch.device("cpu"), False, [])
     assert steps[1].name.endswith(THROUGHPUT_BLOCKS[0][0]) and steps[-1].name == "report"
@@ -429,6 +481,29 @@ def test_ctrl_c_stops_the_campaign_with_a_summary(tmp_path, monkeypatch, capsys)
     assert campaign.run_campaign(tmp_path, 5, "cpu", progress=False) == 130
     out = capsys.readouterr().out
     assert ran == ["a", "b"] and "campaign stopped" in out and "b: stopped by Ctrl-C" in out
+
+
+def test_no_report_gives_the_reports_reserve_to_the_steps(tmp_path, monkeypatch, capsys):
+    from highway.bench.cli import campaign
+
+    ran, time_left = [], []
+
+    def step(name):
+        def run(deadline):
+            ran.append(name)
+            time_left.append(deadline - time.monotonic())
+            return "fine"
+        return campaign.Step(name, 1, run)
+
+    monkeypatch.setattr(campaign, "campaign_steps", lambda *a: [step("a"), step("report")])
+    monkeypatch.setattr(campaign, "smoke_check", lambda device: [])
+    assert campaign.run_campaign(tmp_path, 5, "cpu", progress=False) == 0
+    assert ran == ["a", "report"] and 300 - campaign.REPORT_RESERVE_S - 5 < time_left[0] <= 300 - campaign.REPORT_RESERVE_S
+    ran.clear(), time_left.clear(), capsys.readouterr()
+    assert main(["campaign", "--out", str(tmp_path), "--budget-minutes", "5", "--device", "cpu", "--no-report",
+                 "--no-progress"]) == 0
+    assert ran == ["a"] and 295 < time_left[0] <= 300
+    assert f"draw it with `highway-bench report {tmp_path}" in capsys.readouterr().out
 
 
 def test_the_gpu_lease_script_time_boxes_a_command_and_packs_its_folder(tmp_path):

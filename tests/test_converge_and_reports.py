@@ -396,3 +396,10 @@ def test_the_depth_fused_stack_claims_read_gpu_rows_only():
         assert list(grads["verdict"]) == [verdict] and (grads["basis"] == "throughput on dev-cuda").all()
         assert list(grads["measured"]) == [f"8 ms a step with the GEMM, {atomic_ms:g} ms with atomics "
                                            f"({atomic_ms / 8:.2f}x)"]
+    # the layer-by-layer CUDA-graph baseline gets a row of its own beside the whole-net one, named as such
+    regional = [{**r, "backend": "compile-layers-cudagraphs", "median_ms": 12.0} for r in rows
+                if r["backend"] == "compile-cudagraphs"]
+    against = pd.DataFrame(stack_claims(pd.DataFrame(rows + regional))).set_index("claim")["verdict"]
+    assert against["Depth-fused stack, depth 1000, width 50, bf16, train: at least 2x compile-layers-cudagraphs"] == \
+        "does not hold"  # 1.5x
+    assert against["Depth-fused stack, depth 1000, width 50, bf16, train: at least 2x compile-cudagraphs"] == "holds"

@@ -279,7 +279,8 @@ def cmd_campaign(args) -> int:
     if not args.dry_run:
         writable_dir(args.out)
     return run_campaign(args.out, args.budget_minutes, args.device, args.dry_run, not args.no_progress, sys.argv,
-                        None if args.dry_run else _executor(args), args.dataset, args.retry_failed)
+                        None if args.dry_run else _executor(args), args.dataset, args.retry_failed,
+                        report=not args.no_report)
 
 
 def cmd_quickstart(args) -> int:
@@ -384,8 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the gpu-marked tests, the rest of the throughput campaign, a profile of the "
                                    "deepest configuration, the paper's convergence protocol as far as time allows, "
                                    "and the report, into one gallery folder, most valuable first. Resumable.")
-    p.add_argument("--out", required=True, help="the gallery folder, e.g. reports/gallery/h100")
+    p.add_argument("--out", required=True, help="the gallery folder, e.g. reports/gallery/h200")
     p.add_argument("--budget-minutes", type=float, default=20, help="time box (default 20)")
+    p.add_argument("--no-report", action="store_true",
+                   help="leave the report out and give its 1.5 minutes to the steps: on a lease of minutes, draw "
+                        "it afterwards off the GPU with `highway-bench report`")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate, run nothing")
     p.add_argument("--retry-failed", action="store_true",
                    help="re-run throughput and population cases whose row is a failure (an error, a mismatch, oom), "

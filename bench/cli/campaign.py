@@ -2,15 +2,15 @@
 
 The steps run most valuable first, one after another until the time budget is spent, into one gallery folder
 ready to commit: the environment and the GPU's measured peaks, then the open targets (the depth-fused stack
-against eager at depth 1000, its two ways to form the weight gradients, the population target at P = 100,
-depth 100), the `gpu`-marked tests, the stack against CUDA graphs, a profile, the kernel tests run again on
-the GPU, the rest of the population axis and of the throughput campaign, the paper's convergence protocol,
-and the report, which is always written.
+against eager and CUDA graphs at depth 1000, its recomputing variant, its two ways to form the weight
+gradients, the population target at P = 100, depth 100), the `gpu`-marked tests, a profile, the kernel tests
+run again on the GPU, the rest of the population axis and of the throughput campaign, the paper's
+convergence protocol, and the report, which is always written.
 
-Made for a GPU lent for half an hour in calls of ten minutes (`scripts/gpu-lease.sh`): every step resumes,
-and a finished one is skipped, so the same command run again (with more time) picks up where the last
-stopped. What a step could not do in the time is printed at the end. `--dry-run` prints the plan, what is
-done, and where the budget runs out.
+Made for a GPU lent for a quarter of an hour in calls of at most ten minutes (`scripts/gpu-lease.sh`): every
+step resumes, and a finished one is skipped, so the same command run again (with more time) picks up where
+the last stopped. What a step could not do in the time is printed at the end. `--dry-run` prints the plan,
+what is done, and where the budget runs out.
 """
 import json
 import os
@@ -27,7 +27,7 @@ from highway.bench.schema import RESULTS_FILE, STATUS_OK
 from highway.bench.study.convergence import PRESETS as STUDIES
 from highway.reports.claims import PAPER_TIME
 
-REPORT_RESERVE_S = 90  # kept back from the budget for the report, which must always be written
+REPORT_RESERVE_S = 90  # kept back from the budget for the report, which is always written (unless `report=False`)
 TESTS_LIMIT_S = 420  # a test run's own time box: a hung test must not eat a lease
 # The tests that run kernels, layers and populations on whatever device there is (on a GPU, the CPU
 # interpreter's runs again on the real thing); the harness, study, report and compile-check tests need none.
@@ -40,38 +40,45 @@ PROFILE_CASE = dict(model="highway", layer="dense", depth=1000, width=50, dtype=
 
 # The throughput campaign, most valuable first. Each block is a sweep; a block that the budget cuts short
 # resumes on the next run, and a configuration in two blocks runs once. Widths: the paper's 50, 128 (the
-# depth-fused stack's range), GEMM-bound 1024 to 8192. The depth-fused stack's targets come first, cheapest
-# first: against eager in minutes, then against CUDA graphs, whose compilation of 1000 layers is the
-# campaign's most expensive wait.
+# depth-fused stack's range), GEMM-bound 1024 to 8192. The depth-fused stack's targets come first, shape by
+# shape (width 50 first), each against eager and CUDA graphs side by side, so that a call cut short still
+# leaves whole ratios. The CUDA-graph baseline at depth 1000 is `compile-layers-cudagraphs` (each layer
+# compiled once, the whole step one graph): it compiles in seconds, where the whole-net `compile-cudagraphs`
+# takes minutes a case at that depth and waits for the last block, for a lease long enough to hold it.
 STACK_TARGETS = dict(model=["highway"], layer=["dense"], depth=[1000], width=[50, 128], dtype=["bf16", "fp32"],
                      batch=[128], mode=["fwd", "train"])
+THIN_DEPTHS = [1, 10, 100, 1000]
+WHOLE_NET_COMPILES = ["compile", "compile-cudagraphs", "triton+compile"]  # compile time grows with depth
 THROUGHPUT_BLOCKS = [
-    ("the depth-fused stack's targets against eager: depth 1000, widths 50 and 128, bf16 and fp32, fwd and train",
-     dict(STACK_TARGETS, backend=["torch", "triton-stack"])),
+    ("the depth-fused stack's targets: depth 1000, widths 50 and 128, bf16 and fp32, fwd and train, against eager "
+     "and CUDA graphs", dict(STACK_TARGETS, backend=["torch", "triton-stack", "compile-layers-cudagraphs"])),
     ("the depth-fused stack recomputing its layer inputs, for the memory target",
      dict(STACK_TARGETS, backend=["torch", "triton-stack-recompute"], mode=["train"])),
     ("the depth-fused stack's weight gradients by atomics in the kernel, against its batched GEMM",
      dict(STACK_TARGETS, backend=["triton-stack", "triton-stack-atomic"], mode=["train"])),
-    ("the depth-fused stack's targets against CUDA graphs", dict(STACK_TARGETS, backend=["compile-cudagraphs"])),
     ("the paper's thin nets: fused triton vs eager, compile, CUDA graphs and the bare GEMM, bf16 training",
-     dict(model=["highway"], layer=["dense"], depth=[1, 10, 100, 1000], width=[50, 128], dtype=["bf16"],
-          batch=[128], backend=["torch", "compile", "compile-cudagraphs", "triton", "triton-stack", "triton+compile",
-                                "gemm-only"], mode=["train"])),
+     dict(model=["highway"], layer=["dense"], depth=THIN_DEPTHS, width=[50, 128], dtype=["bf16"], batch=[128],
+          backend=["torch", "compile-layers-cudagraphs", "triton", "triton-stack", "gemm-only"], mode=["train"])),
+    ("the thin nets compiled whole, up to depth 100, bf16 training",
+     dict(model=["highway"], layer=["dense"], depth=THIN_DEPTHS[:-1], width=[50, 128], dtype=["bf16"],
+          batch=[128], backend=WHOLE_NET_COMPILES, mode=["train"])),
     ("GEMM-bound widths, bf16: the fused kernels against cuBLAS and the compiler",
      dict(model=["highway"], layer=["dense"], depth=[1, 10, 100], width=[1024, 4096, 8192], dtype=["bf16"],
           batch=[1024], backend=["torch", "compile", "triton", "gemm-only"], mode=["fwd", "train"])),
     ("forward passes of the thin nets, bf16 and fp32",
-     dict(model=["highway"], layer=["dense"], depth=[1, 10, 100, 1000], width=[50, 128], dtype=["bf16", "fp32"],
-          batch=[128], backend=["torch", "compile", "compile-cudagraphs", "triton", "triton-stack"], mode=["fwd"])),
+     dict(model=["highway"], layer=["dense"], depth=THIN_DEPTHS, width=[50, 128], dtype=["bf16", "fp32"],
+          batch=[128], backend=["torch", "compile-layers-cudagraphs", "triton", "triton-stack"], mode=["fwd"])),
     ("plain twins of the thin nets (width 71), for highway's cost over plain",
-     dict(model=["plain"], layer=["dense"], depth=[1, 10, 100, 1000], width=[71], dtype=["bf16"], batch=[128],
-          backend=["torch", "compile", "compile-cudagraphs"], mode=["fwd", "train"])),
+     dict(model=["plain"], layer=["dense"], depth=THIN_DEPTHS, width=[71], dtype=["bf16"], batch=[128],
+          backend=["torch", "compile-layers-cudagraphs"], mode=["fwd", "train"])),
     ("fp32 training, thin and wide",
-     dict(model=["highway"], layer=["dense"], depth=[1, 10, 100, 1000], width=[50, 1024], dtype=["fp32"],
-          batch=[128], backend=["torch", "compile", "triton"], mode=["train"])),
+     dict(model=["highway"], layer=["dense"], depth=THIN_DEPTHS, width=[50, 1024], dtype=["fp32"],
+          batch=[128], backend=["torch", "triton"], mode=["train"])),
     ("convolutional highway layers against cuDNN, bf16",
      dict(model=["highway"], layer=["conv"], depth=[1, 10, 50], width=[16, 64, 160], dtype=["bf16"], batch=[64],
           backend=["torch", "compile", "triton"], mode=["fwd", "train"], spatial=[32])),
+    ("the stack's targets compiled whole at depth 1000 (minutes a case)",
+     dict(STACK_TARGETS, backend=["compile-cudagraphs", "compile"])),
 ]
 
 
@@ -89,7 +96,9 @@ def estimate_case_s(case) -> float:
     eager costs launches, compilation grows with depth, the first triton call autotunes."""
     layers = case.depth
     base = 1.0 + 0.004 * layers * (3 if case.mode != "fwd" else 1)
-    if case.backend.startswith("compile"):
+    if case.backend == "compile-layers-cudagraphs":  # one layer compiled, whatever the depth
+        base += 20
+    elif "compile" in case.backend:
         base += 15 + 0.25 * layers
     if case.backend.startswith("triton"):
         base += 20
@@ -227,7 +236,7 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
         page = build_report([out], out / "report", progress=progress)
         return f"report: {page}"
 
-    first, recompute, atomic, graphs, *rest = THROUGHPUT_BLOCKS
+    first, recompute, atomic, *rest = THROUGHPUT_BLOCKS
     profiled = (out / "profile" / "kernels.csv").exists()
     return [
         Step("environment and peaks", 0 if (out / "environment.json").exists() else 60, env_step),
@@ -236,7 +245,6 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
         throughput(*atomic),
         population("the target's shape, P = 100 at depth 100", POPULATION_TARGET),
         tests("gpu-marked tests", "gpu-tests.log", ["-m", "gpu", "tests"], 240, "python -m pytest -m gpu"),
-        throughput(*graphs),
         Step("profile of the deepest configuration", 0 if profiled else 120, profile_step,
              Case(**PROFILE_CASE).describe()),
         tests("the kernel tests on this GPU", "kernel-tests.log", ["-m", "not gpu", *KERNEL_TESTS], 360,
@@ -291,7 +299,11 @@ def check_same_device(out: Path, device) -> None:
 
 
 def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = False, progress: bool = True,
-                 argv=None, executor=None, dataset: str = "default", retry_failed: bool = False) -> int:
+                 argv=None, executor=None, dataset: str = "default", retry_failed: bool = False,
+                 report: bool = True) -> int:
+    """Run the campaign's steps into `out` until `budget_minutes` are spent; the exit status. With
+    `report=False` the report step is left out and its reserve goes to the steps: on a lease of minutes the
+    report is drawn afterwards, off the GPU (`highway-bench report`), since reports never run kernels."""
     out = Path(out)
     if not budget_minutes > 0:
         raise ValueError(f"--budget-minutes must be positive, got {budget_minutes}")
@@ -303,8 +315,10 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
         paper = STUDIES["paper"]
         study_data(dataset, paper.seed, paper.max_train, paper.max_val)  # cached for the convergence step
     steps = campaign_steps(out, device, progress, argv, executor, dataset, retry_failed)
+    if not report:
+        steps = [step for step in steps if step.name != "report"]
     budget = budget_minutes * 60
-    work_budget = max(0.0, budget - REPORT_RESERVE_S)
+    work_budget = max(0.0, budget - (REPORT_RESERVE_S if report else 0))
     print(f"campaign into {out} on {device}, budget {budget_minutes:g} min, steps in this order (estimates of what "
           f"is left, rough per-case guesses for planning; the rows record what each case took):")
     elapsed, budget_shown = 0.0, False
@@ -348,5 +362,7 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
         f"out is finished, not cut)" if took > budget else "") + ":")
     for name, outcome in outcomes:
         print(f"  {name}: {outcome}")
+    if not report:
+        print(f"\nno report drawn here (--no-report): draw it with `highway-bench report {out} -o {out / 'report'}`")
     print(f"\ncommit {out} (results, report, environment); run the same command again to go on where it stopped")
     return 130 if interrupted else 0

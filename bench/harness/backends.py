@@ -2,7 +2,9 @@
 
 A backend turns the case's stack into the thing to time (`prepare`), and says where it cannot run: on a
 CPU when it needs a GPU, or for cases it does not apply to. A backend that does not compute the highway
-layer (`gemm-only`) is timed without the correctness gate.
+layer (`gemm-only`) is timed without the correctness gate. `cuda_graphs` says who captures CUDA graphs:
+"own" (the backend does, as `compile-cudagraphs`), "step" (the harness captures the whole timed step,
+optimizer included, into one graph and times its replays), or "" (none, unless `--timer graph` asks).
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -22,6 +24,11 @@ class Backend:
     needs_gpu: str | None = None  # what needs the GPU, when it does
     applies_to: Callable[[Case], str | None] = lambda case: None  # a reason it does not apply, or None
     computes_the_layer: bool = True
+    cuda_graphs: str = ""  # "", "own" or "step" (the module docstring)
+
+    def captured(self, timer: str) -> bool:
+        """Whether the harness times this backend's step as one CUDA graph's replays, under `timer`."""
+        return self.cuda_graphs == "step" or (timer == "graph" and not self.cuda_graphs)
 
     def unsupported(self, case: Case, device: torch.device) -> str | None:
         """Why this backend cannot run `case` on `device`, or None when it can."""
@@ -32,14 +39,17 @@ class Backend:
 
 
 def register_backend(name: str, *, layer_backend: str, needs_gpu: str | None = None,
-                     applies_to: Callable[[Case], str | None] | None = None, computes_the_layer: bool = True):
+                     applies_to: Callable[[Case], str | None] | None = None, computes_the_layer: bool = True,
+                     cuda_graphs: str = ""):
     """Declare a backend: decorate its `prepare(net) -> module to time`."""
     if name in BACKENDS:
         raise ValueError(f"backend {name!r} is already registered")
+    if cuda_graphs not in ("", "own", "step"):
+        raise ValueError(f"cuda_graphs must be '', 'own' or 'step', got {cuda_graphs!r}")
 
     def wrap(prepare):
         BACKENDS[name] = Backend(name, layer_backend, prepare, needs_gpu, applies_to or (lambda case: None),
-                                 computes_the_layer)
+                                 computes_the_layer, cuda_graphs)
         return prepare
 
     return wrap
@@ -72,10 +82,36 @@ def _compiled(net):
     return torch.compile(net)
 
 
-@register_backend("compile-cudagraphs", layer_backend="torch", needs_gpu="CUDA graphs")
+@register_backend("compile-cudagraphs", layer_backend="torch", needs_gpu="CUDA graphs", cuda_graphs="own")
 def _compiled_cudagraphs(net):
     _fresh_dynamo()
     return torch.compile(net, mode="reduce-overhead")
+
+
+class CompiledLayer(torch.nn.Module):
+    """One layer of a stack, compiled on its own. The wrapper's forward is what dynamo traces: `compile()` on a
+    bare `torch.nn` module (a plain layer's `Sequential(Linear, ReLU)`) is skipped by dynamo and runs eager."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+@register_backend("compile-layers-cudagraphs", layer_backend="torch", needs_gpu="CUDA graphs", cuda_graphs="step")
+def _compiled_layers_cudagraphs(net):
+    # Compiling a whole net takes time that grows with its depth (68 s for 100 highway layers, training, on
+    # 2 CPU cores), minutes a case at depth 1000. Compiled layer by layer ("regional compilation"), the
+    # layers of one shape share one compiled graph, forward and backward, and compile in seconds at any
+    # depth; the harness then captures the whole step in one CUDA graph, so the launches drop out as they do
+    # for `compile-cudagraphs`. Inductor fuses within a layer here and cannot fuse across two.
+    _fresh_dynamo()
+    layers = torch.nn.Sequential(*(CompiledLayer(layer) for layer in net))
+    for layer in layers:
+        layer.compile()
+    return layers
 
 
 @register_backend("triton", layer_backend="triton", applies_to=_highway_only,

@@ -123,7 +123,7 @@ def run_case(case: Case, device: torch.device, baselines: Baselines, timer: str 
             if not error <= 1.0:
                 return {**row, "status": f"mismatch: {error:.3g}x the tolerance against float64"}
         if device.type == "cuda":
-            timing = cuda_time(step, cuda_graph=timer == "graph" and case.backend != "compile-cudagraphs")
+            timing = cuda_time(step, cuda_graph=backend.captured(timer))
         else:
             with cpu_threads(threads):
                 row.update(threads=threads, load_avg=load_average())

@@ -176,6 +176,18 @@ def test_the_cuda_graph_baselines_pass_the_gate_on_a_gpu(tmp_path, mode):
     assert set(df[df["backend"] != "compile-layers-cudagraphs"]["timer"]) == {"cuda-events"}
 
 
+@pytest.mark.gpu
+def test_kernels_are_counted_on_a_gpu_per_layer_for_eager_and_once_for_the_stack(tmp_path):
+    df = tp.throughput_sweep(tmp_path, progress=False, device="cuda", model=["highway"], layer=["dense"],
+                             depth=[2, 40], width=[50], dtype=["fp32"], batch=[128], mode=["fwd", "train"],
+                             backend=["torch", "triton-stack"])
+    assert (df["status"] == "ok").all(), df[["depth", "mode", "backend", "status"]].to_string()
+    kernels = df.set_index(["backend", "mode", "depth"])["kernels_per_step"]
+    for mode in ("fwd", "train"):
+        assert kernels["torch", mode, 40] >= kernels["torch", mode, 2] + 38  # at least one more a layer
+        assert kernels["triton-stack", mode, 40] == kernels["triton-stack", mode, 2] > 0
+
+
 def test_who_captures_the_step_in_a_cuda_graph():
     from highway.bench.harness.backends import register_backend
 
@@ -267,10 +279,17 @@ def test_kernels_are_counted_from_the_profilers_gpu_events():
 
     from highway.bench.harness.profile import count_kernels
 
-    event = lambda name, device=DeviceType.CUDA: SimpleNamespace(name=name, device_type=device)  # noqa: E731
+    event = lambda name, device=DeviceType.CUDA: SimpleNamespace(name=lambda: name, device_type=lambda: device)  # noqa: E731
     events = [event("_highway_stack_fwd_kernel"), event("ampere_sgemm_64x64_nn"), event("Memcpy HtoD (Pageable)"),
               event("Memset (Device)"), event("aten::mm", DeviceType.CPU), event("cudaLaunchKernel", DeviceType.CPU)]
     assert count_kernels(events) == 2
+    # the raw events a real profile gives have the same face: on a CPU, every one of them is a host event
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        torch.randn(4, 4).mm(torch.randn(4, 4))
+    raw = prof.profiler.kineto_results.events()
+    assert any(e.name() == "aten::mm" for e in raw) and count_kernels(raw) == 0
 
 
 @pytest.mark.parametrize("command", [[], ["throughput"], ["profile"], ["peaks"], ["converge"], ["analyze"], ["report"],

@@ -29,20 +29,24 @@ def _kernel_table(prof, on_gpu: bool) -> pd.DataFrame:
 
 
 def count_kernels(events) -> int:
-    """The device kernels among profiler events: GPU events other than copies and fills."""
-    return sum(1 for e in events if e.device_type == DeviceType.CUDA and not e.name.startswith(("Memcpy", "Memset")))
+    """The device kernels among the profiler's raw events (`prof.profiler.kineto_results.events()`): GPU events
+    other than copies and fills. Raw, because `prof.events()` builds a Python object tree first: 7 s for the
+    100k events of one eager training step at depth 1000 (CPU), against 0.3 s to read them raw."""
+    return sum(1 for e in events
+               if e.device_type() == DeviceType.CUDA and not e.name().startswith(("Memcpy", "Memset")))
 
 
 def kernels_per_step(step, device: torch.device) -> float:
     """How many kernels one call of `step` runs on the GPU, counted by torch.profiler (a CUDA graph's kernels
-    count one by one, though the host launches the graph once); NaN on a CPU."""
+    count one by one, though the host launches the graph once); NaN on a CPU. Only the GPU's activity is
+    recorded: the host's ops would only slow the count down."""
     if device.type != "cuda":
         return math.nan
     torch.cuda.synchronize(device)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
         step()
         torch.cuda.synchronize(device)
-    return float(count_kernels(prof.events()))
+    return float(count_kernels(prof.profiler.kineto_results.events()))
 
 
 def profile_config(case: Case, out, steps: int = 5, warmup: int = 3, device=None) -> pd.DataFrame:

@@ -338,7 +338,7 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
     if device.type != "cuda":
         print("note: no GPU here; GPU-only backends and tests will be recorded as skipped")
     start = time.monotonic()  # the smoke check's time is the budget's too
-    print("\n== smoke check: the fused kernels' training step at a small shape, against float64", flush=True)
+    print("\n== smoke check: the depth-fused stack's training step at a small shape, against float64", flush=True)
     problems = smoke_check(device)
     if problems:
         print("the fused kernels fail on this device, so nothing was timed (`python -m pytest tests/test_highway_"

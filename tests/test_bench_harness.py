@@ -617,6 +617,7 @@ def test_a_population_of_fused_nets_matches_its_nets_before_it_is_timed(backend)
 @pytest.mark.parametrize("axes,words", [
     (dict(population=[0]), "population must be positive"),
     (dict(backend=["gemm-only"]), "unknown backend"),
+    (dict(backend=["compile-layers-cudagraphs"]), "unknown backend"),  # a way to time a bare stack, not a net
     (dict(model=["highway"], depth=[1]), "depth >= 2"),
 ])
 def test_a_bad_population_axis_is_refused_before_anything_runs(tmp_path, axes, words):

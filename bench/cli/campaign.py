@@ -366,5 +366,6 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
         print(f"  {name}: {outcome}")
     if not report:
         print(f"\nno report drawn here (--no-report): draw it with `highway-bench report {out} -o {out / 'report'}`")
-    print(f"\ncommit {out} (results, report, environment); run the same command again to go on where it stopped")
+    print(f"\ncommit {out} (results, {'report, ' if report else ''}environment); run the same command again to go "
+          f"on where it stopped")
     return 130 if interrupted else 0

@@ -169,9 +169,9 @@ def test_the_cuda_graph_baselines_pass_the_gate_on_a_gpu(tmp_path, mode):
     """Both CUDA-graph baselines on a GPU: the whole net compiled with its own graphs, and the layers compiled
     one by one with the whole step (optimizer included) captured by the harness and timed as replays."""
     df = tp.throughput_sweep(tmp_path, progress=False, device="cuda", model=["highway", "plain"], layer=["dense"],
-                             depth=[20], width=[50], dtype=["bf16", "fp32"], batch=[128], mode=[mode],
+                             depth=[6], width=[50], dtype=["bf16"], batch=[128], mode=[mode],
                              backend=["torch", "compile-cudagraphs", "compile-layers-cudagraphs"])
-    assert (df["status"] == "ok").all(), df[["model", "dtype", "backend", "status"]].to_string()
+    assert (df["status"] == "ok").all(), df[["model", "backend", "status"]].to_string()
     assert set(df[df["backend"] == "compile-layers-cudagraphs"]["timer"]) == {"cuda-graph"}
     assert set(df[df["backend"] != "compile-layers-cudagraphs"]["timer"]) == {"cuda-events"}
 

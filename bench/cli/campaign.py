@@ -5,7 +5,7 @@ ready to commit: the environment and the GPU's measured peaks, then the open tar
 against eager and CUDA graphs at depth 1000, its recomputing variant, its two ways to form the weight
 gradients, the population target at P = 100, depth 100), the `gpu`-marked tests, a profile, the kernel tests
 run again on the GPU, the rest of the population axis and of the throughput campaign, the paper's
-convergence protocol, and the report, which is always written.
+convergence protocol, and the report (left out with `--no-report`, to be drawn off the GPU).
 
 Made for a GPU lent for a quarter of an hour in calls of at most ten minutes (`scripts/gpu-lease.sh`): every
 step resumes, and a finished one is skipped, so the same command run again (with more time) picks up where

@@ -39,9 +39,8 @@ ROUNDS, MAX_SECONDS = 10, 20.0  # timed rounds per row: up to ROUNDS, at least 3
 # "triton-stack" here builds each net with highway_mlp(stack=True): one net is then one launch of the
 # depth-fused stack for its hidden layers, and a population of them one launch for every trial's
 # (the throughput backend of that name rebuilds a bare stack of layers, not a net, so its `prepare` is not
-# used here; nor is the recomputing variant's, which saves memory, not time). A backend whose step the
-# throughput harness captures in a CUDA graph (`cuda_graphs="step"`) is a way of timing a bare stack, which
-# a population's step of whole nets is not timed by.
+# used here; nor is the recomputing variant's, which saves memory, not time). Nor is a backend whose step
+# the throughput harness captures in a CUDA graph (`cuda_graphs="step"`): this sweep captures no steps.
 STACKED = "triton-stack"
 POPULATION_BACKENDS = [name for name, b in BACKENDS.items()
                        if b.computes_the_layer and b.cuda_graphs != "step"

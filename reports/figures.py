@@ -30,6 +30,24 @@ def report_style():
         yield
 
 
+# One colour per throughput backend in every figure, by family: eager black; the compiler blues; the per-layer
+# kernels orange; the depth-fused stack greens; the bare GEMM grey. Listed in the order legends show them.
+BACKEND_COLORS = {
+    "torch": "#000000", "compile": "#56b4e9", "compile-cudagraphs": "#0072b2", "compile-layers-cudagraphs": "#332288",
+    "triton": "#e69f00", "triton+compile": "#d55e00", "triton-stack": "#009e73", "triton-stack-recompute": "#44aa99",
+    "triton-stack-atomic": "#117733", "gemm-only": "#999999",
+}
+
+
+def backend_palette(backends) -> dict:
+    """hue_order and palette for the `backends` in a figure: each known one in its colour (`BACKEND_COLORS`),
+    in that order, then any other in a colour of its own."""
+    present = set(backends)
+    order = [b for b in BACKEND_COLORS if b in present] + sorted(present - set(BACKEND_COLORS))
+    extra = iter(["#cc79a7", "#882255", "#f0e442", "#aa4499", "#ddcc77"] * 4)
+    return dict(hue_order=order, palette={b: BACKEND_COLORS.get(b) or next(extra) for b in order})
+
+
 def arm_palette(arms) -> dict:
     """plain orange, searched highway blue, other highway arms (fixed or auto gate bias) in further colours."""
     extra = iter(["#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#999999"])
@@ -260,7 +278,7 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
             modes = sorted(dl["mode"].unique(), key=MODES.index)
             g = sns.relplot(dl, x="depth", y="samples_per_s", hue="backend", style="model", col="mode",
                             col_order=modes, row="shape", kind="line", markers=True, height=3.4, aspect=1.35,
-                            errorbar=None, facet_kws=dict(sharey=False))
+                            errorbar=None, facet_kws=dict(sharey=False), **backend_palette(dl["backend"]))
             g.set(yscale="log")
             g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
             noisy = dl[dl["noisy"].fillna(False).astype(bool)] if "noisy" in dl else dl.iloc[:0]
@@ -303,7 +321,7 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
             heaviest = modes[-1]  # memory of the mode that keeps the most alive
             mem = dl[dl["mode"] == heaviest]
             sns.lineplot(mem, x="depth", y="peak_mem_mb", hue="backend", style="model", markers=True, errorbar=None,
-                         ax=axes[0])
+                         ax=axes[0], **backend_palette(mem["backend"]))
             axes[0].set(xlabel="depth (layers)", ylabel="peak memory (MB)", title=f"peak memory of one {heaviest} step")
             _depth_axis(axes[0], dl["depth"].unique())
             roof = dl.dropna(subset=["pct_peak_flops"])
@@ -312,7 +330,7 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
                 axes[1].set_axis_off()
             else:
                 sns.lineplot(roof, x="depth", y="pct_peak_flops", hue="backend", style="mode", markers=True,
-                             errorbar=None, ax=axes[1])
+                             errorbar=None, ax=axes[1], **backend_palette(roof["backend"]))
                 axes[1].set(xlabel="depth (layers)", ylabel="% of peak TFLOP/s", title="roofline share")
                 _depth_axis(axes[1], roof["depth"].unique())
             fig.suptitle(f"Memory and roofline, {layer} layers — {label}")
@@ -339,7 +357,7 @@ def _against_depth(d: pd.DataFrame, y: str, ylabel: str, title: str, by_shape: b
         d = d.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(d["width"], d["dtype"], d["batch"])])
         line.update(row="shape", facet_kws=dict(sharey=False))
     g = sns.relplot(d, x="depth", y=y, hue="backend", col="mode", col_order=modes, kind="line", marker="o",
-                    height=3.2, aspect=1.3, errorbar=None, **line)
+                    height=3.2, aspect=1.3, errorbar=None, **backend_palette(d["backend"]), **line)
     g.set(xscale="log")
     g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
     g.set_axis_labels("depth (layers)", ylabel)
@@ -429,11 +447,12 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
             ax_rate, ax_speed = axes.flat[2 * i], axes.flat[2 * i + 1]
             sel = long[long["net"] == net]
             sns.lineplot(sel, x="population", y="rate", hue="backend", style="arrangement",
-                         style_order=["population", "one by one"], markers=True, ax=ax_rate, errorbar=None)
+                         style_order=["population", "one by one"], markers=True, ax=ax_rate, errorbar=None,
+                         **backend_palette(sel["backend"]))
             ax_rate.set(xscale="log", yscale="log", title=net, xlabel="trials P", ylabel="trial train steps / s")
             speed = d[d["net"] == net]
             sns.lineplot(speed, x="population", y="speedup", hue="backend", markers=True, marker="o", ax=ax_speed,
-                         errorbar=None, legend=False)
+                         errorbar=None, legend=False, **backend_palette(speed["backend"]))
             ax_speed.axhline(1.0, color="grey", lw=0.8, ls=":")
             ax_speed.set(xscale="log", title="population ÷ one by one", xlabel="trials P", ylabel="speed-up")
             for ax in (ax_rate, ax_speed):

@@ -280,6 +280,26 @@ def test_figures_speak_plainly(tmp_path):
     assert dict(matplotlib.rcParams) == before  # the report's style does not leak
 
 
+def test_every_backend_keeps_one_colour_of_its_own_across_figures(tmp_path):
+    import matplotlib
+
+    from highway.bench.harness.backends import BACKENDS
+    from highway.reports.figures import BACKEND_COLORS, backend_palette, per_layer_figures, report_style
+
+    assert set(BACKENDS) <= set(BACKEND_COLORS)  # a new backend needs a colour here
+    assert len(set(BACKEND_COLORS.values())) == len(BACKEND_COLORS)
+    shown = backend_palette(["triton-stack", "someone-elses", "torch"])
+    assert shown["hue_order"] == ["torch", "triton-stack", "someone-elses"]
+    assert shown["palette"]["someone-elses"] not in BACKEND_COLORS.values()
+    # the same backend is drawn in the same colour whichever others share the figure
+    cpu = load_results([fixture_results(tmp_path)]).throughput
+    with report_style():
+        for rows in (cpu, cpu[cpu["backend"] != "torch"]):
+            fig = per_layer_figures(rows)[0].fig
+            lines = {h.get_label(): h.get_color() for h in fig.legends[0].legend_handles if h.get_label() in BACKEND_COLORS}
+            assert lines and all(matplotlib.colors.same_color(c, BACKEND_COLORS[b]) for b, c in lines.items())
+
+
 def test_weight_streaming_is_a_share_of_peak_bandwidth_on_a_known_gpu_and_gb_per_s_elsewhere(tmp_path):
     from highway.reports.figures import report_style, weight_streaming_figures
 

@@ -16,6 +16,7 @@ import pandas as pd
 import seaborn as sns
 
 from highway.bench.schema import GATE_AUTO, GATE_SEARCH, MODES, STATUS_OK
+from highway.reports.claims import STACK_BASELINES, STACK_TARGETS
 from highway.reports.summaries import TOP, arm_names, best_runs, chance_loss
 
 MODEL_COLORS = {"plain": "#d55e00", "highway": "#0072b2"}
@@ -381,6 +382,58 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
                           "their launches' cost; the depth-fused stack (triton-stack) at one layer's dependent "
                           "chain of weight load, GEMM and epilogue." + _cpu_note(d, device_type),
                           f"per-layer-{slug}"))
+    return out
+
+
+def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) -> list[Figure]:
+    """The depth-fused stack's speed-ups at its targets' shape, as bars against the targets: how many times
+    faster `triton-stack` runs than eager and than each CUDA-graph baseline measured, per width and dtype, a
+    panel per mode. GPU rows only, as the claims (`STACK_TARGETS`)."""
+    ok = _dense_highway(df)
+    ok = ok[(ok["device_type"] == "cuda") & (ok["depth"] == depth) & (ok["batch"] == batch)] if not ok.empty else ok
+    out = []
+    for label, slug, _, d in _by_device(ok):
+        times = d.pivot_table(index=["mode", "width", "dtype"], columns="backend", values="median_ms", aggfunc="last")
+        baselines = [(b, i) for b, i in STACK_BASELINES if b in times]
+        modes = [m for m in STACK_TARGETS if m in times.index.get_level_values("mode")]
+        if "triton-stack" not in times or not baselines or not modes:
+            continue
+        fig, axes = plt.subplots(1, len(modes), figsize=(6.2 * len(modes), 4.2), squeeze=False)
+        for ax, mode in zip(axes.flat, modes):
+            t = times.loc[mode]
+            shapes = [f"width {w}\n{dt}" for w, dt in t.index]
+            bar = 0.8 / len(baselines)
+            for j, (backend, _) in enumerate(baselines):
+                ratio = t[backend] / t["triton-stack"]
+                x = np.arange(len(t)) + (j - (len(baselines) - 1) / 2) * bar
+                what = "eager" if backend == "torch" else backend
+                bars = ax.bar(x, ratio, bar, color=BACKEND_COLORS[backend], label=f"over {what}")
+                ax.bar_label(bars, labels=[f"{r:.1f}x" if np.isfinite(r) else "" for r in ratio], fontsize=8)
+            targets = STACK_TARGETS[mode]
+            for target, ls, color, what in ((targets[0], "--", BACKEND_COLORS["torch"], "eager"),
+                                            (targets[1], ":", BACKEND_COLORS["compile-cudagraphs"], "CUDA graphs")):
+                ax.axhline(target, ls=ls, color=color, lw=1.4, label=f"target over {what}")
+            ax.axhline(1.0, color="grey", lw=0.8)
+            ax.set_yscale("log")
+            top = max(np.nanmax((t[[b for b, _ in baselines]].to_numpy() / t[["triton-stack"]].to_numpy())), *targets)
+            ax.set_ylim(min(0.8, ax.get_ylim()[0]), top * 2.5)  # room for the bars' labels
+            # the targets are the ticks that matter: label them, with the decades
+            ticks = sorted({*targets, *(10.0 ** k for k in range(0, int(np.log10(top * 2.5)) + 1))})
+            ax.set_yticks(ticks, [f"{v:g}x" for v in ticks])
+            ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            ax.set_xticks(np.arange(len(t)), shapes)
+            ax.set(title=mode, ylabel="speed-up of the depth-fused stack")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+        fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+        fig.suptitle(f"The depth-fused stack at its targets: depth {depth}, batch {batch} — {label}")
+        out.append(Figure(f"Depth-fused stack against its targets ({label})", fig,
+                          f"How many times faster one step of a {depth}-layer stack runs fused (triton-stack) than "
+                          "eager PyTorch and than CUDA graphs (compile-cudagraphs: the net compiled whole; "
+                          "compile-layers-cudagraphs: each layer compiled once, the whole step one graph), per "
+                          "width and dtype. The lines are the targets: a bar above its line meets it (the black "
+                          "bar, eager's; the blue ones, CUDA graphs').",
+                          f"stack-targets-{slug}"))
     return out
 
 

@@ -300,6 +300,29 @@ def test_every_backend_keeps_one_colour_of_its_own_across_figures(tmp_path):
             assert lines and all(matplotlib.colors.same_color(c, BACKEND_COLORS[b]) for b, c in lines.items())
 
 
+def test_the_stacks_targets_are_drawn_as_bars_against_their_lines_from_gpu_rows_only():
+    from highway.reports.figures import report_style, stack_target_figures
+
+    rows = [dict(model="highway", layer="dense", depth=1000, width=width, dtype="bf16", batch=128, mode=mode,
+                 backend=backend, status="ok", median_ms=ms * (2 if mode == "train" else 1), device="NVIDIA H200",
+                 device_type="cuda")
+            for width in (50, 128) for mode in ("fwd", "train")
+            for backend, ms in (("torch", 100.0), ("compile-layers-cudagraphs", 20.0), ("triton-stack", 4.0))]
+    df = pd.DataFrame(rows)
+    with report_style():
+        (figure,) = stack_target_figures(df)
+        fwd, train = figure.fig.axes
+        assert [fwd.get_title(), train.get_title()] == ["fwd", "train"]
+        heights = sorted(round(b.get_height(), 6) for b in fwd.patches)
+        assert heights == [5.0, 5.0, 25.0, 25.0]  # eager ÷ stack and graphs ÷ stack, at two widths
+        assert {"10x", "3x"} <= {t.get_text() for t in fwd.get_yticklabels()}  # the fwd targets are ticks
+        assert {"5x", "2x"} <= {t.get_text() for t in train.get_yticklabels()}
+        labels = [t.get_text() for t in figure.fig.legends[0].get_texts()]
+        assert "over compile-layers-cudagraphs" in labels and "target over eager" in labels
+        assert stack_target_figures(df.assign(device_type="cpu")) == []  # CPU numbers say nothing of GPU targets
+        assert stack_target_figures(df[df["backend"] != "triton-stack"]) == []
+
+
 def test_weight_streaming_is_a_share_of_peak_bandwidth_on_a_known_gpu_and_gb_per_s_elsewhere(tmp_path):
     from highway.reports.figures import report_style, weight_streaming_figures
 

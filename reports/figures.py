@@ -16,7 +16,7 @@ import pandas as pd
 import seaborn as sns
 
 from highway.bench.schema import GATE_AUTO, GATE_SEARCH, MODES, STATUS_OK
-from highway.reports.claims import STACK_BASELINES, STACK_TARGETS
+from highway.reports.claims import POPULATION_TARGETS, STACK_BASELINES, STACK_TARGETS
 from highway.reports.summaries import TOP, arm_names, best_runs, chance_loss
 
 MODEL_COLORS = {"plain": "#d55e00", "highway": "#0072b2"}
@@ -507,6 +507,13 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
             sns.lineplot(speed, x="population", y="speedup", hue="backend", markers=True, marker="o", ax=ax_speed,
                          errorbar=None, legend=False, **backend_palette(speed["backend"]))
             ax_speed.axhline(1.0, color="grey", lw=0.8, ls=":")
+            first = speed.iloc[0]
+            for where, model, depth, width, trials, target in POPULATION_TARGETS:
+                if (where, model, depth, width) == (device_type, first["model"], first["depth"], first["width"]):
+                    ax_speed.axhline(target, color="crimson", lw=1.0, ls="--")
+                    ax_speed.plot([trials], [target], marker="*", ms=12, color="crimson", ls="none",
+                                  label=f"target: {target:g}x at P = {trials}")
+                    ax_speed.legend(loc="lower right", fontsize=8)
             ax_speed.set(xscale="log", title="population ÷ one by one", xlabel="trials P", ylabel="speed-up")
             for ax in (ax_rate, ax_speed):
                 ax.set_xticks(sorted(speed["population"].unique()), labels=sorted(speed["population"].unique()))
@@ -521,6 +528,7 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
         out.append(Figure(f"Population training ({label})", fig,
                           "Left of each pair: trial train steps per second (fwd + bwd + SGD step of every trial), "
                           "trained as one population (solid) or as P nets one after another (dashed), timed in "
-                          "alternation in one run. Right: the population's speed-up (the dotted line is 1)."
+                          "alternation in one run. Right: the population's speed-up (the dotted line is 1; a red "
+                          "star and dashed line mark the target where this net has one)."
                           + _cpu_note(d, device_type), f"population-{slug}"))
     return out

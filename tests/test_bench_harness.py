@@ -594,6 +594,13 @@ def test_the_population_axis_times_both_arrangements_side_by_side(tmp_path, caps
         (figure,) = population_figures(data.population)
     assert figure.slug == "population-cpu"
     assert all(c["verdict"] == "no data" for c in population_claims(data.population))  # not the targets' shapes
+    assert not any(ax.get_legend_handles_labels()[1] == ["target: 3x at P = 32"] for ax in figure.fig.axes)
+    # at the CPU target's shape its speed-up panel marks the target
+    at_target = data.population.assign(depth=20, width=50)
+    with report_style():
+        figures = population_figures(at_target)
+    marked = [ax for f in figures for ax in f.fig.axes if ax.get_legend_handles_labels()[1] == ["target: 3x at P = 32"]]
+    assert marked and all(ax.get_title() == "population ÷ one by one" for ax in marked)
 
 
 @pytest.mark.parametrize("backend", ["triton", "triton-stack"])

@@ -394,7 +394,7 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
     out = []
     for label, slug, _, d in _by_device(ok):
         times = d.pivot_table(index=["mode", "width", "dtype"], columns="backend", values="median_ms", aggfunc="last")
-        baselines = [(b, i) for b, i in STACK_BASELINES if b in times]
+        baselines = [b for b, _ in STACK_BASELINES if b in times]
         modes = [m for m in STACK_TARGETS if m in times.index.get_level_values("mode")]
         if "triton-stack" not in times or not baselines or not modes:
             continue
@@ -403,7 +403,7 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
             t = times.loc[mode]
             shapes = [f"width {w}\n{dt}" for w, dt in t.index]
             bar = 0.8 / len(baselines)
-            for j, (backend, _) in enumerate(baselines):
+            for j, backend in enumerate(baselines):
                 ratio = t[backend] / t["triton-stack"]
                 x = np.arange(len(t)) + (j - (len(baselines) - 1) / 2) * bar
                 what = "eager" if backend == "torch" else backend
@@ -415,7 +415,7 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
                 ax.axhline(target, ls=ls, color=color, lw=1.4, label=f"target over {what}")
             ax.axhline(1.0, color="grey", lw=0.8)
             ax.set_yscale("log")
-            top = max(np.nanmax((t[[b for b, _ in baselines]].to_numpy() / t[["triton-stack"]].to_numpy())), *targets)
+            top = max(np.nanmax(t[baselines].to_numpy() / t[["triton-stack"]].to_numpy()), *targets)
             ax.set_ylim(min(0.8, ax.get_ylim()[0]), top * 2.5)  # room for the bars' labels
             # the targets are the ticks that matter: label them, with the decades
             ticks = sorted({*targets, *(10.0 ** k for k in range(0, int(np.log10(top * 2.5)) + 1))})

@@ -232,12 +232,12 @@ def stack_claims(df: pd.DataFrame) -> list[dict]:
     gpu = _gpu_rows(df)
     keys = SHAPE
     sel = gpu[(gpu["depth"] == 1000) & (gpu["batch"] == 128) & (gpu["layer"] == "dense")] if not gpu.empty else gpu
-    rows = []
-    for name, words in STACK_BACKENDS.items():
+    ranked = []  # (order, row): a shape's rows next to each other, eager first, memory last
+    for rank, (name, words) in enumerate(STACK_BACKENDS.items()):
         stack = sel[sel["backend"] == name].set_index(keys) if not sel.empty else sel
         if stack.empty:
             continue
-        for backend, index in STACK_BASELINES:
+        for kind, (backend, index) in enumerate(STACK_BASELINES):
             other = sel[sel["backend"] == backend].set_index(keys)
             ratio = (other["median_ms"] / stack["median_ms"]).dropna()
             for key, value in ratio.items():
@@ -245,9 +245,10 @@ def stack_claims(df: pd.DataFrame) -> list[dict]:
                 if mode not in STACK_TARGETS:
                     continue
                 target = STACK_TARGETS[mode][index]
-                rows.append(_row(f"{words}, depth 1000, width {width}, {dtype}, {mode}: at least {target:g}x "
-                                 f"{'eager' if backend == 'torch' else backend}", f"{value:.2f}x", value >= target,
-                                 f"throughput on {key[7]}"))
+                ranked.append(((rank, width, dtype, list(STACK_TARGETS).index(mode), kind), _row(
+                    f"{words}, depth 1000, width {width}, {dtype}, {mode}: at least {target:g}x "
+                    f"{'eager' if backend == 'torch' else backend}", f"{value:.2f}x", value >= target,
+                    f"throughput on {key[7]}")))
             if backend == "torch":
                 memory = (stack["peak_mem_mb"] / other["peak_mem_mb"]).dropna()
                 for key, share in memory.items():
@@ -255,10 +256,11 @@ def stack_claims(df: pd.DataFrame) -> list[dict]:
                         # what any stack ends its backward with, as eager does: one gradient of every weight
                         depth, width, size = key[2], key[3], ELEMENT_BYTES[key[4]]
                         floor = depth * (2 * width * width + 2 * width) * size / 2**20 / other["peak_mem_mb"][key]
-                        rows.append(_row(f"{words}, depth 1000, width {width}, {key[4]}: a training step's peak "
-                                         f"memory at most a quarter of eager's",
-                                         f"{share:.2f} of eager's (the weight gradient alone: {floor:.2f})",
-                                         share <= STACK_MEMORY_SHARE, f"throughput on {key[7]}"))
+                        ranked.append(((rank, width, key[4], len(STACK_TARGETS), 0), _row(
+                            f"{words}, depth 1000, width {width}, {key[4]}: a training step's peak memory at most a "
+                            f"quarter of eager's", f"{share:.2f} of eager's (the weight gradient alone: {floor:.2f})",
+                            share <= STACK_MEMORY_SHARE, f"throughput on {key[7]}")))
+    rows = [row for _, row in sorted(ranked, key=lambda pair: pair[0])]
     rows += _weight_grads_claims(sel, keys)
     return rows or [_row("The depth-fused stack at depth 1000, batch 128: forward >= 10x eager and 3x "
                          "compile-cudagraphs, training step >= 5x eager and 2x compile-cudagraphs, a quarter of "

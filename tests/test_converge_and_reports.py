@@ -446,3 +446,7 @@ def test_the_depth_fused_stack_claims_read_gpu_rows_only():
     assert against["Depth-fused stack, depth 1000, width 50, bf16, train: at least 2x compile-layers-cudagraphs"] == \
         "does not hold"  # 1.5x
     assert against["Depth-fused stack, depth 1000, width 50, bf16, train: at least 2x compile-cudagraphs"] == "holds"
+    # one shape's rows next to each other: eager, the two CUDA-graph baselines, then memory
+    assert [c.split(": ")[1] for c in against.index[:4]] == [
+        "at least 5x eager", "at least 2x compile-cudagraphs", "at least 2x compile-layers-cudagraphs",
+        "a training step's peak memory at most a quarter of eager's"]

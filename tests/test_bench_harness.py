@@ -393,8 +393,8 @@ def test_pytest_benchmark_conventions(tmp_path):
 def test_campaign_dry_run_prints_its_plan_and_where_the_budget_ends(capsys):
     assert main(["campaign", "--out", "unused", "--dry-run", "--budget-minutes", "9"]) == 0
     out = capsys.readouterr().out
-    order = ["environment and peaks", "the depth-fused stack's targets", "recomputing", "atomics",
-             "population: the target's shape, P = 100 at depth 100", "gpu-marked tests",
+    order = ["environment and peaks", "the depth-fused stack's targets", "recomputing",
+             "population: the target's shape, P = 100 at depth 100", "atomics", "gpu-marked tests",
              "profile of the deepest configuration", "population: depth 10 and 100", "the paper's thin nets",
              "compiled whole at depth 1000", "convergence (paper protocol)", "report"]
     assert [out.index(step) for step in order] == sorted(out.index(step) for step in order)

@@ -2,10 +2,10 @@
 
 The steps run most valuable first, one after another until the time budget is spent, into one gallery folder
 ready to commit: the environment and the GPU's measured peaks, then the open targets (the depth-fused stack
-against eager and CUDA graphs at depth 1000, its recomputing variant, its two ways to form the weight
-gradients, the population target at P = 100, depth 100), the `gpu`-marked tests, a profile, the kernel tests
-run again on the GPU, the rest of the population axis and of the throughput campaign, the paper's
-convergence protocol, and the report (left out with `--no-report`, to be drawn off the GPU).
+against eager and CUDA graphs at depth 1000, its recomputing variant, the population target at P = 100,
+depth 100, the stack's two ways to form the weight gradients), the `gpu`-marked tests, a profile, the
+kernel tests run again on the GPU, the rest of the population axis and of the throughput campaign, the
+paper's convergence protocol, and the report (left out with `--no-report`, to be drawn off the GPU).
 
 Made for a GPU lent for a quarter of an hour in calls of at most ten minutes (`scripts/gpu-lease.sh`): every
 step resumes, and a finished one is skipped, so the same command run again (with more time) picks up where
@@ -242,8 +242,8 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
         Step("environment and peaks", 0 if (out / "environment.json").exists() else 60, env_step),
         throughput(*first),
         throughput(*recompute),
-        throughput(*atomic),
         population("the target's shape, P = 100 at depth 100", POPULATION_TARGET),
+        throughput(*atomic),
         tests("gpu-marked tests", "gpu-tests.log", ["-m", "gpu", "tests"], 240, "python -m pytest -m gpu"),
         Step("profile of the deepest configuration", 0 if profiled else 120, profile_step,
              Case(**PROFILE_CASE).describe()),

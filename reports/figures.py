@@ -415,7 +415,8 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
                 ax.axhline(target, ls=ls, color=color, lw=1.4, label=f"target over {what}")
             ax.axhline(1.0, color="grey", lw=0.8)
             ax.set_yscale("log")
-            top = max(np.nanmax(t[baselines].to_numpy() / t[["triton-stack"]].to_numpy()), *targets)
+            ratios = (t[baselines].to_numpy() / t[["triton-stack"]].to_numpy()).ravel()
+            top = max(*ratios[np.isfinite(ratios)], *targets)  # a call cut short can leave a shape half measured
             ax.set_ylim(min(0.8, ax.get_ylim()[0]), top * 2.5)  # room for the bars' labels
             # the targets are the ticks that matter: label them, with the decades
             ticks = sorted({*targets, *(10.0 ** k for k in range(0, int(np.log10(top * 2.5)) + 1))})

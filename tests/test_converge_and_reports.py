@@ -320,6 +320,10 @@ def test_the_stacks_targets_are_drawn_as_bars_against_their_lines_from_gpu_rows_
         labels = [t.get_text() for t in figure.fig.legends[0].get_texts()]
         assert "over compile-layers-cudagraphs" in labels and "target over eager" in labels
         assert stack_target_figures(df.assign(device_type="cpu")) == []  # CPU numbers say nothing of GPU targets
+        # a lease cut short: one mode has the stack but none of its baselines yet
+        half = df[~((df["mode"] == "train") & (df["backend"] != "triton-stack"))]
+        (cut,) = stack_target_figures(half)
+        assert [round(b.get_height(), 6) for b in cut.fig.axes[1].patches if np.isfinite(b.get_height())] == []
         assert stack_target_figures(df[df["backend"] != "triton-stack"]) == []
 
 

@@ -292,6 +292,21 @@ def test_kernels_are_counted_from_the_profilers_gpu_events():
     assert any(e.name() == "aten::mm" for e in raw) and count_kernels(raw) == 0
 
 
+def test_a_kernel_count_that_fails_costs_the_row_its_count_only(monkeypatch):
+    import math
+    from types import SimpleNamespace
+
+    import highway.bench.harness.profile as hp
+
+    def broken(**kwargs):
+        raise RuntimeError("CUPTI could not be loaded")
+
+    monkeypatch.setattr(hp.torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(hp, "profile", broken)
+    with pytest.warns(RuntimeWarning, match="kernels per step not counted .*CUPTI could not be loaded"):
+        assert math.isnan(hp.kernels_per_step(lambda: None, SimpleNamespace(type="cuda")))
+
+
 @pytest.mark.parametrize("command", [[], ["throughput"], ["profile"], ["peaks"], ["converge"], ["analyze"], ["report"],
                                      ["quickstart"]])
 def test_every_command_has_help(command, capsys):

@@ -53,9 +53,9 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
         say(f"  drawing the gates of {len(data.analyses)} trained net(s)", flush=True)
         sections.append(("Inside trained highway nets", [f for a in data.analyses for f in gate_figures(a)]))
         say("  drawing the throughput figures", flush=True)
-        sections.append(("Throughput and memory", stack_target_figures(data.throughput) + throughput_figures(data.throughput)
-                         + per_layer_figures(data.throughput) + weight_streaming_figures(data.throughput)
-                         + kernel_count_figures(data.throughput)))
+        sections.append(("Throughput and memory", stack_target_figures(data.throughput)
+                         + throughput_figures(data.throughput) + per_layer_figures(data.throughput)
+                         + weight_streaming_figures(data.throughput) + kernel_count_figures(data.throughput)))
         say("  drawing the population figures", flush=True)
         sections.append(("Population training", population_figures(data.population)))
         total, done = sum(len(figures) for _, figures in sections), 0

@@ -418,7 +418,7 @@ def test_campaign_dry_run_prints_its_plan_and_where_the_budget_ends(capsys):
 
 
 def test_the_campaign_runs_the_targets_first_and_each_configuration_once():
-    from highway.bench.cli.campaign import POPULATION_TARGET, THROUGHPUT_BLOCKS, campaign_steps
+    from highway.bench.cli.campaign import POPULATION_TARGET, THROUGHPUT_BLOCKS, WHOLE_NET_COMPILES, campaign_steps
     from highway.bench.harness.population_sweep import expand as expand_population
 
     first = tp.expand(**THROUGHPUT_BLOCKS[0][1])
@@ -432,7 +432,7 @@ def test_the_campaign_runs_the_targets_first_and_each_configuration_once():
     # no whole-net compilation at depth 1000 (minutes a case) before the last throughput block
     blocks = [tp.expand(**axes) for _, axes in THROUGHPUT_BLOCKS]
     slow = [i for i, cases in enumerate(blocks)
-            if any(c.depth == 1000 and c.backend in ("compile", "compile-cudagraphs", "triton+compile") for c in cases)]
+            if any(c.depth == 1000 and c.backend in WHOLE_NET_COMPILES for c in cases)]
     assert slow == [len(blocks) - 1]
     assert {(c.depth, c.population) for c in expand_population(**POPULATION_TARGET)} == {(100, 100)}
     steps = campaign_steps(Path("unused"), torch.device("cpu"), False, [])

@@ -96,10 +96,10 @@ def estimate_case_s(case) -> float:
     eager costs launches, compilation grows with depth, the first triton call autotunes."""
     layers = case.depth
     base = 1.0 + 0.004 * layers * (3 if case.mode != "fwd" else 1)
-    if case.backend == "compile-layers-cudagraphs":  # one layer compiled, whatever the depth
-        base += 20
-    elif "compile" in case.backend:
+    if case.backend in WHOLE_NET_COMPILES:
         base += 15 + 0.25 * layers
+    elif "compile" in case.backend:  # compile-layers-cudagraphs: one layer compiled, whatever the depth
+        base += 20
     if case.backend.startswith("triton"):
         base += 20
     return base

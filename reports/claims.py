@@ -5,6 +5,7 @@ paper's says "not tested at this budget" with what fell short, not "does not hol
 basis: dataset, trials, epochs, depths. Thresholds are the paper's words made exact (e.g. "more than 2
 orders of magnitude" is a ratio above 100).
 """
+import numpy as np
 import pandas as pd
 
 from highway.bench.schema import GATE_AUTO, GATE_SEARCH, NO_GATE, STATUS_OK
@@ -158,7 +159,45 @@ def gate_bias_claims(df: pd.DataFrame, carry: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def lesion_claims(analyses) -> list[dict]:
+def _training_study(meta: dict, converge: pd.DataFrame) -> pd.DataFrame:
+    """The convergence rows of the study that trained an analysed net: the study its checkpoint names, else
+    (older checkpoints name none) the one study holding a trial of its dataset, model, depth, trial number,
+    learning rate and gate bias. Empty when neither is found."""
+    none = converge.iloc[0:0]
+    if converge.empty or not all(k in meta for k in ("dataset", "model", "depth")):
+        return none
+    if "study" in meta:
+        studies = {meta["study"]}
+    else:
+        d = converge[(converge["dataset"] == meta["dataset"]) & (converge["model"] == meta["model"])
+                     & (converge["depth"] == meta["depth"]) & (converge["trial"] == meta.get("trial"))]
+        same = np.isclose(d["lr"], meta.get("lr", np.nan), rtol=1e-9) & np.isclose(
+            d["gate_bias"], meta.get("gate_bias", np.nan), rtol=1e-9)
+        studies = set(d.loc[same, "study"])
+    if len(studies) != 1:
+        return none
+    return converge[(converge["study"] == studies.pop()) & (converge["dataset"] == meta["dataset"])]
+
+
+def lesion_basis(meta: dict, converge: pd.DataFrame) -> tuple[str, list[str]]:
+    """(basis, shortfalls) of a lesion claim: the study that trained the net, with its trials and epochs,
+    and how that study falls short of the paper's, whose Figure 4 lesions the best nets of its full search."""
+    net = f"the best depth-{meta['depth']} net" if "depth" in meta else "its net"
+    if "train_loss" in meta:
+        net += f", training loss {meta['train_loss']:.3g}"
+    rows = _training_study(meta, converge)
+    if not rows.empty:
+        study, dataset = rows["study"].iloc[0], rows["dataset"].iloc[0]
+        return f"{study_basis(study, dataset, rows)}; {net}", search_shortfalls(rows, best_runs(rows))
+    if "study" in meta and "epochs" in meta and "trials" in meta:  # the study's own rows are not in this report
+        short = [f"{meta['trials']} of the paper's {PAPER_TRIALS} trials"] if meta["trials"] < PAPER_TRIALS else []
+        return (f"{meta.get('dataset', '?')}, study '{meta['study']}': {meta['trials']} trials, {meta['epochs']} "
+                f"epochs; {net}", short + ["the study's rows are not in this report, so its horizon is not known"])
+    return f"{meta.get('dataset', '?')}, {net} (the checkpoint does not record its study)", [
+        "the net's training budget is not recorded"]
+
+
+def lesion_claims(analyses, converge: pd.DataFrame) -> list[dict]:
     rows = []
     for a in analyses:
         les = a.lesion
@@ -168,10 +207,11 @@ def lesion_claims(analyses) -> list[dict]:
         rel = les.loc[les["lesioned"], "train_loss"] / base
         idle = float((rel < 1.05).mean())
         worst = int(les.loc[les["lesioned"]].iloc[int(rel.to_numpy().argmax())]["layer"])
+        basis, short = lesion_basis(a.meta, converge)
         rows.append(_row(f"Lesioning shows layers matter unequally: closing some layer's gates hurts much more than "
                          f"others', and some layers are nearly idle ({a.name})",
                          f"worst layer {worst}: loss x{rel.max():.3g}; {100 * idle:.0f}% of layers change it < 5%",
-                         bool(rel.max() > 1.5 and idle > 0), a.name))
+                         bool(rel.max() > 1.5 and idle > 0), basis, short))
     return rows
 
 
@@ -344,7 +384,7 @@ def study_time_claims(times: pd.DataFrame) -> list[dict]:
 
 def claims_table(data) -> pd.DataFrame:
     rows = (convergence_claims(data.converge) + gate_bias_claims(data.converge, data.carry)
-            + lesion_claims(data.analyses) + throughput_claims(data.throughput) + stack_claims(data.throughput)
+            + lesion_claims(data.analyses, data.converge) + throughput_claims(data.throughput) + stack_claims(data.throughput)
             + population_claims(data.population) + study_time_claims(data.study_times))
     return pd.DataFrame(rows, columns=["claim", "measured", "verdict", "basis"])
 

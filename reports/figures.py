@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import matplotlib
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -88,6 +89,29 @@ def _depth_axis(ax, depths):
     ax.minorticks_off()
 
 
+def _plain_number(value: float, _=None) -> str:
+    """200, 60, 0.5, 10k, 1M: how a person writes a time or a rate on an axis."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+class _PlainLogFormatter(ticker.LogFormatter):
+    """matplotlib's choice of which log ticks to label, each label written as `_plain_number` writes it."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        return _plain_number(x)
+
+
+def _plain_log_y(axes):
+    """Log-scaled y axes labelled in plain numbers (200, 60, 10k) rather than 2×10², 6×10¹, 10⁴: the
+    decades, and within a range under two decades a few steps between them too."""
+    for ax in np.ravel(axes):
+        ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
 def _image(ax, values, cmap, **kw):
     ax.grid(False)
     return ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest", **kw)
@@ -127,10 +151,11 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1), fontsize=9, title=None)
         fig.suptitle(f"Optimization of plain and highway nets ({dataset}, study '{study}') — cf. the paper's Figure 1")
         fig.tight_layout()
-        out.append(Figure("Training curves by depth", fig,
+        out.append(Figure(f"Training curves by depth: study '{study}' ({dataset})", fig,
                           "Training-set cross-entropy per epoch (epoch 0: at initialization). Solid: highway "
                           "(width 50), dashed: plain (width 71). Left: each depth's best trial by final loss; "
-                          f"right: mean curve of the best {TOP} trials (fewer where fewer finished).", f"curves-{study}"))
+                          f"right: mean curve of the best {n_top} trials (fewer where fewer finished).",
+                          f"curves-{study}"))
 
         best = best_runs(raw)
         top = int(best["top"].max()) if len(best) else TOP
@@ -145,7 +170,7 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
                title=f"Final training loss against depth ({dataset})")
         _depth_axis(ax, depths)
         fig.tight_layout()
-        out.append(Figure("Final loss against depth", fig,
+        out.append(Figure(f"Final loss against depth: study '{study}' ({dataset})", fig,
                           f"Final training loss of the best trial and the mean of the best {top}, per depth. Diverged "
                           "trials are left out of both.", f"final-loss-{study}"))
     return out
@@ -180,7 +205,7 @@ def gate_bias_figures(df: pd.DataFrame) -> list[Figure]:
             ax.axhline(chance, ls=":", color="gray")
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, fontsize=9)
         fig.tight_layout()
-        out.append(Figure("Gate-bias rules against depth", fig,
+        out.append(Figure(f"Gate-bias rules against depth: study '{study}' ({dataset})", fig,
                           f"Training loss after {epoch} epochs with one fixed learning rate and momentum. The dotted "
                           "line is chance (ln of the number of classes); an x marks a depth where every run of that arm diverged. The random search's best is at "
                           "the same epoch, where it ran.", f"gate-bias-{study}"))
@@ -206,7 +231,7 @@ def carry_figures(carry: pd.DataFrame) -> list[Figure]:
             ax.axhline(0.5, ls=":", color="gray")
         fig.suptitle(f"Carry path at initialization ({dataset}, study '{study}'): mean of ∏(1 − T) over data")
         fig.tight_layout()
-        out.append(Figure("Signal along the carry path at initialization", fig,
+        out.append(Figure(f"Signal along the carry path at initialization: study '{study}' ({dataset})", fig,
                           "For each depth, the mean over training samples and blocks of the product of carry "
                           "fractions (1 − T) up to each layer. The dotted line is the `keep` = 0.5 that the auto "
                           "rule aims the last layer at.", f"carry-{study}"))
@@ -215,8 +240,32 @@ def carry_figures(carry: pd.DataFrame) -> list[Figure]:
 
 # --- gates and lesions ---------------------------------------------------------------------------------
 
+def trained_net(meta: dict) -> str:
+    """A sentence on the analysed net, from what its checkpoint recorded (older ones name no study or epochs)."""
+    if not {"model", "depth"} <= meta.keys():
+        return ""
+    details = []
+    if "trial" in meta:
+        details.append(f"trial {meta['trial']}")
+    if "activation" in meta:
+        details.append(str(meta["activation"]))
+    if isinstance(meta.get("gate_bias"), (int, float)):
+        details.append(f"gate bias {meta['gate_bias']:.2f}")
+    sentence = f" The net: the best {meta['model']} trial at depth {meta['depth']}"
+    if "study" in meta:
+        sentence += f" of study '{meta['study']}'"
+    if details:
+        sentence += f" ({', '.join(details)})"
+    if "epochs" in meta:
+        sentence += f", trained {meta['epochs']} epochs"
+    if "train_loss" in meta:
+        sentence += f", final training loss {meta['train_loss']:.3g}"
+    return sentence + "."
+
+
 def gate_figures(analysis) -> list[Figure]:
     g, name = analysis.gates, analysis.name
+    net = trained_net(analysis.meta)
     panels = [("biases", "transform gate biases", "cividis", None), ("mean_gate", "mean transform gate", "viridis",
               (0, 1)), ("sample_gate", "transform gate, one sample", "viridis", (0, 1)),
               ("sample_output", "block output, one sample", "magma", None)]
@@ -229,7 +278,7 @@ def gate_figures(analysis) -> list[Figure]:
     fig.suptitle(f"Inside the trained highway net {name} — cf. the paper's Figure 2")
     fig.tight_layout()
     out = [Figure(f"Gates of {name}", fig, "Rows are highway layers (first at the top), columns are blocks. The mean "
-                  "gate is over the analysed training samples; the single-sample columns use the first one.",
+                  "gate is over the analysed training samples; the single-sample columns use the first one." + net,
                   f"gates-{name}")]
 
     diffs, classes = g["class_gate_diff"], g["classes"]
@@ -245,7 +294,7 @@ def gate_figures(analysis) -> list[Figure]:
     fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label="class mean − overall mean")
     fig.suptitle(f"Per-class transform-gate activity, {name} — cf. the paper's Figure 3")
     out.append(Figure(f"Per-class gates of {name}", fig, "Each class's mean transform-gate activity minus the mean "
-                      "over all samples (layers down, blocks across).", f"class-gates-{name}"))
+                      "over all samples (layers down, blocks across)." + net, f"class-gates-{name}"))
 
     lesion = analysis.lesion
     if not lesion.empty:
@@ -262,7 +311,7 @@ def gate_figures(analysis) -> list[Figure]:
         ax.legend()
         fig.tight_layout()
         out.append(Figure(f"Lesions of {name}", fig, "Training loss with all transform gates of one layer closed "
-                          "(T = 0, the layer copies its input).", f"lesion-{name}"))
+                          "(T = 0, the layer copies its input)." + net, f"lesion-{name}"))
     return out
 
 
@@ -281,6 +330,7 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
                             col_order=modes, row="shape", kind="line", markers=True, height=3.4, aspect=1.35,
                             errorbar=None, facet_kws=dict(sharey=False), **backend_palette(dl["backend"]))
             g.set(yscale="log")
+            _plain_log_y(g.axes)
             g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
             noisy = dl[dl["noisy"].fillna(False).astype(bool)] if "noisy" in dl else dl.iloc[:0]
             for (row_name, col_name), ax in g.axes_dict.items():
@@ -359,7 +409,8 @@ def _against_depth(d: pd.DataFrame, y: str, ylabel: str, title: str, by_shape: b
         line.update(row="shape", facet_kws=dict(sharey=False))
     g = sns.relplot(d, x="depth", y=y, hue="backend", col="mode", col_order=modes, kind="line", marker="o",
                     height=3.2, aspect=1.3, errorbar=None, **backend_palette(d["backend"]), **line)
-    g.set(xscale="log")
+    for ax in g.axes.flat:
+        _depth_axis(ax, d["depth"].unique())
     g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
     g.set_axis_labels("depth (layers)", ylabel)
     g.figure.suptitle(title, y=1.02 if by_shape else 1.04)
@@ -377,6 +428,7 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
         d = d.assign(us_per_layer=1e3 * d["median_ms"] / d["depth"])
         g = _against_depth(d, "us_per_layer", "µs per layer", f"Time per layer against depth — {label}")
         g.set(yscale="log")
+        _plain_log_y(g.axes)
         out.append(Figure(f"Time per layer ({label})", g.figure,
                           "Median time of a stack divided by its depth, per backend. Per-layer backends flatten at "
                           "their launches' cost; the depth-fused stack (triton-stack) at one layer's dependent "
@@ -446,6 +498,7 @@ def kernel_count_figures(df: pd.DataFrame) -> list[Figure]:
         g = _against_depth(d, "kernels_per_step", "GPU kernels per step", f"Kernels per step against depth — {label}",
                            by_shape=False, estimator="max")
         g.set(yscale="log")
+        _plain_log_y(g.axes)
         out.append(Figure(f"Kernels per step ({label})", g.figure,
                           "GPU kernels one step runs (torch.profiler; the most over widths and dtypes), per backend. "
                           "Per-layer backends grow with depth; the depth-fused stack stays flat. Under CUDA graphs "

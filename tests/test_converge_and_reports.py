@@ -1,5 +1,6 @@
 """Data loaders, the convergence loop, gate statistics and lesions, and the report, on small inputs."""
 import gzip
+import json
 import pickle
 import re
 
@@ -81,6 +82,8 @@ def test_convergence_loop_writes_rows_and_resumes(tmp_path, monkeypatch):
     first = df[df["epoch"] == 0].set_index(["model", "trial"])["train_loss"]
     assert (final < first).any()
     assert (tmp_path / "checkpoints" / "digits-highway-d3.pt").exists()
+    meta = json.loads((tmp_path / "checkpoints" / "index.json").read_text())["digits-highway-d3"]
+    assert (meta["study"], meta["trials"], meta["epochs"]) == ("tiny", 2, 2)  # what a lesion claim rests on
 
     calls = []
     monkeypatch.setattr(cv, "train_trial", lambda *a, **k: calls.append(a) or iter(()))
@@ -262,7 +265,8 @@ def test_compare_ignores_a_change_within_the_runs_spread(tmp_path):
 def test_figures_speak_plainly(tmp_path):
     import matplotlib
 
-    from highway.reports.figures import convergence_figures, gate_figures, report_style, throughput_figures
+    from highway.reports.figures import convergence_figures, gate_figures, per_layer_figures, report_style, \
+        throughput_figures
 
     before = dict(matplotlib.rcParams)
     data = load_results([fixture_results(tmp_path)])
@@ -277,6 +281,14 @@ def test_figures_speak_plainly(tmp_path):
         titles = [ax.get_title() for ax in throughput.fig.axes if ax.get_title()]
         assert titles and all(len(t) < 40 for t in titles)  # short facet titles do not overlap
         assert "CPU numbers" in throughput.fig._suptitle.get_text()
+        curves = next(f for f in convergence_figures(data.converge) if f.slug.startswith("curves"))
+        assert "study 'fx'" in curves.title and "best 3 trials" in curves.caption  # which study; 3 ran, not 10
+        per_layer = per_layer_figures(data.throughput)[0]
+        per_layer.fig.canvas.draw()
+        ax = per_layer.fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "10"]  # the depths measured, written out
+        labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
+        assert labels and not any("10^" in t or "times" in t for t in labels)  # 200, not 2×10²
     assert dict(matplotlib.rcParams) == before  # the report's style does not leak
 
 
@@ -411,6 +423,36 @@ def test_a_claim_a_small_study_fails_reads_not_tested_and_every_row_shows_its_ba
     harder = full.loc[[c for c in full.index if c.startswith("Plain nets get harder")][0]]
     assert harder["verdict"] == "does not hold"
     assert any(c.startswith("At depth 100 the mean of the top 10 highway trials") for c in full.index)
+
+
+def test_a_lesion_claim_rests_on_the_study_that_trained_its_net():
+    from highway.reports.claims import NOT_TESTED, lesion_claims
+    from highway.reports.loading import Analysis
+
+    def lesion(*losses):  # layer 0 unlesioned, then each layer lesioned in turn
+        return pd.DataFrame({"layer": range(len(losses)), "lesioned": [False] + [True] * (len(losses) - 1),
+                             "train_loss": losses})
+
+    def claim(curve, meta, converge):
+        return lesion_claims([Analysis("net", {}, curve, meta)], converge)[0]
+
+    finals = {("plain", 10): 1e-3, ("plain", 100): 2e-3, ("highway", 10): 1e-3, ("highway", 100): 1e-3}
+    small = _searched_rows(3, finals).assign(lr=lambda d: 0.01 * (1 + d["trial"]), gate_bias=-2.0)
+    idle = lesion(1.0, 1.01, 1.0, 1.02)  # no layer matters: the claim fails
+    named = {"study": "s", "dataset": "digits", "model": "highway", "depth": 100, "trial": 0, "train_loss": 1e-3}
+    row = claim(idle, named, small)
+    assert row["verdict"] == NOT_TESTED and "3 of the paper's 100 trials" in row["measured"]
+    assert row["basis"] == "digits, study 's': 3 trials, 3 epochs, depths 10/100; the best depth-100 net, training loss 0.001"
+    # an older checkpoint names no study: its trial's hyperparameters find it
+    older = {"dataset": "digits", "model": "highway", "depth": 100, "trial": 1, "lr": 0.02, "gate_bias": -2.0}
+    assert claim(idle, older, small)["basis"].startswith("digits, study 's': 3 trials")
+    unknown = {**older, "lr": 0.5}
+    row = claim(idle, unknown, small)
+    assert row["verdict"] == NOT_TESTED and "does not record its study" in row["basis"]
+    # the paper's budget: the same failure does not hold; and one layer that matters holds on any budget
+    full = _searched_rows(100, {k: v / 100 for k, v in finals.items()}).assign(lr=0.01, gate_bias=-2.0)
+    assert claim(idle, named, full)["verdict"] == "does not hold"
+    assert claim(lesion(1.0, 3.0, 1.0, 1.01), named, small)["verdict"] == "holds"
 
 
 def test_the_depth_fused_stack_claims_read_gpu_rows_only():

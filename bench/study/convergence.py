@@ -292,7 +292,7 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
                         for row in result.carry:
                             carry.append(row)
                         for job, hp, state, loss in result.finals:
-                            _keep_if_best(out, data, *job, hp, state, loss)
+                            _keep_if_best(out, study, data, *job, hp, state, loss)
                     for model, rule, depth, trial in work.jobs:
                         store.release((study.name, data.name, model, rule, depth, trial))
                     claimed.discard(work)
@@ -366,10 +366,11 @@ def _row(study, data, env, model, rule, depth, trial, seed, hp, epoch, train_los
     }
 
 
-def _keep_if_best(out, data, model, rule, depth, trial, hp, state_dict, final):
+def _keep_if_best(out, study, data, model, rule, depth, trial, hp, state_dict, final):
+    # the study, its trials and epochs: what a claim about the trained net (a lesion) rests on
     meta = {"model": model, "gate_rule": rule, "depth": depth, "width": WIDTHS[model],
             "in_features": data.in_features, "num_classes": data.num_classes, "dataset": data.name,
-            "trial": trial, **hp}
+            "trial": trial, **hp, "study": study.name, "trials": study.trials, "epochs": study.epochs}
     save_if_best(out, meta, state_dict, final)
 
 

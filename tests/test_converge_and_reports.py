@@ -84,6 +84,7 @@ def test_convergence_loop_writes_rows_and_resumes(tmp_path, monkeypatch):
     assert (tmp_path / "checkpoints" / "digits-highway-d3.pt").exists()
     meta = json.loads((tmp_path / "checkpoints" / "index.json").read_text())["digits-highway-d3"]
     assert (meta["study"], meta["trials"], meta["epochs"]) == ("tiny", 2, 2)  # what a lesion claim rests on
+    assert (meta["max_train"], meta["data_seed"]) == (300, 0)  # and the images it was trained on
 
     calls = []
     monkeypatch.setattr(cv, "train_trial", lambda *a, **k: calls.append(a) or iter(()))
@@ -116,6 +117,23 @@ def test_the_paper_protocols_wall_time_is_a_claim_on_a_gpu():
     for other in (run(5, 800, device_type="cpu"), run(5, 800, depths=(10, 20)), run(5, 800, study="quick")):
         assert verdict(other)[0] == "no data"
     assert study_time_claims(pd.DataFrame())[0]["verdict"] == "no data"
+
+
+def test_a_net_is_analysed_on_the_images_it_was_trained_on(tmp_path):
+    from highway.bench.study.analysis import analyze
+    from highway.bench.study.checkpoints import load_checkpoint
+
+    study = tiny_study(max_train=300, trials=1)
+    cv.convergence_study(tmp_path, study, progress=False)
+    checkpoint = tmp_path / "checkpoints" / "digits-highway-d3.pt"
+    target = analyze(checkpoint, tmp_path / "analysis", max_samples=100, progress=False)
+    net, _ = load_checkpoint(checkpoint)
+    data = cv.study_data(study.dataset, study.seed, study.max_train, study.max_val)  # the study's own subset
+    with torch.no_grad():
+        trained = torch.nn.functional.cross_entropy(net(data.x_train[:100]), data.y_train[:100]).item()
+    lesion = pd.read_csv(target / "lesion.csv")
+    assert lesion.loc[~lesion["lesioned"], "train_loss"].item() == pytest.approx(trained, rel=1e-5)
+    assert json.loads((target / "meta.json").read_text())["analysis_samples"] == 100
 
 
 def test_divergence_is_a_status_not_a_crash(tmp_path):

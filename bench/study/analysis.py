@@ -46,12 +46,18 @@ def lesion_curve(net, x: torch.Tensor, y: torch.Tensor, progress: bool = False) 
 def analyze(checkpoint, out, dataset: str | None = None, max_samples: int = ANALYSIS_SAMPLES, device=None,
             progress: bool = True) -> Path:
     """Gate statistics and the lesion curve of a checkpoint, written to `out/<checkpoint name>/`:
-    gates.npz, lesion.csv and meta.json. Uses the checkpoint's own data set unless `dataset` is given."""
+    gates.npz, lesion.csv and meta.json. Uses the first `max_samples` of the images the net was trained on,
+    unless `dataset` names another data set."""
     device = resolve_device(device)
     net, meta = load_checkpoint(checkpoint)
     if meta["model"] != "highway":
         raise ValueError(f"{checkpoint} is a {meta['model']} net; gate analysis needs a highway net")
-    data = load_dataset(dataset or meta["dataset"], max_train=max_samples)
+    if dataset in (None, meta["dataset"]) and "max_train" in meta:
+        # the images the net was trained on, standardized as they were then (the mean and spread of the
+        # study's own training subset), as the paper lesions its nets on their training set
+        data = load_dataset(meta["dataset"], seed=meta.get("data_seed", 0), max_train=meta["max_train"])
+    else:
+        data = load_dataset(dataset or meta["dataset"], max_train=max_samples)
     x, y = data.x_train[:max_samples].to(device), data.y_train[:max_samples].to(device)
     net = net.to(device)
     target = Path(out) / Path(checkpoint).stem

@@ -370,7 +370,8 @@ def _keep_if_best(out, study, data, model, rule, depth, trial, hp, state_dict, f
     # the study, its trials and epochs: what a claim about the trained net (a lesion) rests on
     meta = {"model": model, "gate_rule": rule, "depth": depth, "width": WIDTHS[model],
             "in_features": data.in_features, "num_classes": data.num_classes, "dataset": data.name,
-            "trial": trial, **hp, "study": study.name, "trials": study.trials, "epochs": study.epochs}
+            "trial": trial, **hp, "study": study.name, "trials": study.trials, "epochs": study.epochs,
+            "max_train": study.max_train, "data_seed": study.seed}  # and the images it was trained on
     save_if_best(out, meta, state_dict, final)
 
 

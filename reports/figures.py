@@ -308,6 +308,8 @@ def gate_figures(analysis) -> list[Figure]:
                title=f"Lesioning one layer at a time, {name} — cf. the paper's Figure 4")
         if spread <= 3:  # from zero, so that a change of a few percent looks like one
             ax.set_ylim(0, 1.15 * max(les["train_loss"].max(), base))
+        else:
+            _plain_log_y(ax)
         ax.legend()
         fig.tight_layout()
         out.append(Figure(f"Lesions of {name}", fig, "Training loss with all transform gates of one layer closed "

@@ -281,14 +281,14 @@ def gate_figures(analysis) -> list[Figure]:
                   "gate is over the analysed training samples; the single-sample columns use the first one." + net,
                   f"gates-{name}")]
 
-    diffs, classes = g["class_gate_diff"], g["classes"]
+    diffs, classes = g["class_gate_diff"], g.get("class_names", g["classes"])  # names where the analysis knew them
     cols = min(5, len(classes))
     rows = int(np.ceil(len(classes) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), sharex=True, sharey=True, squeeze=False)
     bound = np.abs(diffs).max() or 1.0
     for ax, c, d in zip(axes.flat, classes, diffs):
         im = _image(ax, d, "RdBu_r", vmin=-bound, vmax=bound)
-        ax.set_title(f"class {c}", fontsize=10)
+        ax.set_title(str(c) if "class_names" in g else f"class {c}", fontsize=10)
     for ax in axes.flat[len(classes):]:
         ax.axis("off")
     fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label="class mean − overall mean")

@@ -67,6 +67,15 @@ def test_missing_data_says_how_to_get_it(tmp_path):
         load_dataset("imagenet")
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Figures a test draws are closed after it: pyplot keeps every open figure alive."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 def tiny_study(**kw):
     return cv.Study(**{"name": "tiny", "dataset": "digits", "depths": (3,), "trials": 2, "epochs": 2,
                        "max_train": 300, "backend": "torch", **kw})
@@ -134,6 +143,29 @@ def test_a_net_is_analysed_on_the_images_it_was_trained_on(tmp_path):
     lesion = pd.read_csv(target / "lesion.csv")
     assert lesion.loc[~lesion["lesioned"], "train_loss"].item() == pytest.approx(trained, rel=1e-5)
     assert json.loads((target / "meta.json").read_text())["analysis_samples"] == 100
+    assert "class_names" not in np.load(target / "gates.npz").files  # digits' labels are their names
+
+
+def test_the_per_class_gates_name_the_classes_where_the_data_set_is_known(tmp_path):
+    from highway.bench.study.datasets import ImageData, class_names
+    from highway.reports.figures import gate_figures, report_style
+    from highway.reports.loading import Analysis
+
+    def data(name, classes):
+        images, labels = torch.zeros(1, 1, 2, 2), torch.zeros(1)
+        return ImageData(name, images, labels, images, labels, classes)
+
+    assert class_names(data("fashion-mnist", 10))[1] == "Trouser"
+    assert class_names(data("cifar10", 10))[0] == "airplane"
+    assert class_names(data("mnist", 10)) is None and class_names(data("fashion-mnist", 3)) is None
+    net = known_gate_net()
+    x, y = torch.randn(20, 4), torch.arange(20) % 2
+    gates = gate_statistics(net, x, y)
+    with report_style():
+        plain = gate_figures(Analysis("n", gates, pd.DataFrame(), {}))[1]
+        named = gate_figures(Analysis("n", {**gates, "class_names": np.array(["Coat", "Bag"])}, pd.DataFrame(), {}))[1]
+        assert [ax.get_title() for ax in plain.fig.axes[:2]] == ["class 0", "class 1"]
+        assert [ax.get_title() for ax in named.fig.axes[:2]] == ["Coat", "Bag"]
 
 
 def test_divergence_is_a_status_not_a_crash(tmp_path):

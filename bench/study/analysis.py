@@ -18,7 +18,7 @@ from highway.bench.harness.environment import resolve_device
 from highway.bench.harness.progress import progress_bar
 from highway.bench.schema import ANALYSIS_META_FILE, GATES_FILE, LESION_FILE
 from highway.bench.study.checkpoints import load_checkpoint
-from highway.bench.study.datasets import load_dataset
+from highway.bench.study.datasets import class_names, load_dataset
 from highway.bench.study.training import evaluate
 from highway.gates import gate_statistics, highway_layers
 
@@ -62,7 +62,11 @@ def analyze(checkpoint, out, dataset: str | None = None, max_samples: int = ANAL
     net = net.to(device)
     target = Path(out) / Path(checkpoint).stem
     target.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(target / GATES_FILE, **gate_statistics(net, x, y))
+    stats = gate_statistics(net, x, y)
+    names = class_names(data)
+    if names is not None:  # for the figures: the data files hold numbers only
+        stats["class_names"] = np.array([names[c] for c in stats["classes"]])
+    np.savez_compressed(target / GATES_FILE, **stats)
     lesion_curve(net, x, y, progress).to_csv(target / LESION_FILE, index=False)
     (target / ANALYSIS_META_FILE).write_text(
         json.dumps({**meta, "analysis_samples": len(x), "analysis_dataset": data.name}, indent=1))

@@ -147,6 +147,20 @@ def load_cifar(directory, classes=10, val_fraction=0.1, seed=0, max_train=None) 
     return _standardize(f"cifar{classes}", *_split(x, y, val_fraction, seed, max_train), classes)
 
 
+# The labels' names, for the figures (the data files hold numbers only); by the name a loader gives its data.
+CLASS_NAMES = {
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
+
+
+def class_names(data: ImageData) -> tuple | None:
+    """Each label's name where the data set is known (`CLASS_NAMES`), else None."""
+    names = CLASS_NAMES.get(data.name)
+    return names if names is not None and len(names) == data.num_classes else None
+
+
 def fashion_mnist_available() -> bool:
     try:
         _find(FASHION_MNIST_DIR, "train-images-idx3-ubyte")

@@ -157,6 +157,8 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
                           f"right: mean curve of the best {n_top} trials (fewer where fewer finished).",
                           f"curves-{study}"))
 
+        if len(depths) < 2:  # a loss against depth needs depths to compare
+            continue
         best = best_runs(raw)
         top = int(best["top"].max()) if len(best) else TOP
         summary = best.rename(columns={"best_loss": "best trial", "top_mean_loss": f"mean of the top {top}"}).melt(

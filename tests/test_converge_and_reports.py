@@ -333,6 +333,8 @@ def test_figures_speak_plainly(tmp_path):
         assert "CPU numbers" in throughput.fig._suptitle.get_text()
         curves = next(f for f in convergence_figures(data.converge) if f.slug.startswith("curves"))
         assert "study 'fx'" in curves.title and "best 3 trials" in curves.caption  # which study; 3 ran, not 10
+        one_depth = convergence_figures(data.converge[data.converge["depth"] == 10])
+        assert [f.slug for f in one_depth] == ["curves-fx"]  # no loss "against depth" from one depth
         per_layer = per_layer_figures(data.throughput)[0]
         per_layer.fig.canvas.draw()
         ax = per_layer.fig.axes[0]

@@ -149,7 +149,8 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
             ax.xaxis.get_major_locator().set_params(integer=True)
         axes[0].get_legend().remove()
         sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1), fontsize=9, title=None)
-        fig.suptitle(f"Optimization of plain and highway nets ({dataset}, study '{study}') — cf. the paper's Figure 1")
+        nets = " and ".join(sorted({a.split(" ")[0] for a in arms}, key=lambda a: a != "plain"))  # those it ran
+        fig.suptitle(f"Optimization of {nets} nets ({dataset}, study '{study}') — cf. the paper's Figure 1")
         fig.tight_layout()
         out.append(Figure(f"Training curves by depth: study '{study}' ({dataset})", fig,
                           "Training-set cross-entropy per epoch (epoch 0: at initialization). Solid: highway "

@@ -384,7 +384,7 @@ def study_time_claims(times: pd.DataFrame) -> list[dict]:
 
 def claims_table(data) -> pd.DataFrame:
     rows = (convergence_claims(data.converge) + gate_bias_claims(data.converge, data.carry)
-            + lesion_claims(data.analyses, data.converge) + throughput_claims(data.throughput) + stack_claims(data.throughput)
-            + population_claims(data.population) + study_time_claims(data.study_times))
+            + lesion_claims(data.analyses, data.converge) + throughput_claims(data.throughput)
+            + stack_claims(data.throughput) + population_claims(data.population) + study_time_claims(data.study_times))
     return pd.DataFrame(rows, columns=["claim", "measured", "verdict", "basis"])
 

@@ -89,7 +89,7 @@ def _depth_axis(ax, depths):
     ax.minorticks_off()
 
 
-def _plain_number(value: float, _=None) -> str:
+def _plain_number(value: float) -> str:
     """200, 60, 0.5, 10k, 1M: how a person writes a time or a rate on an axis."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= scale:

@@ -86,7 +86,7 @@ def _cpu_note(d: pd.DataFrame, device_type: str) -> str:
 def _depth_axis(ax, depths):
     ax.set_xscale("log")
     ax.set_xticks(sorted(depths), [str(d) for d in sorted(depths)])
-    ax.minorticks_off()
+    ax.xaxis.set_minor_locator(ticker.NullLocator())  # the depths alone; the y axis keeps its minor ticks
 
 
 def _plain_number(value: float) -> str:
@@ -106,10 +106,10 @@ class _PlainLogFormatter(ticker.LogFormatter):
 
 def _plain_log_y(axes):
     """Log-scaled y axes labelled in plain numbers (200, 60, 10k) rather than 2×10², 6×10¹, 10⁴: the
-    decades, and within a range under two decades a few steps between them too."""
+    decades, and within a range under one decade a few steps between them too."""
     for ax in np.ravel(axes):
         ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
-        ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+        ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def _image(ax, values, cmap, **kw):
@@ -146,6 +146,7 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
             sns.lineplot(curves, x="epoch", y="train_loss", hue="depth", style="model", palette=palette,
                          style_order=sorted(arms, key=lambda a: a == "plain"), ax=ax, marker="o", markersize=4)
             ax.set(yscale="log", title=title, xlabel="epoch", ylabel="training cross-entropy")
+            _plain_log_y(ax)
             ax.xaxis.get_major_locator().set_params(integer=True)
         axes[0].get_legend().remove()
         sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1), fontsize=9, title=None)
@@ -171,6 +172,7 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, fontsize=9)
         ax.set(yscale="log", xlabel="depth (hidden layers)", ylabel="final training cross-entropy",
                title=f"Final training loss against depth ({dataset})")
+        _plain_log_y(ax)
         _depth_axis(ax, depths)
         fig.tight_layout()
         out.append(Figure(f"Final loss against depth: study '{study}' ({dataset})", fig,
@@ -202,6 +204,7 @@ def gate_bias_figures(df: pd.DataFrame) -> list[Figure]:
             ax.scatter([r.depth], [ok["train_loss"].max() * 1.3], marker="x", color=palette.get(r.arm, "k"), s=60)
         ax.set(yscale="log", xlabel="depth (hidden layers)", ylabel=f"training cross-entropy after epoch {epoch}",
                title=f"Transform-gate bias rules against depth ({dataset}, study '{study}')")
+        _plain_log_y(ax)
         _depth_axis(ax, sorted(rows["depth"].unique()))
         chance = chance_loss(arms)
         if chance is not None:

@@ -104,10 +104,11 @@ class _PlainLogFormatter(ticker.LogFormatter):
         return _plain_number(x)
 
 
-def _plain_log_y(axes):
-    """Log-scaled y axes labelled in plain numbers (200, 60, 10k) rather than 2×10², 6×10¹, 10⁴: the
-    decades, and within a range under one decade a few steps between them too."""
+def _log_y(axes):
+    """Log-scaled y axes labelled in plain numbers (200, 60, 10k, 0.01) rather than 2×10², 6×10¹, 10⁴, 10⁻²:
+    the decades, and within a range under one decade a few steps between them too."""
     for ax in np.ravel(axes):
+        ax.set_yscale("log")
         ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
         ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
@@ -145,8 +146,8 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
             curves = _curves(d, trials).groupby(["model", "depth", "epoch"])["train_loss"].mean().reset_index()
             sns.lineplot(curves, x="epoch", y="train_loss", hue="depth", style="model", palette=palette,
                          style_order=sorted(arms, key=lambda a: a == "plain"), ax=ax, marker="o", markersize=4)
-            ax.set(yscale="log", title=title, xlabel="epoch", ylabel="training cross-entropy")
-            _plain_log_y(ax)
+            ax.set(title=title, xlabel="epoch", ylabel="training cross-entropy")
+            _log_y(ax)
             ax.xaxis.get_major_locator().set_params(integer=True)
         axes[0].get_legend().remove()
         sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1), fontsize=9, title=None)
@@ -170,9 +171,9 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         sns.lineplot(summary, x="depth", y="final_loss", hue="model", style="statistic", markers=True,
                      palette=arm_palette(arms), ax=ax)
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, fontsize=9)
-        ax.set(yscale="log", xlabel="depth (hidden layers)", ylabel="final training cross-entropy",
+        ax.set(xlabel="depth (hidden layers)", ylabel="final training cross-entropy",
                title=f"Final training loss against depth ({dataset})")
-        _plain_log_y(ax)
+        _log_y(ax)
         _depth_axis(ax, depths)
         fig.tight_layout()
         out.append(Figure(f"Final loss against depth: study '{study}' ({dataset})", fig,
@@ -202,9 +203,9 @@ def gate_bias_figures(df: pd.DataFrame) -> list[Figure]:
         sns.lineplot(ok, x="depth", y="train_loss", hue="arm", palette=palette, marker="o", ax=ax)
         for r in failed.itertuples():
             ax.scatter([r.depth], [ok["train_loss"].max() * 1.3], marker="x", color=palette.get(r.arm, "k"), s=60)
-        ax.set(yscale="log", xlabel="depth (hidden layers)", ylabel=f"training cross-entropy after epoch {epoch}",
+        ax.set(xlabel="depth (hidden layers)", ylabel=f"training cross-entropy after epoch {epoch}",
                title=f"Transform-gate bias rules against depth ({dataset}, study '{study}')")
-        _plain_log_y(ax)
+        _log_y(ax)
         _depth_axis(ax, sorted(rows["depth"].unique()))
         chance = chance_loss(arms)
         if chance is not None:
@@ -310,12 +311,12 @@ def gate_figures(analysis) -> list[Figure]:
         ax.plot(les["layer"], les["train_loss"], marker="o", color=MODEL_COLORS["highway"], label="one layer lesioned")
         ax.axhline(base, ls="--", color="gray", label="not lesioned")
         spread = les["train_loss"].max() / max(min(les["train_loss"].min(), base), 1e-12)
-        ax.set(xlabel="lesioned highway layer", ylabel="training cross-entropy", yscale="log" if spread > 3 else "linear",
+        ax.set(xlabel="lesioned highway layer", ylabel="training cross-entropy",
                title=f"Lesioning one layer at a time, {name} — cf. the paper's Figure 4")
         if spread <= 3:  # from zero, so that a change of a few percent looks like one
             ax.set_ylim(0, 1.15 * max(les["train_loss"].max(), base))
         else:
-            _plain_log_y(ax)
+            _log_y(ax)
         ax.legend()
         fig.tight_layout()
         out.append(Figure(f"Lesions of {name}", fig, "Training loss with all transform gates of one layer closed "
@@ -337,8 +338,7 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
             g = sns.relplot(dl, x="depth", y="samples_per_s", hue="backend", style="model", col="mode",
                             col_order=modes, row="shape", kind="line", markers=True, height=3.4, aspect=1.35,
                             errorbar=None, facet_kws=dict(sharey=False), **backend_palette(dl["backend"]))
-            g.set(yscale="log")
-            _plain_log_y(g.axes)
+            _log_y(g.axes)
             g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
             noisy = dl[dl["noisy"].fillna(False).astype(bool)] if "noisy" in dl else dl.iloc[:0]
             for (row_name, col_name), ax in g.axes_dict.items():
@@ -435,8 +435,7 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
     for label, slug, device_type, d in _by_device(ok):
         d = d.assign(us_per_layer=1e3 * d["median_ms"] / d["depth"])
         g = _against_depth(d, "us_per_layer", "µs per layer", f"Time per layer against depth — {label}")
-        g.set(yscale="log")
-        _plain_log_y(g.axes)
+        _log_y(g.axes)
         out.append(Figure(f"Time per layer ({label})", g.figure,
                           "Median time of a stack divided by its depth, per backend. Per-layer backends flatten at "
                           "their launches' cost; the depth-fused stack (triton-stack) at one layer's dependent "
@@ -505,8 +504,7 @@ def kernel_count_figures(df: pd.DataFrame) -> list[Figure]:
     for label, slug, _, d in _by_device(_dense_highway(df, "kernels_per_step")):
         g = _against_depth(d, "kernels_per_step", "GPU kernels per step", f"Kernels per step against depth — {label}",
                            by_shape=False, estimator="max")
-        g.set(yscale="log")
-        _plain_log_y(g.axes)
+        _log_y(g.axes)
         out.append(Figure(f"Kernels per step ({label})", g.figure,
                           "GPU kernels one step runs (torch.profiler; the most over widths and dtypes), per backend. "
                           "Per-layer backends grow with depth; the depth-fused stack stays flat. Under CUDA graphs "

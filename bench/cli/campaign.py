@@ -132,9 +132,10 @@ def _done_keys(directory: Path, filename: str, retry_failed: bool) -> set:
 
 
 def campaign_steps(out: Path, device, progress: bool, argv, executor=None, dataset: str = "default",
-                   retry_failed: bool = False) -> list[Step]:
+                   retry_failed: bool = False, report: bool = True) -> list[Step]:
     """The campaign's steps in the order they run, each with an estimate of what is left of it; the
-    convergence step trains on `dataset`; with `retry_failed` failed cases count as left."""
+    convergence step trains on `dataset`; with `retry_failed` failed cases count as left; the report last,
+    unless `report` is False."""
     from highway.bench.harness.cases import Case
     from highway.bench.harness.population_sweep import expand as expand_population, population_sweep
     from highway.bench.harness.sweep import throughput_sweep
@@ -256,8 +257,7 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
              converge_step,
              f"{trials} trials x {study.epochs} epochs, depth by depth, as populations, as far as the time "
              f"left allows"),
-        Step("report", REPORT_RESERVE_S, report_step),
-    ]
+    ] + ([Step("report", REPORT_RESERVE_S, report_step)] if report else [])
 
 
 # Before anything is timed: the depth-fused stack's training step (the first steps' kernels) at a small shape
@@ -316,9 +316,7 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
 
         paper = STUDIES["paper"]
         study_data(dataset, paper.seed, paper.max_train, paper.max_val)  # cached for the convergence step
-    steps = campaign_steps(out, device, progress, argv, executor, dataset, retry_failed)
-    if not report:
-        steps = [step for step in steps if step.name != "report"]
+    steps = campaign_steps(out, device, progress, argv, executor, dataset, retry_failed, report)
     budget = budget_minutes * 60
     work_budget = max(0.0, budget - (REPORT_RESERVE_S if report else 0))
     print(f"campaign into {out} on {device}, budget {budget_minutes:g} min, steps in this order (estimates of what "

@@ -46,18 +46,11 @@ def autocast_inputs(x, weight, bias):
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         return x, weight, bias
     device_type = x.device.type
-    if not _autocast_enabled(device_type):
+    if not torch.is_autocast_enabled(device_type):
         return x, weight, bias
     dtype = torch.get_autocast_dtype(device_type)
     cast = [t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in (x, weight, bias)]
     return tuple(cast)
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 asks per device family
-        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def under_functorch(*tensors) -> bool:

@@ -157,3 +157,18 @@ def test_empty_shapes_get_the_same_answer_on_every_backend(backend):
     with pytest.raises(ValueError, match="at least one channel and one pixel"):
         highway_conv2d(torch.randn(2, 4, 0, 5), w, b, backend=backend)
     assert highway_conv2d(torch.randn(0, 4, 5, 5), w, b, backend=backend).shape == (0, 4, 5, 5)  # empty batch
+
+
+@pytest.mark.parametrize("triton_version,numpy_version,refused", [
+    ("3.0.0", "2.2.6", True), ("3.1.0", "2.0.0", True), ("3.2.0", "2.2.6", False), ("3.0.0", "1.26.4", False),
+    ("3.9.0", "2.4.1", False),
+])
+def test_an_interpreter_that_would_lose_every_store_is_named(triton_version, numpy_version, refused):
+    """Triton 3.0 and 3.1's interpreter under numpy 2 returns every kernel's output as it was allocated, without
+    an error: importing the kernels under TRITON_INTERPRET=1 there raises instead, naming both fixes."""
+    from highway.kernels.launch import interpreter_problem
+
+    problem = interpreter_problem(triton_version, numpy_version)
+    assert (problem is not None) == refused
+    if refused:
+        assert "numpy<2" in problem and "triton>=3.2" in problem and triton_version in problem

@@ -6,12 +6,14 @@ import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from highway.bench.harness.compile_check import KernelSpec, Result, judge
+from highway.bench.harness.compile_check import KernelSpec, Result, judge, triton_too_old
 
 ENV = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile for GPUs, not the interpreter
+compiles = pytest.mark.skipif(triton_too_old() is not None, reason=str(triton_too_old()))
 
 
 def run(args, timeout=1800):
@@ -19,6 +21,7 @@ def run(args, timeout=1800):
                           text=True, timeout=timeout)
 
 
+@compiles
 def test_every_kernel_compiles_for_ampere_and_hopper_without_spills(tmp_path):
     result = run(["compile-check", "--arch", "80", "90", "--no-progress", "--out", str(tmp_path)])
     rows = list(csv.DictReader(open(tmp_path / "compile_check.csv")))
@@ -34,6 +37,7 @@ def test_every_kernel_compiles_for_ampere_and_hopper_without_spills(tmp_path):
     assert "compiles in" in result.stdout  # the time it took is printed
 
 
+@compiles
 def test_the_check_catches_a_spilling_tile():
     # Two 128×128 fp32 accumulators and gelu's epilogue on 8 warps: more registers than a thread has.
     code = (
@@ -47,6 +51,29 @@ def test_the_check_catches_a_spilling_tile():
     out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "PROBLEM spills" in out.stdout
+
+
+def test_kernels_compile_through_their_launchers_on_any_triton():
+    """scripts/compile_through_launchers.py, the check of the declared triton floor (3.0): a launcher's kernels
+    compiled for sm_90 through triton's own JIT, every config its autotuner would time, with no GPU."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compile_through_launchers.py"
+    out = subprocess.run([sys.executable, str(script), "--arch", "90", "--dtype", "bf16", "--only",
+                          "stack backward (atomic dW), width 64"], env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "4 compiles, 0 launches failed, 0 bf16 configs spill" in out.stdout  # BLOCK_M 16 and 32, 1 and 2 stages
+    assert out.stdout.count("_highway_stack_bwd_kernel") == 4
+
+
+def test_a_triton_older_than_the_check_is_named_before_any_work(monkeypatch):
+    import triton
+    import triton.compiler
+
+    class ASTSourceBefore33:  # triton 3.0 to 3.2: constants and an AttrsDescriptor
+        def __init__(self, fn, signature, constants=None, attrs=None):
+            pass
+
+    monkeypatch.setattr(triton.compiler, "ASTSource", ASTSourceBefore33)
+    assert "needs triton 3.3 or later" in triton_too_old() and triton.__version__ in triton_too_old()
 
 
 @pytest.mark.parametrize("result,spec,words", [

@@ -108,6 +108,11 @@ def _compiled_layers_cudagraphs(net):
     # depth; the harness then captures the whole step in one CUDA graph, so the launches drop out as they do
     # for `compile-cudagraphs`. Inductor fuses within a layer here and cannot fuse across two.
     _fresh_dynamo()
+    if torch.__version__ < "2.5":
+        # Before 2.5 dynamo compiled each module instance on its own: 12 layers made 12 graphs, and past its
+        # recompile limit (8) the rest ran eagerly without a word. 2.5 made inlining built-in modules (their
+        # parameters graph inputs) the default; on 2.4 it is a flag, turned on here for the whole process.
+        torch._dynamo.config.inline_inbuilt_nn_modules = True
     layers = torch.nn.Sequential(*(CompiledLayer(layer) for layer in net))
     for layer in layers:
         layer.compile()

@@ -144,7 +144,7 @@ def _signature(spec: KernelSpec, jitted, dtype: str, config_kwargs: dict):
     return signature, constants, attrs
 
 
-def _resources(cubin: bytes, name: str) -> tuple[int, int]:
+def registers_and_spills(cubin: bytes, name: str) -> tuple[int, int]:
     """(registers, stack + local bytes) of `name` in a cubin, from cuobjdump -res-usage."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
@@ -156,6 +156,20 @@ def _resources(cubin: bytes, name: str) -> tuple[int, int]:
         raise RuntimeError(f"cuobjdump did not report {name}: {out[-300:]}")
     regs, stack, local = map(int, match.groups())
     return regs, stack + local
+
+
+def triton_too_old() -> str | None:
+    """Why this triton cannot run the check, or None: it builds kernels through `ASTSource(..., constexprs=,
+    attrs=)`, the form triton 3.3 introduced (3.0 to 3.2 took constants and an AttrsDescriptor)."""
+    import inspect
+
+    import triton
+    from triton.compiler import ASTSource
+
+    if "constexprs" in inspect.signature(ASTSource).parameters:
+        return None
+    return (f"compile-check needs triton 3.3 or later (it builds kernels through triton's ASTSource, whose form "
+            f"changed in 3.3); this is triton {triton.__version__}: run it where a newer triton is installed")
 
 
 def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config=None) -> Result:
@@ -185,7 +199,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
         options = backend.parse_options({"num_warps": config.num_warps, "num_stages": config.num_stages})
         compiled = triton.compile(ASTSource(fn=jitted, signature=signature, constexprs=constants, attrs=attrs),
                                   target=target, options=options.__dict__)
-        result.regs, result.spill_bytes = _resources(compiled.asm["cubin"], spec.name)
+        result.regs, result.spill_bytes = registers_and_spills(compiled.asm["cubin"], spec.name)
         result.shared_bytes = int(compiled.metadata.shared)
         ptx = compiled.asm["ptx"]
         result.tensor_cores = next((op.split(".")[0] for op in TENSOR_CORE_OPS[arch] if op in ptx), "no")
@@ -235,6 +249,9 @@ def compile_check(archs=ARCHS, dtypes=DTYPES, kernels=None, jobs: int | None = N
 
     if INTERPRET:
         raise ValueError("compile-check compiles for real GPUs: run it without TRITON_INTERPRET=1")
+    too_old = triton_too_old()
+    if too_old:
+        raise ValueError(too_old)
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton's default; set, so it stops warning
     unknown = [a for a in archs if a not in TENSOR_CORE_OPS]
     if unknown:

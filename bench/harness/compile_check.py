@@ -169,7 +169,8 @@ def triton_too_old() -> str | None:
     if "constexprs" in inspect.signature(ASTSource).parameters:
         return None
     return (f"compile-check needs triton 3.3 or later (it builds kernels through triton's ASTSource, whose form "
-            f"changed in 3.3); this is triton {triton.__version__}: run it where a newer triton is installed")
+            f"changed in 3.3); this is triton {triton.__version__}: run it where a newer triton is installed, "
+            f"or, from a checkout, scripts/compile_through_launchers.py, which compiles through any triton 3.x")
 
 
 def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config=None) -> Result:

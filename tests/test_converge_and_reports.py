@@ -26,7 +26,8 @@ def write_idx(path, array, gz=False):
     header = bytes([0, 0, codes[array.dtype.type], array.ndim]) + b"".join(
         int(d).to_bytes(4, "big") for d in array.shape)
     payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(payload)
+    with (gzip.open if gz else open)(path, "wb") as f:  # closed here: on Python 3.12 an unclosed gzip file has no end
+        f.write(payload)
 
 
 @pytest.mark.parametrize("gz", [False, True])

@@ -21,10 +21,9 @@ def interpreter_problem(triton_version: str, numpy_version: str) -> str | None:
     """Why Triton's interpreter would compute wrong answers with these versions, or None. Triton 3.0 and
     3.1's interpreter loses every store under numpy 2: a kernel's outputs stay as they were allocated, and
     nothing fails (seen here with torch 2.4.1; 3.2 under numpy 2, and 3.0 under numpy 1.26, are right)."""
-    def release(version: str) -> tuple:
-        return tuple(int(part) for part in version.split(".")[:2])
+    from torch.torch_version import TorchVersion  # compares any version string, as torch.__version__ compares
 
-    if release(triton_version) < (3, 2) and release(numpy_version) >= (2, 0):
+    if TorchVersion(triton_version) < "3.2" and TorchVersion(numpy_version) >= "2.0":
         return (f"Triton {triton_version}'s interpreter (TRITON_INTERPRET=1) loses every store under numpy "
                 f"{numpy_version}, so every kernel would return garbage: install numpy<2 or triton>=3.2")
     return None

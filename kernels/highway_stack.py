@@ -79,14 +79,28 @@ def _stack_weights(w_ptr, offs_n, offs_k, N, stride_wn, stride_wk):
 
 
 @triton.jit
-def _stack_preactivations(h_lo, wh, wt, b_ptr, offs_n, N, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+def _stack_bias(b_ptr, offs_n, N):
+    """A layer's b_H and b_T in fp32 (zeros past N).
+
+    The loops load each layer's bias a layer ahead, right after the dots of the layer before. The bias is
+    the dots' starting accumulator (Triton folds `dot + b` into the mma), and the pipeliner copies ahead only
+    what feeds a dot's operands, so a bias loaded in its own layer held that layer's first mma for a round
+    trip to L2: in the SASS for sm_80 and sm_90 the two loads sat between the layer's barrier and its first
+    HMMA, forward and backward. Loaded after the dots, the round trip overlaps the gate math; loaded at the
+    top of the layer, it stayed live through all of it, and the bf16 forward at 32x64, 2 stages, spilled on
+    sm_90."""
+    b_h = tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
+    b_t = tl.load(b_ptr + N + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
+    return b_h, b_t
+
+
+@triton.jit
+def _stack_preactivations(h_lo, wh, wt, b_h, b_t, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     """fp32 (z_H, z_T) of one layer for a row tile held on chip."""
     if DOT_FP32:
         h_lo = h_lo.to(tl.float32)
         wh = wh.to(tl.float32)
         wt = wt.to(tl.float32)
-    b_h = tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
-    b_t = tl.load(b_ptr + N + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
     z_h = tl.dot(h_lo, wh, input_precision=INPUT_PRECISION) + b_h[None, :]
     z_t = tl.dot(h_lo, wt, input_precision=INPUT_PRECISION) + b_t[None, :]
     return z_h, z_t
@@ -122,12 +136,13 @@ def _highway_stack_fwd_kernel(
     xs_ptr += pid_p * stride_xsp
     rows = offs_m[:, None] * N + offs_n[None, :]
     h_lo = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xk, mask=mask, other=0.0)
+    b_h, b_t = _stack_bias(b_ptr, offs_n, N)
     for layer in range(DEPTH):
         if SAVE_INPUTS:
             tl.store(xs_ptr + (layer // SAVE_EVERY) * M * N + rows, h_lo, mask=mask & (layer % SAVE_EVERY == 0))
         wh, wt = _stack_weights(w_ptr + layer * stride_wl, offs_n, offs_k, N, stride_wn, stride_wk)
-        z_h, z_t = _stack_preactivations(h_lo, wh, wt, b_ptr + layer * stride_bl, offs_n, N, DOT_FP32,
-                                         INPUT_PRECISION)
+        z_h, z_t = _stack_preactivations(h_lo, wh, wt, b_h, b_t, DOT_FP32, INPUT_PRECISION)
+        b_h, b_t = _stack_bias(b_ptr + tl.minimum(layer + 1, DEPTH - 1) * stride_bl, offs_n, N)  # the next layer's
         y = highway_epilogue(z_h, z_t, h_lo.to(tl.float32), ACTIVATION)
         h_lo = tl.where(mask, y, 0.0).to(y_ptr.dtype.element_ty)  # the dtype the per-layer kernel stores
     tl.store(y_ptr + rows, h_lo, mask=mask)
@@ -200,12 +215,13 @@ def _highway_stack_bwd_kernel(
     rows = offs_m[:, None] * N + offs_n[None, :]
     dz_rows = offs_m[:, None] * (2 * N) + offs_n[None, :]
     g = tl.load(dy_ptr + offs_m[:, None] * stride_dym + offs_n[None, :] * stride_dyn, mask=mask, other=0.0)
+    b_h, b_t = _stack_bias(b_ptr + (DEPTH - 1) * stride_bl, offs_n, N)
     for i in range(DEPTH):
         layer = DEPTH - 1 - i
         h_lo = tl.load(xs_ptr + layer * M * N + rows, mask=mask, other=0.0)
         wh, wt = _stack_weights(w_ptr + layer * stride_wl, offs_n, offs_k, N, stride_wn, stride_wk)
-        z_h, z_t = _stack_preactivations(h_lo, wh, wt, b_ptr + layer * stride_bl, offs_n, N, DOT_FP32,
-                                         INPUT_PRECISION)
+        z_h, z_t = _stack_preactivations(h_lo, wh, wt, b_h, b_t, DOT_FP32, INPUT_PRECISION)
+        b_h, b_t = _stack_bias(b_ptr + tl.maximum(layer - 1, 0) * stride_bl, offs_n, N)  # the layer below's
         dz_h, dz_t, carry = highway_gate_grads(z_h, z_t, h_lo.to(tl.float32), g.to(tl.float32), ACTIVATION)
         dz_h = tl.where(mask, dz_h, 0.0).to(dz_ptr.dtype.element_ty)  # as the per-layer backward's dZ buffer
         dz_t = tl.where(mask, dz_t, 0.0).to(dz_ptr.dtype.element_ty)

@@ -14,12 +14,15 @@ from highway_cases import graph_ops, run_with_grads
 
 
 def stack_inputs(depth, width, dtype, device, rows=37, activation="relu", seed=0, trials=None):
-    """x and the parameters of a freshly initialized stack (as a user gets them), in `dtype`."""
+    """x and the parameters of a freshly initialized stack (as a user gets them), in `dtype`, with the biases
+    moved off their init (b_H = 0, b_T = -1.5 in every layer), so that a kernel that adds another layer's or
+    trial's bias fails."""
     torch.manual_seed(seed)
     lead = () if trials is None else (trials,)
     stacks = [HighwayStack(width, depth, activation, gate_bias=-1.5) for _ in range(trials or 1)]
     weight = torch.stack([s.weight.detach() for s in stacks]).reshape(*lead, depth, 2 * width, width)
     bias = torch.stack([s.bias.detach() for s in stacks]).reshape(*lead, depth, 2 * width)
+    bias = bias + 0.5 * torch.randn(bias.shape)
     x = torch.randn(*lead, rows, width)
     return tuple(t.to(device, dtype) for t in (x, weight, bias))
 

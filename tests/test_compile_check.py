@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from highway.bench.harness.compile_check import KernelSpec, Result, judge, triton_too_old
+import triton
+import triton.language as tl
+
+from highway.bench.harness.compile_check import KernelSpec, Result, judge, loads_a_dot_waits_for, triton_too_old
 
 ENV = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile for GPUs, not the interpreter
 compiles = pytest.mark.skipif(triton_too_old() is not None, reason=str(triton_too_old()))
@@ -86,6 +89,14 @@ def test_a_triton_older_than_the_check_is_named_before_any_work(monkeypatch):
             autotuner_tries=False), None, ""),
     (Result("k", 90, "bf16", "64x64x64", 4, 4, spill_bytes=0, tensor_cores="no"), None, "tensor cores"),
     (Result("k", 90, "bf16", "32x64x64", 4, 4, spill_bytes=0, tensor_cores="no"), None, ""),
+    (Result("k", 90, "bf16", "32x64x64", 8, 2, spill_bytes=0, tensor_cores="mma", waits_on_loads="b_h b_t"), None,
+     "waits every iteration on b_h b_t"),
+    (Result("k", 90, "bf16", "32x64x64", 8, 1, spill_bytes=0, tensor_cores="mma", waits_on_loads="wh wt"), None, ""),
+    (Result("k", 90, "fp32", "32x64x64", 8, 2, spill_bytes=0, tensor_cores="mma", waits_on_loads="h_lo"), None, ""),
+    (Result("k", 90, "bf16", "16x64x64", 8, 2, spill_bytes=0, tensor_cores="mma", waits_on_loads="x_t"),
+     KernelSpec("m", "_some_gemm_kernel", (), waits_allowed=("x_t",)), ""),
+    (Result("k", 90, "bf16", "16x64x64", 8, 2, spill_bytes=0, tensor_cores="mma", waits_on_loads="b_h x_t"),
+     KernelSpec("m", "_some_gemm_kernel", (), waits_allowed=("x_t",)), "waits every iteration on b_h,"),
 ])
 def test_what_counts_as_a_problem(result, spec, words):
     spec = spec or KernelSpec("m", "_some_gemm_kernel", ())
@@ -98,3 +109,69 @@ def test_the_interpreter_is_refused():
     out = subprocess.run([sys.executable, "-c", code], env={**ENV, "TRITON_INTERPRET": "1"}, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 2 and "without TRITON_INTERPRET=1" in out.stderr
+
+
+@triton.jit
+def _layers_kernel(x_ptr, w_ptr, b_ptr, y_ptr, DEPTH, BIAS_AHEAD: tl.constexpr, BLOCK: tl.constexpr):
+    """A chain of layers h = h·W_l + b_l, as the depth-fused stack runs them: the bias loaded in its own
+    layer (the dot waits for it), or a layer ahead (carried by the loop)."""
+    offs = tl.arange(0, BLOCK)
+    h = tl.load(x_ptr + offs[:, None] * BLOCK + offs[None, :])
+    b = tl.load(b_ptr + offs).to(tl.float32)
+    for layer in range(DEPTH):
+        w = tl.load(w_ptr + layer * BLOCK * BLOCK + offs[:, None] * BLOCK + offs[None, :])
+        if BIAS_AHEAD:
+            z = tl.dot(h, w) + b[None, :]
+            b = tl.load(b_ptr + tl.minimum(layer + 1, DEPTH - 1) * BLOCK + offs).to(tl.float32)
+        else:
+            bias = tl.load(b_ptr + layer * BLOCK + offs).to(tl.float32)
+            z = tl.dot(h, w) + bias[None, :]
+        h = z.to(tl.bfloat16)
+    tl.store(y_ptr + offs[:, None] * BLOCK + offs[None, :], h)
+
+
+@compiles
+@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("bias_ahead", [False, True])
+def test_a_load_that_a_dot_waits_for_is_found_in_the_compiled_loop(bias_ahead, arch):
+    """Compiled with 3 stages the pipeliner copies each layer's W ahead; a bias loaded in its own layer stays a
+    plain load that the dot waits for, and one loaded a layer ahead does not."""
+    code = (
+        "import triton\n"
+        "from triton.backends.compiler import GPUTarget\n"
+        "from triton.compiler import ASTSource\n"
+        "from highway.bench.harness.compile_check import loads_a_dot_waits_for\n"
+        "from test_compile_check import _layers_kernel\n"
+        "target = GPUTarget('cuda', %d, 32)\n"
+        "options = triton.compiler.make_backend(target).parse_options({'num_warps': 4, 'num_stages': 3})\n"
+        "signature = {'x_ptr': '*bf16', 'w_ptr': '*bf16', 'b_ptr': '*bf16', 'y_ptr': '*bf16', 'DEPTH': 'i32',\n"
+        "             'BIAS_AHEAD': 'constexpr', 'BLOCK': 'constexpr'}\n"
+        "source = ASTSource(_layers_kernel, signature, constexprs={'BIAS_AHEAD': %s, 'BLOCK': 64},\n"
+        "                   attrs={(i,): [['tt.divisibility', 16]] for i in range(4)})\n"
+        "compiled = triton.compile(source, target=target, options=options.__dict__)\n"
+        "print('WAITS', loads_a_dot_waits_for(compiled.asm['ttgir']))\n"
+    ) % (arch, bias_ahead)
+    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=600,
+                         cwd=Path(__file__).parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert ("WAITS []" if bias_ahead else "WAITS ['bias']") in out.stdout, out.stdout
+
+
+def test_loads_that_a_loop_carries_or_copies_ahead_do_not_count():
+    ttgir = """
+    %a = tt.load %p : tensor<16x!tt.ptr<f32>>
+    %r:2 = scf.for %i = %c0 to %n step %c1 iter_args(%acc = %a, %carried = %a) -> (tensor<16xf32>, tensor<16xf32>) {
+      %w_12 = tt.load %wp : tensor<16x16x!tt.ptr<bf16>>
+      %w_13 = ttg.local_alloc %w_12 : (tensor<16x16xbf16>) -> !ttg.memdesc<16x16xbf16>
+      %w_14 = ttg.local_load %w_13 : !ttg.memdesc<16x16xbf16> -> tensor<16x16xbf16>
+      %c_3 = ttg.async_copy_global_to_local %cp, %buf : tensor<16x16x!tt.ptr<bf16>> -> <16x16xbf16>
+      %c_4 = ttg.local_load %buf token %c_3 : !ttg.memdesc<16x16xbf16> -> tensor<16x16xbf16>
+      %next_7 = tt.load %bp : tensor<16x!tt.ptr<f32>>
+      %z = tt.dot %c_4, %w_14, %carried : tensor<16x16xbf16> * tensor<16x16xbf16> -> tensor<16x16xf32> loc(#loc3)
+      %u = tt.dot %c_4, %c_4, %acc : tensor<16x16xbf16> * tensor<16x16xbf16> -> tensor<16x16xf32>
+      scf.yield %z, %next_7 : tensor<16x16xf32>, tensor<16xf32>
+    } loc(#loc1)
+    %after = tt.load %q : tensor<16x!tt.ptr<f32>>
+    %v = tt.dot %after, %after, %after : tensor<16x16xbf16> * tensor<16x16xbf16> -> tensor<16x16xf32>
+    """
+    assert loads_a_dot_waits_for(ttgir) == ["w"]  # through local_alloc and local_load; not next, a, c or after

@@ -9,8 +9,11 @@ pointers, sizes and strides; unit strides folded to constants).
 
 A config fails the check when it does not compile, when bf16 or fp16 code spills registers to local
 memory, when it needs more shared memory than the arch gives a block and the autotuner would still try
-it (`highway.kernels.launch.fits_shared_memory`), or when a bf16 GEMM tile of 64 or more misses the
-tensor cores. The Triton interpreter, which the tests run, sees none of this.
+it (`highway.kernels.launch.fits_shared_memory`), when a bf16 GEMM tile of 64 or more misses the
+tensor cores, or when a pipelined bf16 or fp16 config (2 stages or more) leaves a load in a loop that a dot of
+the same iteration waits for (`loads_a_dot_waits_for`). fp32 (TF32) spills and waits are reported and allowed,
+as is a wait a kernel's spec explains (`waits_allowed`). The Triton interpreter, which the tests run, sees none
+of this.
 """
 import csv
 import os
@@ -39,6 +42,9 @@ class KernelSpec:
     fp32_pointers: tuple = ()  # always fp32 (atomics targets)
     fp16_as_fp32_pointers: tuple = ()  # fp32 when the layer is fp16 (saved pre-activations)
     label: str = ""
+    # Loads that a dot of this kernel may wait on at 2 stages or more (`loads_a_dot_waits_for`), each for a reason
+    # given where the spec is declared.
+    waits_allowed: tuple = ()
     # For kernels whose candidates depend on the launch (the depth-fused stack's on its width): every config
     # the autotuner may try, as (dtype, arch, the kernel's autotune configs) -> [triton.Config] with full
     # meta-parameters; None: the autotuner's own configs.
@@ -49,7 +55,7 @@ def kernel_specs() -> list[KernelSpec]:
     dense, conv = "highway.kernels.highway_linear", "highway.kernels.highway_conv2d"
     stack = "highway.kernels.highway_stack"
     dense_strides = ("stride_xk", "stride_wk", "stride_dyn")
-    conv_strides = ("stride_xc", "stride_ww", "stride_yc", "stride_dyc", "stride_dxc")  # channels_last x, y
+    conv_strides = ("stride_xc", "stride_wi", "stride_yc", "stride_dyc", "stride_dxc")  # channels_last x, y; W by tap
     return [
         KernelSpec(dense, "_highway_linear_fwd_kernel", dense_strides, dict(STORE_PREACT=True),
                    fp16_as_fp32_pointers=("z_ptr",)),
@@ -72,9 +78,11 @@ def kernel_specs() -> list[KernelSpec]:
                    label="_highway_stack_fwd_kernel (checkpoints)"),
         KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), dict(ATOMIC_WEIGHT_GRADS=False),
                    configs=_stack_configs),
+        # x_t, the saved input read again for dW, is a (BLOCK_M × BLOCK_M) tile: at BLOCK_M 16 on 8 warps two bf16
+        # bytes a thread, below the 4 that an asynchronous copy moves, so no stage count copies it ahead there.
         KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), dict(ATOMIC_WEIGHT_GRADS=True),
                    fp32_pointers=("dw_ptr", "db_ptr"), configs=_stack_configs,
-                   label="_highway_stack_bwd_kernel (atomic dW)"),
+                   label="_highway_stack_bwd_kernel (atomic dW)", waits_allowed=("x_t",)),
     ]
 
 
@@ -103,6 +111,7 @@ class Result:
     shared_limit: int = 0
     autotuner_tries: bool = True
     tensor_cores: str = ""
+    waits_on_loads: str = ""  # loads a dot waits for in the same loop iteration (`loads_a_dot_waits_for`)
     seconds: float = 0.0
     problem: str = ""
 
@@ -158,6 +167,42 @@ def registers_and_spills(cubin: bytes, name: str) -> tuple[int, int]:
     return regs, stack + local
 
 
+# Ops that run a GEMM tile in Triton's GPU IR, as Ampere, Hopper and Blackwell lower `tl.dot`.
+DOT_OPS = ("tt.dot", "ttng.warp_group_dot", "ttng.tc_gen5_mma")
+
+
+def loads_a_dot_waits_for(ttgir: str) -> list[str]:
+    """The names of the values that a loop of the kernel loads with a plain `tt.load` and feeds, through any
+    chain of ops, to a dot in the same iteration: loads that stall a dot for a round trip to memory every
+    iteration. With 2 stages or more the pipeliner turns loads of dot operands into asynchronous copies
+    issued iterations ahead, so what is left is a load it does not touch (a bias that initializes the
+    accumulator was one). A value that the loop carries to the next iteration is not counted: it was loaded
+    an iteration ahead. Read off the TTGIR text, where a value's name keeps its Python variable's."""
+    lines = ttgir.splitlines()
+    found = set()
+    for start, head in enumerate(lines):
+        if " scf.for " not in head:
+            continue
+        depth, tainted = head.count("{") - head.count("}"), {}
+        for line in lines[start + 1:]:
+            depth += line.count("{") - line.count("}")
+            if depth <= 0:
+                break
+            code = line.split(" loc(")[0]
+            definition = re.match(r"\s*(%[\w.$-]+)(?::\d+)?\s*=\s*([\w.]+)", code)
+            used = code.split("=", 1)[1] if definition else code
+            sources = set().union(*(tainted.get(u.split("#")[0], ()) for u in re.findall(r"%[\w.$-]+(?:#\d+)?", used)))
+            if definition:
+                name, op = definition.groups()
+                if op == "tt.load":
+                    sources = sources | {re.sub(r"_\d+$", "", name[1:])}
+                if sources:
+                    tainted[name] = sources
+            if any(f" {op} " in f" {code.strip()} " for op in DOT_OPS):
+                found |= sources
+    return sorted(found)
+
+
 def triton_too_old() -> str | None:
     """Why this triton cannot run the check, or None: it builds kernels through `ASTSource(..., constexprs=,
     attrs=)`, the form triton 3.3 introduced (3.0 to 3.2 took constants and an AttrsDescriptor)."""
@@ -204,6 +249,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
         result.shared_bytes = int(compiled.metadata.shared)
         ptx = compiled.asm["ptx"]
         result.tensor_cores = next((op.split(".")[0] for op in TENSOR_CORE_OPS[arch] if op in ptx), "no")
+        result.waits_on_loads = " ".join(loads_a_dot_waits_for(compiled.asm["ttgir"]))
     except Exception as e:  # a compile failure is a result: the table says which config and why
         result.problem = f"compile failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:160]}"
     result.seconds = time.perf_counter() - start
@@ -222,6 +268,9 @@ def judge(r: Result, spec: KernelSpec) -> str:
     tile = min(int(v) for v in r.tile.split("x")[:2])
     if gemm and r.dtype == "bf16" and tile >= 64 and r.tensor_cores == "no":
         problems.append("misses the tensor cores")
+    waits = [name for name in r.waits_on_loads.split() if name not in spec.waits_allowed]
+    if r.stages >= 2 and waits and r.dtype != "fp32":
+        problems.append(f"a dot waits every iteration on {' '.join(waits)}, loaded in the loop")
     return "; ".join(problems)
 
 
@@ -275,10 +324,10 @@ def write_csv(results: list[Result], path):
 
 def table(results: list[Result]) -> str:
     head = f"{'kernel':46} {'sm':>3} {'dtype':5} {'tile':>10} {'w':>2} {'s':>2} {'regs':>4} {'spill':>5} " \
-           f"{'shared':>7} {'tries':>5} {'tc':>3}  problem"
+           f"{'shared':>7} {'tries':>5} {'tc':>3} {'dots wait on':>12}  problem"
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(f"{r.kernel[:46]:46} {r.arch:>3} {r.dtype:5} {r.tile:>10} {r.warps:>2} {r.stages:>2} {r.regs:>4} "
                      f"{r.spill_bytes:>5} {r.shared_bytes:>7} {'yes' if r.autotuner_tries else 'no':>5} "
-                     f"{r.tensor_cores:>3}  {r.problem}")
+                     f"{r.tensor_cores:>3} {r.waits_on_loads:>12}  {r.problem}")
     return "\n".join(lines)

@@ -35,27 +35,35 @@ def padded_width(width: int) -> int:
 # `highway-bench compile-check` finds no bf16 spill in any candidate below).
 STACK_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 8), 128: (16, 8)}
 # The candidates the autotuner times (on M, the padded width and the trials): every row tile from tl.dot's
-# smallest (16) to the width's largest, with the width's warps, in 1 or 2 pipeline stages, and 3 or 4 forward.
-# A small row tile makes more programs, which a batch of 128 needs to fill more than a few SMs; a large one
-# reads each layer's weights fewer times. The stages decide how much of each layer's weight load the chain
-# of dependent layers waits for (read off the TTGIR for sm_80 and sm_90): 1 loads the weights when the layer
-# needs them; 2 copies the next layer's (cp.async) into one buffer once this layer's dots have read it, so
-# the load overlaps the epilogue; 3 double-buffers, so the next layer's copy is in flight through this
-# layer's dots too (the design note's prefetch); 4 keeps two layers' copies in flight, for weights that come
-# from HBM (a timed step starts with a cold L2) rather than L2. Which wins is the GPU's to say. The
-# backward stops at 2: its pipeline buffers four weight tiles a layer and a third stage needs up to 1.5x
-# the shared memory that `shared_memory_estimate` allows for (274 KB at width 128 in bf16, past sm_90's
-# 227 KB), while its longer chain per layer (recompute, gate backward, dx) already hides more of the load.
+# smallest (16) to the width's largest, with the width's warps, in 1 to 4 pipeline stages forward and 1 to 3
+# backward. A small row tile makes more programs, which a batch of 128 needs to fill more than a few SMs; a
+# large one reads each layer's weights fewer times. The stages decide how much of each layer's weight load the
+# chain of dependent layers waits for (read off the TTGIR and SASS for sm_80 and sm_90): 1 loads the weights
+# when the layer needs them; 2 copies the next layer's (cp.async) once this layer's dots have read the buffer,
+# and in the backward, whose dots run to the end of the layer, that is at the layer's end, so the next layer
+# starts by waiting for the whole copy; 3 double-buffers, so the next layer's copy is in flight through this
+# layer (the design note's prefetch); 4 keeps two layers' copies in flight, for weights that come from HBM (a
+# timed step starts with a cold L2) rather than L2. Which wins is the GPU's to say.
 _TILE_CONFIGS = [(m, w) for m in (16, 32, 64) for w in sorted({w for _, w in STACK_TILES.values()})]
-STACK_BWD_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s) for m, w in _TILE_CONFIGS for s in (1, 2)]
-STACK_FWD_CONFIGS = STACK_BWD_CONFIGS + [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s)
-                                         for m, w in _TILE_CONFIGS for s in (3, 4)]
+STACK_BWD_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s) for m, w in _TILE_CONFIGS
+                     for s in (1, 2, 3)]
+STACK_FWD_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s) for m, w in _TILE_CONFIGS
+                     for s in (1, 2, 3, 4)]
 INTERPRET_STACK_CONFIG = dict(BLOCK_M=64)  # under the interpreter every program costs Python time: few, large tiles
 
 
-def stack_config_allowed(meta: dict, num_warps: int) -> bool:
+def stack_config_allowed(meta: dict, config) -> bool:
+    """The width's row tiles and warps; in the backward, a third stage only where it is worth its shared memory
+    and registers. Its pipeline buffers a layer's input and four weight tiles (W_H and W_T for the recompute,
+    again for dx; six tiles with atomic dW), allocated per stage beyond the first: at width 128 a third stage
+    needs 274 KB in bf16, past sm_90's 227 KB (the shared-memory estimate, made for two weight tiles, does not
+    see this), and the atomic variant spilled at width 64 in bf16 on sm_90. So 3 stages run in the backward
+    that writes dZ, up to width 64 (`highway-bench compile-check`)."""
     largest, warps = STACK_TILES[meta["BLOCK_N"]]
-    return meta["BLOCK_M"] <= largest and num_warps == warps
+    if meta["BLOCK_M"] > largest or config.num_warps != warps:
+        return False
+    backward = "ATOMIC_WEIGHT_GRADS" in meta
+    return not backward or config.num_stages < 3 or (meta["BLOCK_N"] <= 64 and not meta["ATOMIC_WEIGHT_GRADS"])
 
 
 @triton.jit
@@ -199,8 +207,8 @@ def _highway_stack_bwd_kernel(
     the bytes, 2 to 16 times at widths 50 and 128 with the row tiles they take, before the same kind of
     reduction; it is left out for that.)
     xs, dZ, dw and db take a trial stride of their own, so that the launcher can run a long stack in chunks
-    of layers (`STACK_BWD_CHUNK`). Grid and meta-parameters as the forward's, in 1 or 2 stages
-    (STACK_BWD_CONFIGS).
+    of layers (`STACK_BWD_CHUNK`). Grid and meta-parameters as the forward's, in 1 to 3 stages
+    (STACK_BWD_CONFIGS, narrowed by `stack_config_allowed`).
     """
     pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
     w_mask = (offs_n < N)[:, None] & (offs_k < N)[None, :]
@@ -244,12 +252,14 @@ def _highway_stack_bwd_kernel(
     tl.store(dx_ptr + rows, g, mask=mask)
 
 
-def stack_candidates(width: int, element_bytes: int, shared_limit: int, configs=STACK_FWD_CONFIGS) -> list:
-    """The `configs` (a kernel's) that its autotuner may try for a stack of `width`, with full
+def stack_candidates(width: int, element_bytes: int, shared_limit: int, configs=STACK_FWD_CONFIGS,
+                     constants: dict | None = None) -> list:
+    """The `configs` (a kernel's) that its autotuner may try for a stack of `width`, launched with the
+    constexprs `constants` (the backward's ATOMIC_WEIGHT_GRADS decides its stages), with full
     meta-parameters: what `highway-bench compile-check` compiles."""
     block = padded_width(width)
     launch = dict(BLOCK_N=block, BLOCK_K=block)
-    kept = prune_configs(configs, launch, element_bytes, 2, shared_limit, stack_config_allowed)
+    kept = prune_configs(configs, {**(constants or {}), **launch}, element_bytes, 2, shared_limit, stack_config_allowed)
     return [triton.Config({**launch, **c.kwargs}, num_warps=c.num_warps, num_stages=c.num_stages) for c in kept]
 
 

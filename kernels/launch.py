@@ -49,8 +49,8 @@ def tuned(configs, key, interpret_config, b_tiles: int = 1, allowed=None, **auto
     `b_tiles` is how many (BLOCK_K × BLOCK_N) operand tiles each k-step loads beside the (BLOCK_M × BLOCK_K)
     one (2 for the dual GEMMs against W_H and W_T): the autotuner never tries a config whose pipelined
     tiles need more shared memory than the GPU gives a block (`fits_shared_memory`). `allowed(meta,
-    num_warps)`, given, narrows the candidates further by the launch's own meta-parameters (the stack's
-    width). Launch the result as `kernel[grid](*args)`; it supplies the meta-parameters in both modes.
+    config)`, given, narrows the candidates further by the launch's own meta-parameters (the stack's
+    width and variant). Launch the result as `kernel[grid](*args)`; it supplies the meta-parameters in both modes.
     """
 
     def wrap(jitted):
@@ -73,7 +73,7 @@ def prune_configs(configs, launch_meta: dict, element_bytes: int, b_tiles: int, 
     """The configs an autotuner may try for a launch with meta-parameters `launch_meta`: those `allowed`
     whose tiles fit `limit` bytes of shared memory, or else the allowed one that needs the least."""
     meta = lambda c: {**launch_meta, **c.kwargs}  # noqa: E731
-    candidates = [c for c in configs if allowed is None or allowed(meta(c), c.num_warps)] or list(configs)
+    candidates = [c for c in configs if allowed is None or allowed(meta(c), c)] or list(configs)
     kept = [c for c in candidates if fits_shared_memory(meta(c), c.num_stages, element_bytes, b_tiles, limit)]
     return kept or [min(candidates, key=lambda c: shared_memory_estimate(meta(c), c.num_stages, element_bytes,
                                                                           b_tiles))]

@@ -314,3 +314,18 @@ def test_the_atomic_backward_holds_no_dz(device):
             for way in ("gemm", "atomic")}
     dz = 8 * 128 * 100 * 4 / 2**20
     assert 0.95 * dz <= peak["gemm"] - peak["atomic"] <= 1.05 * dz
+
+
+@pytest.mark.parametrize("width,atomic,stages", [(16, False, {1, 2, 3}), (50, False, {1, 2, 3}), (128, False, {1, 2}),
+                                                 (50, True, {1, 2}), (16, True, {1, 2})])
+def test_the_backward_pipelines_three_stages_where_they_fit(width, atomic, stages):
+    """At 2 stages the backward copies the next layer's tiles at the end of the layer, so the next one starts by
+    waiting for them; 3 stages keep a copy in flight through a whole layer where the shared memory (under width
+    128) and the registers (the backward that writes dZ) allow."""
+    from highway.kernels.launch import SHARED_MEMORY_LIMITS
+
+    candidates = stack_kernels.stack_candidates(width, 2, SHARED_MEMORY_LIMITS[90], stack_kernels.STACK_BWD_CONFIGS,
+                                                dict(ATOMIC_WEIGHT_GRADS=atomic))
+    assert {c.num_stages for c in candidates} == stages
+    forward = stack_kernels.stack_candidates(width, 2, SHARED_MEMORY_LIMITS[90])  # the rule is the backward's
+    assert {1, 2, 3} <= {c.num_stages for c in forward}

@@ -46,7 +46,7 @@ class KernelSpec:
     # given where the spec is declared.
     waits_allowed: tuple = ()
     # For kernels whose candidates depend on the launch (the depth-fused stack's on its width): every config
-    # the autotuner may try, as (dtype, arch, the kernel's autotune configs) -> [triton.Config] with full
+    # the autotuner may try, as (dtype, arch, the kernel's autotune configs, its constexprs) -> [triton.Config] with full
     # meta-parameters; None: the autotuner's own configs.
     configs: object = None
 
@@ -86,15 +86,15 @@ def kernel_specs() -> list[KernelSpec]:
     ]
 
 
-def _stack_configs(dtype: str, arch: int, configs: list) -> list:
-    """Every one of a depth-fused stack kernel's `configs` that its autotuner may try, at every padded width
-    it takes (16 to 128), for this arch's shared memory."""
+def _stack_configs(dtype: str, arch: int, configs: list, constants: dict) -> list:
+    """Every one of a depth-fused stack kernel's `configs` that its autotuner may try, launched with the
+    constexprs `constants`, at every padded width it takes (16 to 128), for this arch's shared memory."""
     from highway.kernels.highway_stack import MAX_STACK_WIDTH, stack_candidates
     from highway.kernels.launch import SHARED_MEMORY_LIMITS
 
     element = 4 if dtype == "fp32" else 2
     widths = [w for w in (16, 32, 64, 128) if w <= MAX_STACK_WIDTH]
-    return [c for w in widths for c in stack_candidates(w, element, SHARED_MEMORY_LIMITS[arch], configs)]
+    return [c for w in widths for c in stack_candidates(w, element, SHARED_MEMORY_LIMITS[arch], configs, constants)]
 
 
 @dataclass
@@ -282,7 +282,7 @@ def plan(archs=ARCHS, dtypes=DTYPES, kernels=None) -> list[tuple]:
             continue
         if spec.configs is not None:
             jobs.extend((spec, None, dtype, arch, config) for arch in archs for dtype in dtypes
-                        for config in spec.configs(dtype, arch, _kernel(spec).configs))
+                        for config in spec.configs(dtype, arch, _kernel(spec).configs, spec.constants))
             continue
         for index in range(len(_kernel(spec).configs)):
             jobs.extend((spec, index, dtype, arch) for arch in archs for dtype in dtypes)

@@ -19,8 +19,7 @@ import triton.language as tl
 
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads
-from highway.kernels.launch import dot_options, max_shared_memory, prune_configs, shared_memory_estimate, \
-    trial_strides, tuned
+from highway.kernels.launch import dot_options, max_shared_memory, prune_configs, trial_strides, tuned
 
 MAX_STACK_WIDTH = 128  # past this, one layer's weights and a row tile's activations no longer fit on chip
 
@@ -53,17 +52,34 @@ INTERPRET_STACK_CONFIG = dict(BLOCK_M=64)  # under the interpreter every program
 
 
 def stack_config_allowed(meta: dict, config) -> bool:
-    """The width's row tiles and warps; in the backward, a third stage only where it is worth its shared memory
-    and registers. Its pipeline buffers a layer's input and four weight tiles (W_H and W_T for the recompute,
-    again for dx; six tiles with atomic dW), allocated per stage beyond the first: at width 128 a third stage
-    needs 274 KB in bf16, past sm_90's 227 KB (the shared-memory estimate, made for two weight tiles, does not
-    see this), and the atomic variant spilled at width 64 in bf16 on sm_90. So 3 stages run in the backward
-    that writes dZ, up to width 64 (`highway-bench compile-check`)."""
+    """The width's row tiles and warps; in the backward with atomic dW, at most 2 stages: at 3 it spilled at
+    width 64 in bf16 on sm_90 (`highway-bench compile-check`). Shared memory decides the rest
+    (`stack_shared_memory`)."""
     largest, warps = STACK_TILES[meta["BLOCK_N"]]
     if meta["BLOCK_M"] > largest or config.num_warps != warps:
         return False
-    backward = "ATOMIC_WEIGHT_GRADS" in meta
-    return not backward or config.num_stages < 3 or (meta["BLOCK_N"] <= 64 and not meta["ATOMIC_WEIGHT_GRADS"])
+    return config.num_stages < 3 or not meta.get("ATOMIC_WEIGHT_GRADS", False)
+
+
+def stack_shared_memory(meta: dict, num_stages: int, element_bytes: int) -> int:
+    """Bytes of shared memory a stack kernel's config holds, at most: the forward's, or the backward's when
+    `meta` names ATOMIC_WEIGHT_GRADS. What the pipeliner copies ahead it keeps in `num_stages` − 1 buffers
+    (read off the compiled kernels): a layer's W_H and W_T forward; backward also the saved input and W_H
+    and W_T again for dx, and with atomic dW the saved input's (BLOCK_M × BLOCK_M) tile that dW reads. With
+    1 stage the dots' operands pass through shared memory one layer's W_H and W_T at a time. Beside that,
+    scratch for layout changes: at most (3·BLOCK_M·BLOCK_N + 3·BLOCK_M²) fp32 values in every config
+    triton 3.6 and 3.9 compile for sm_80 and sm_90, and `highway-bench compile-check` fails a config that
+    uses more than this bound. A GEMM's estimate (`gemm_shared_memory`) undercounts the backward by up to
+    4.7x, and says that a third stage fits at width 128 (it needs 274 KB in bf16) and at width 64 in fp32 on
+    sm_80 (172 KB there with triton 3.6)."""
+    m, n = meta["BLOCK_M"], meta["BLOCK_N"]
+    if num_stages == 1:
+        copied = 2 * n * n
+    elif "ATOMIC_WEIGHT_GRADS" not in meta:
+        copied = (num_stages - 1) * 2 * n * n
+    else:
+        copied = (num_stages - 1) * (4 * n * n + m * n + (m * m if meta["ATOMIC_WEIGHT_GRADS"] else 0))
+    return copied * element_bytes + 3 * (m * n + m * m) * 4
 
 
 @triton.jit
@@ -114,11 +130,25 @@ def _stack_preactivations(h_lo, wh, wt, b_h, b_t, DOT_FP32: tl.constexpr, INPUT_
     return z_h, z_t
 
 
+@triton.jit
+def _saved_input_fp32(h_lo, mask):
+    """A layer's saved input in fp32 for the gate math, beside its use as the dots' operand.
+
+    In fp32 that use would be the loaded value itself, and the pipeliner then leaves the load where it is: the
+    layer's first dot waited on it for a round trip to memory every layer (read off the TTGIR for sm_80 and
+    sm_90, every fp32 backward config of 2 or 3 stages). Through a select (the masked values are zeros
+    already) the load has no use but the dot's, and it is copied ahead as the weights are; bf16 and fp16 have
+    their conversion to fp32 in its place, and are left as they are."""
+    if h_lo.dtype == tl.float32:
+        return tl.where(mask, h_lo, 0.0)
+    return h_lo.to(tl.float32)
+
+
 # The autotuners' keys name the constexprs that change the work (Triton keys on the listed arguments and the
 # tensors' dtypes only), so that a forward that saves its inputs, or a backward that adds dW up itself, is
 # not run with the config another variant was timed with.
 @tuned(STACK_FWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS", "ACTIVATION", "SAVE_INPUTS", "SAVE_EVERY"],
-       interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2, allowed=stack_config_allowed)
+       interpret_config=INTERPRET_STACK_CONFIG, shared_memory=stack_shared_memory, allowed=stack_config_allowed)
 @triton.jit
 def _highway_stack_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, M, N, DEPTH, TRIALS,
@@ -182,7 +212,7 @@ def _add_weight_grads(dw_ptr, db_ptr, x_ptr, dz_h, dz_t, offs_m, offs_n, M, N, D
 # Timing a config runs the kernel again: the atomics' targets are zeroed before each run, or the first
 # backward would hand back its gradients added up once per timed run.
 @tuned(STACK_BWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS", "ACTIVATION", "ATOMIC_WEIGHT_GRADS"],
-       interpret_config=INTERPRET_STACK_CONFIG, b_tiles=2, allowed=stack_config_allowed,
+       interpret_config=INTERPRET_STACK_CONFIG, shared_memory=stack_shared_memory, allowed=stack_config_allowed,
        reset_to_zero=["dw_ptr", "db_ptr"])
 @triton.jit
 def _highway_stack_bwd_kernel(
@@ -230,7 +260,7 @@ def _highway_stack_bwd_kernel(
         wh, wt = _stack_weights(w_ptr + layer * stride_wl, offs_n, offs_k, N, stride_wn, stride_wk)
         z_h, z_t = _stack_preactivations(h_lo, wh, wt, b_h, b_t, DOT_FP32, INPUT_PRECISION)
         b_h, b_t = _stack_bias(b_ptr + tl.maximum(layer - 1, 0) * stride_bl, offs_n, N)  # the layer below's
-        dz_h, dz_t, carry = highway_gate_grads(z_h, z_t, h_lo.to(tl.float32), g.to(tl.float32), ACTIVATION)
+        dz_h, dz_t, carry = highway_gate_grads(z_h, z_t, _saved_input_fp32(h_lo, mask), g.to(tl.float32), ACTIVATION)
         dz_h = tl.where(mask, dz_h, 0.0).to(dz_ptr.dtype.element_ty)  # as the per-layer backward's dZ buffer
         dz_t = tl.where(mask, dz_t, 0.0).to(dz_ptr.dtype.element_ty)
         if not ATOMIC_WEIGHT_GRADS:
@@ -259,7 +289,8 @@ def stack_candidates(width: int, element_bytes: int, shared_limit: int, configs=
     meta-parameters: what `highway-bench compile-check` compiles."""
     block = padded_width(width)
     launch = dict(BLOCK_N=block, BLOCK_K=block)
-    kept = prune_configs(configs, {**(constants or {}), **launch}, element_bytes, 2, shared_limit, stack_config_allowed)
+    kept = prune_configs(configs, {**(constants or {}), **launch}, element_bytes, stack_shared_memory, shared_limit,
+                         stack_config_allowed)
     return [triton.Config({**launch, **c.kwargs}, num_warps=c.num_warps, num_stages=c.num_stages) for c in kept]
 
 
@@ -272,10 +303,11 @@ def why_the_stack_does_not_fit(width: int, element_bytes: int, device: torch.dev
     if torch.device(device).type != "cuda":  # the interpreter has no shared memory to run out of
         return None
     block = padded_width(width)
-    need = shared_memory_estimate(dict(BLOCK_M=16, BLOCK_N=block, BLOCK_K=block), 1, element_bytes, 2)
+    need = stack_shared_memory(dict(BLOCK_M=16, BLOCK_N=block), 1, element_bytes)  # every variant's least
     limit = max_shared_memory()
     if need > limit:
-        return f"width {width} needs {need} bytes of shared memory at {element_bytes} bytes a value, this GPU gives {limit}"
+        return (f"width {width} takes up to {need} bytes of shared memory at {element_bytes} bytes a value, this GPU "
+                f"gives {limit}")
     return None
 
 

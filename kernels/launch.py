@@ -43,15 +43,18 @@ INTERPRET_TILES = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8)
 INTERPRET_CONV_TILES = {**INTERPRET_TILES, "BLOCK_N": 16, "BLOCK_K": 16}
 
 
-def tuned(configs, key, interpret_config, b_tiles: int = 1, allowed=None, **autotune_kwargs):
+def tuned(configs, key, interpret_config, b_tiles: int = 1, shared_memory=None, allowed=None, **autotune_kwargs):
     """Decorate a `@triton.jit` kernel: autotuned on `key` on a GPU, `interpret_config` under the interpreter.
 
-    `b_tiles` is how many (BLOCK_K × BLOCK_N) operand tiles each k-step loads beside the (BLOCK_M × BLOCK_K)
-    one (2 for the dual GEMMs against W_H and W_T): the autotuner never tries a config whose pipelined
-    tiles need more shared memory than the GPU gives a block (`fits_shared_memory`). `allowed(meta,
-    config)`, given, narrows the candidates further by the launch's own meta-parameters (the stack's
-    width and variant). Launch the result as `kernel[grid](*args)`; it supplies the meta-parameters in both modes.
+    The autotuner never tries a config that needs more shared memory than the GPU gives a block:
+    `shared_memory(meta, num_stages, element_bytes)` bounds a config's use from above. By default it is a
+    pipelined GEMM's (`gemm_shared_memory`), whose k-steps load `b_tiles` (BLOCK_K × BLOCK_N) operand tiles
+    beside the (BLOCK_M × BLOCK_K) one (2 for the dual GEMMs against W_H and W_T); a kernel of another shape
+    gives its own (the depth-fused stack's). `allowed(meta, config)`, given, narrows the candidates further by
+    the launch's own meta-parameters (the stack's width and variant). Launch the result as
+    `kernel[grid](*args)`; it supplies the meta-parameters in both modes.
     """
+    estimate = shared_memory or functools.partial(gemm_shared_memory, b_tiles=b_tiles)
 
     def wrap(jitted):
         if INTERPRET:
@@ -59,41 +62,39 @@ def tuned(configs, key, interpret_config, b_tiles: int = 1, allowed=None, **auto
 
         def prune(configs, named_args, **kwargs):
             element = next(a.element_size() for a in named_args.values() if hasattr(a, "element_size"))
-            return prune_configs(configs, kwargs, element, b_tiles, max_shared_memory(), allowed)
+            return prune_configs(configs, kwargs, element, estimate, max_shared_memory(), allowed)
 
         tuner = triton.autotune(configs=configs, key=key, prune_configs_by={"early_config_prune": prune},
                                 **autotune_kwargs)(jitted)
-        tuner.b_tiles = b_tiles  # for `highway-bench compile-check`, which prunes as the autotuner does
-        return tuner
+        tuner.shared_memory = estimate  # for `highway-bench compile-check`: it prunes as the autotuner does, and
+        return tuner                    # fails a config that uses more than this bound
 
     return wrap
 
 
-def prune_configs(configs, launch_meta: dict, element_bytes: int, b_tiles: int, limit: int, allowed=None) -> list:
+def prune_configs(configs, launch_meta: dict, element_bytes: int, shared_memory, limit: int, allowed=None) -> list:
     """The configs an autotuner may try for a launch with meta-parameters `launch_meta`: those `allowed`
-    whose tiles fit `limit` bytes of shared memory, or else the allowed one that needs the least."""
+    whose `shared_memory(meta, num_stages, element_bytes)` fits `limit` bytes, or else the allowed one that
+    needs the least."""
     meta = lambda c: {**launch_meta, **c.kwargs}  # noqa: E731
+    need = lambda c: shared_memory(meta(c), c.num_stages, element_bytes)  # noqa: E731
     candidates = [c for c in configs if allowed is None or allowed(meta(c), c)] or list(configs)
-    kept = [c for c in candidates if fits_shared_memory(meta(c), c.num_stages, element_bytes, b_tiles, limit)]
-    return kept or [min(candidates, key=lambda c: shared_memory_estimate(meta(c), c.num_stages, element_bytes,
-                                                                          b_tiles))]
+    return [c for c in candidates if need(c) <= limit] or [min(candidates, key=need)]
 
 
 # Shared memory a block may use (opt-in maximum), by compute capability: what the compiler's tiles must fit.
 SHARED_MEMORY_LIMITS = {80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448}
 
 
-def shared_memory_estimate(meta: dict, num_stages: int, element_bytes: int, b_tiles: int) -> int:
-    """Bytes of shared memory the software pipeline of a tiled GEMM holds: `num_stages` copies of one
-    (BLOCK_M × BLOCK_K) tile and `b_tiles` (BLOCK_K × BLOCK_N) tiles. Triton allocates exactly this on
-    Hopper and one stage fewer on Ampere, so it is an upper bound on both."""
+def gemm_shared_memory(meta: dict, num_stages: int, element_bytes: int, b_tiles: int) -> int:
+    """Bytes of shared memory a tiled GEMM holds, at most: in the loop, the software pipeline's `num_stages`
+    copies of one (BLOCK_M × BLOCK_K) tile and `b_tiles` (BLOCK_K × BLOCK_N) tiles (Triton allocates exactly
+    this on Hopper and one stage fewer on Ampere); after it, where the fp32 accumulator changes layout for its
+    stores or atomics through shared memory, a (BLOCK_M × BLOCK_N) fp32 tile in the same space (64 KB for the
+    dW kernels' 128 × 128, above their pipeline's 48 KB)."""
     a = meta["BLOCK_M"] * meta["BLOCK_K"]
     b = b_tiles * meta["BLOCK_K"] * meta["BLOCK_N"]
-    return num_stages * (a + b) * element_bytes
-
-
-def fits_shared_memory(meta: dict, num_stages: int, element_bytes: int, b_tiles: int, limit: int) -> bool:
-    return shared_memory_estimate(meta, num_stages, element_bytes, b_tiles) <= limit
+    return max(num_stages * (a + b) * element_bytes, meta["BLOCK_M"] * meta["BLOCK_N"] * 4)
 
 
 @functools.lru_cache(maxsize=None)

@@ -241,20 +241,19 @@ def test_a_layer_by_layer_stack_unbinds_its_weight_once(backend, device):
 @pytest.mark.parametrize("width", [16, 50, 71, 128])
 @pytest.mark.parametrize("element_bytes", [2, 4])
 def test_the_autotuner_tries_every_row_tile_that_fits_the_width(width, element_bytes):
-    from highway.kernels.launch import SHARED_MEMORY_LIMITS, shared_memory_estimate
+    from highway.kernels.launch import SHARED_MEMORY_LIMITS
 
     block = stack_kernels.padded_width(width)
     largest, warps = stack_kernels.STACK_TILES[block]
     for limit in SHARED_MEMORY_LIMITS.values():
-        smallest = dict(BLOCK_M=16, BLOCK_N=block, BLOCK_K=block)
-        if shared_memory_estimate(smallest, 1, element_bytes, 2) > limit:
+        if stack_kernels.stack_shared_memory(dict(BLOCK_M=16, BLOCK_N=block), 1, element_bytes) > limit:
             continue  # fp32 at width 128 on sm_86/89: "auto" runs the per-layer kernels (tested below)
         candidates = stack_kernels.stack_candidates(width, element_bytes, limit)
         tiles = {c.kwargs["BLOCK_M"] for c in candidates}
         assert tiles == {m for m in (16, 32, 64) if m <= largest}  # 16 makes the most programs: always tried
         for c in candidates:
             assert (c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps) == (block, block, warps)
-            assert shared_memory_estimate(c.kwargs, c.num_stages, element_bytes, 2) <= limit
+            assert stack_kernels.stack_shared_memory(c.kwargs, c.num_stages, element_bytes) <= limit
     # where nothing fits, the config that needs the least shared memory is still there to run
     (least,) = stack_kernels.stack_candidates(width, element_bytes, 1)
     assert (least.kwargs["BLOCK_M"], least.num_stages) == (16, 1)
@@ -268,7 +267,7 @@ def test_a_stack_that_does_not_fit_a_gpus_shared_memory_falls_back_or_is_refused
     monkeypatch.setattr(functional, "_FELL_BACK", set())  # the warning is said once per process
     cuda = torch.device("cuda")
     assert functional.stack_backend("auto", 128, cuda, torch.bfloat16) == "triton-stack"
-    with pytest.warns(UserWarning, match="needs 139264 bytes of shared memory"):
+    with pytest.warns(UserWarning, match="takes up to 158720 bytes of shared memory"):
         assert functional.stack_backend("auto", 128, cuda, torch.float32) == "triton"
     with pytest.raises(ValueError, match="this GPU gives 101376"):
         functional.stack_backend("triton-stack", 128, cuda, torch.float32)
@@ -329,3 +328,23 @@ def test_the_backward_pipelines_three_stages_where_they_fit(width, atomic, stage
     assert {c.num_stages for c in candidates} == stages
     forward = stack_kernels.stack_candidates(width, 2, SHARED_MEMORY_LIMITS[90])  # the rule is the backward's
     assert {1, 2, 3} <= {c.num_stages for c in forward}
+
+
+def test_the_stack_prunes_by_its_own_shared_memory_bound():
+    """The stack's backward keeps the saved input and four weight tiles per stage, and its forward keeps one
+    layer's tiles fewer than it has stages: a GEMM's estimate (all stages, two weight tiles) let the backward
+    try a third stage that overflows sm_80 in fp32 at width 64 (172 KB with triton 3.6), and kept the fp32
+    forward at width 128 from copying the next layer's weights ahead, which fits."""
+    from highway.kernels.launch import SHARED_MEMORY_LIMITS, gemm_shared_memory
+
+    def stages(width, element_bytes, arch, configs=stack_kernels.STACK_FWD_CONFIGS, constants=None, rows=None):
+        found = stack_kernels.stack_candidates(width, element_bytes, SHARED_MEMORY_LIMITS[arch], configs, constants)
+        return {c.num_stages for c in found if rows is None or c.kwargs["BLOCK_M"] == rows}
+
+    backward = dict(configs=stack_kernels.STACK_BWD_CONFIGS, constants=dict(ATOMIC_WEIGHT_GRADS=False))
+    assert stages(64, 4, 80, rows=32, **backward) == {1, 2}
+    assert stages(64, 4, 90, rows=32, **backward) == {1, 2, 3}
+    assert gemm_shared_memory(dict(BLOCK_M=32, BLOCK_N=64, BLOCK_K=64), 3, 4, 2) <= SHARED_MEMORY_LIMITS[80]
+    for arch in (80, 90):
+        assert stages(128, 4, arch) == {1, 2}  # 1 alone before
+    assert stages(128, 2, 90) == {1, 2, 3, 4}

@@ -150,8 +150,9 @@ def cmd_compile_check(args) -> int:
     failed = [r for r in results if r.problem]
     print(f"\n{len(results)} compiles in {time.perf_counter() - start:.0f} s ({args.jobs or os.cpu_count()} processes): "
           + (f"{len(failed)} with problems" if failed else "no compile failure, no spill in bf16/fp16, no shared "
-             "memory overflow the autotuner would try, tensor cores in every bf16 GEMM tile of 64 and up, no "
-             "load left in a pipelined bf16/fp16 loop for a dot to wait on but those a kernel's spec explains"))
+             "memory overflow the autotuner would try, none above the bound it prunes by, tensor cores in every "
+             "bf16 GEMM tile of 64 and up, no load left in a pipelined loop for a dot to wait on but those a "
+             "kernel's spec explains"))
     return 1 if failed else 0
 
 
@@ -368,9 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compiles every kernel x autotune config x dtype for each arch with the ptxas "
                                    "in the triton wheel, prints registers, spill bytes, shared memory and whether "
                                    "the tensor cores are used, and exits 1 on a compile failure, a bf16/fp16 "
-                                   "spill, a shared-memory overflow the autotuner would try, a bf16 GEMM tile "
-                                   "of 64+ off the tensor cores, or a load that a dot of a pipelined bf16/fp16 "
-                                   "loop waits for every iteration.")
+                                   "spill, a shared-memory overflow the autotuner would try, shared memory above "
+                                   "the bound the autotuner prunes by, a bf16 GEMM tile of 64+ off the tensor "
+                                   "cores, or a load that a dot of a pipelined loop waits for every iteration.")
     p.add_argument("--arch", nargs="+", type=int, default=[80, 90], help="compute capabilities (default 80 90)")
     p.add_argument("--dtype", nargs="+", choices=["bf16", "fp16", "fp32"], default=["bf16", "fp32"])
     p.add_argument("--kernel", nargs="+", help="only kernels whose name contains one of these")

@@ -9,11 +9,11 @@ pointers, sizes and strides; unit strides folded to constants).
 
 A config fails the check when it does not compile, when bf16 or fp16 code spills registers to local
 memory, when it needs more shared memory than the arch gives a block and the autotuner would still try
-it (`highway.kernels.launch.fits_shared_memory`), when a bf16 GEMM tile of 64 or more misses the
-tensor cores, or when a pipelined bf16 or fp16 config (2 stages or more) leaves a load in a loop that a dot of
-the same iteration waits for (`loads_a_dot_waits_for`). fp32 (TF32) spills and waits are reported and allowed,
-as is a wait a kernel's spec explains (`waits_allowed`). The Triton interpreter, which the tests run, sees none
-of this.
+it, when it uses more shared memory than the bound the autotuner prunes by (the kernel's `shared_memory`,
+`highway.kernels.launch.tuned`), when a bf16 GEMM tile of 64 or more misses the tensor cores, or when a
+pipelined config (2 stages or more) leaves a load in a loop that a dot of the same iteration waits for
+(`loads_a_dot_waits_for`), in any dtype. fp32 (TF32) spills are reported and allowed, as is a wait a kernel's
+spec explains (`waits_allowed`). The Triton interpreter, which the tests run, sees none of this.
 """
 import csv
 import os
@@ -108,6 +108,7 @@ class Result:
     regs: int = -1
     spill_bytes: int = -1
     shared_bytes: int = -1
+    shared_bound: int = 0  # the kernel's upper bound on it, by which its autotuner prunes
     shared_limit: int = 0
     autotuner_tries: bool = True
     tensor_cores: str = ""
@@ -225,7 +226,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from highway.kernels.launch import SHARED_MEMORY_LIMITS, fits_shared_memory
+    from highway.kernels.launch import SHARED_MEMORY_LIMITS
 
     tuner = _kernel(spec)
     jitted = tuner.fn  # the autotuner wraps the @triton.jit kernel
@@ -233,10 +234,10 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
     meta = config.kwargs
     element = 4 if dtype == "fp32" else 2
     limit = SHARED_MEMORY_LIMITS[arch]
-    b_tiles = getattr(tuner, "b_tiles", 2)  # the stack loads two weight tiles (W_H, W_T) per layer
+    bound = tuner.shared_memory({**spec.constants, **meta}, config.num_stages, element)
     result = Result(spec.label or spec.name, arch, dtype, f"{meta['BLOCK_M']}x{meta['BLOCK_N']}x{meta['BLOCK_K']}",
-                    config.num_warps, config.num_stages, shared_limit=limit,
-                    autotuner_tries=fits_shared_memory(meta, config.num_stages, element, b_tiles, limit))
+                    config.num_warps, config.num_stages, shared_bound=bound, shared_limit=limit,
+                    autotuner_tries=bound <= limit)
     start = time.perf_counter()
     try:
         signature, constants, attrs = _signature(spec, jitted, dtype, meta)
@@ -264,12 +265,15 @@ def judge(r: Result, spec: KernelSpec) -> str:
         problems.append(f"spills {r.spill_bytes} bytes")
     if r.autotuner_tries and r.shared_bytes > r.shared_limit:
         problems.append(f"needs {r.shared_bytes} bytes of shared memory, the arch gives {r.shared_limit}")
+    if r.shared_bytes > r.shared_bound:
+        problems.append(f"uses {r.shared_bytes} bytes of shared memory, above the {r.shared_bound} its autotuner "
+                        f"prunes by")
     gemm = not (spec.name.endswith("bwd_gates_kernel") and not spec.constants.get("RECOMPUTE", True))
     tile = min(int(v) for v in r.tile.split("x")[:2])
     if gemm and r.dtype == "bf16" and tile >= 64 and r.tensor_cores == "no":
         problems.append("misses the tensor cores")
     waits = [name for name in r.waits_on_loads.split() if name not in spec.waits_allowed]
-    if r.stages >= 2 and waits and r.dtype != "fp32":
+    if r.stages >= 2 and waits:
         problems.append(f"a dot waits every iteration on {' '.join(waits)}, loaded in the loop")
     return "; ".join(problems)
 
@@ -324,10 +328,10 @@ def write_csv(results: list[Result], path):
 
 def table(results: list[Result]) -> str:
     head = f"{'kernel':46} {'sm':>3} {'dtype':5} {'tile':>10} {'w':>2} {'s':>2} {'regs':>4} {'spill':>5} " \
-           f"{'shared':>7} {'tries':>5} {'tc':>3} {'dots wait on':>12}  problem"
+           f"{'shared':>7} {'bound':>7} {'tries':>5} {'tc':>3} {'dots wait on':>12}  problem"
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(f"{r.kernel[:46]:46} {r.arch:>3} {r.dtype:5} {r.tile:>10} {r.warps:>2} {r.stages:>2} {r.regs:>4} "
-                     f"{r.spill_bytes:>5} {r.shared_bytes:>7} {'yes' if r.autotuner_tries else 'no':>5} "
+                     f"{r.spill_bytes:>5} {r.shared_bytes:>7} {r.shared_bound:>7} {'yes' if r.autotuner_tries else 'no':>5} "
                      f"{r.tensor_cores:>3} {r.waits_on_loads:>12}  {r.problem}")
     return "\n".join(lines)

@@ -147,7 +147,7 @@ def highway_linear_population(x, weight, bias, activation: str = "relu", backend
     return y
 
 
-_FELL_BACK: set = set()  # (width, dtype) pairs whose "auto" fallback to the per-layer kernels has been said
+_FELL_BACK: set = set()  # (width, dtype, reason)s whose "auto" fallback to the per-layer kernels has been said
 
 
 def stack_backend(backend: str, width: int, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
@@ -163,14 +163,14 @@ def stack_backend(backend: str, width: int, device: torch.device, dtype: torch.d
         return "torch"
     from highway.kernels.highway_stack import why_the_stack_does_not_fit
 
-    reason = why_the_stack_does_not_fit(width, torch.empty((), dtype=dtype).element_size(), device)
+    reason = why_the_stack_does_not_fit(width, dtype, device)
     if reason is None:
         return "triton-stack" if wants_stack or backend == "auto" else "triton"
     if wants_stack:
         raise ValueError(f"backend='triton-stack' cannot hold this stack on chip: {reason}; use backend='triton' "
                          f"(a launch per layer) or 'auto'")
-    if backend == "auto" and (width, dtype) not in _FELL_BACK:
-        _FELL_BACK.add((width, dtype))
+    if backend == "auto" and (width, dtype, reason) not in _FELL_BACK:
+        _FELL_BACK.add((width, dtype, reason))
         warnings.warn(f"HighwayStack of width {width} in {dtype}: the depth-fused kernels cannot hold it on chip "
                       f"({reason}); running the per-layer triton kernels, a launch per layer", stacklevel=3)
     return "triton"

@@ -25,7 +25,8 @@ import triton.language as tl
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.grad_buffer import WeightGradBuffer
 from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
-from highway.kernels.launch import INTERPRET_CONV_TILES, configs, dot_options, reduction_splits, tile_grid, tuned
+from highway.kernels.launch import INTERPRET_CONV_TILES, configs, dot_options, reduction_splits, \
+    tile_grid, tuned
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), sized by `highway-bench compile-check` for sm_80 and
 # sm_90: at most 64 fp32 accumulator registers a thread (2·BM·BN / (32·warps) for the dual GEMMs, whose
@@ -39,6 +40,9 @@ _CONV_CONFIGS = configs(
     (128, 128, 32, 8, 3), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (64, 32, 32, 4, 4),
     (128, 32, 32, 4, 4), (32, 32, 32, 2, 4), (64, 16, 16, 2, 4),
 )
+# BLOCK_K for IEEE fp32 dots, which run on the FMA units and hold a whole BLOCK_K of both operands in registers
+# (`highway.kernels.launch.fma_configs`): at 16 the forward, gate and dx kernels spilled (up to 336 bytes).
+_FMA_BLOCK_K = 8
 _INT32_MAX = 2**31 - 1
 
 
@@ -112,7 +116,8 @@ def highway_conv_preactivations(
     return acc_h + b_h[None, :], acc_t + b_t[None, :]
 
 
-@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES, b_tiles=2)
+@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES,
+       fma_block_k=_FMA_BLOCK_K, b_tiles=2)
 @triton.jit
 def _highway_conv2d_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, P, C, H, W,
@@ -140,7 +145,8 @@ def _highway_conv2d_fwd_kernel(
     tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES, b_tiles=2)
+@tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES,
+       fma_block_k=_FMA_BLOCK_K, b_tiles=2)
 @triton.jit
 def _highway_conv2d_bwd_gates_kernel(
     dy_ptr, x_ptr, w_ptr, b_ptr, dz_ptr, dx_ptr, P, C, H, W,
@@ -171,7 +177,8 @@ def _highway_conv2d_bwd_gates_kernel(
     tl.store(dx_ptr + dx_off, carry.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_CONV_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES, restore_value=["dx_ptr"])
+@tuned(_CONV_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES,
+       fma_block_k=_FMA_BLOCK_K, restore_value=["dx_ptr"])
 @triton.jit
 def _highway_conv2d_bwd_dx_kernel(
     dz_ptr, w_ptr, dx_ptr, P, C, H, W,
@@ -214,7 +221,8 @@ def _highway_conv2d_bwd_dx_kernel(
     tl.store(dx_ptrs, (acc + carry).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_CONV_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES, reset_to_zero=["dw_ptr", "db_ptr"])
+@tuned(_CONV_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES,
+       fma_block_k=_FMA_BLOCK_K, reset_to_zero=["dw_ptr", "db_ptr"])
 @triton.jit
 def _highway_conv2d_bwd_dw_kernel(
     dz_ptr, x_ptr, dw_ptr, db_ptr, P, C, H, W,

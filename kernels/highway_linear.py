@@ -23,8 +23,8 @@ import triton.language as tl
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.grad_buffer import WeightGradBuffer
 from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
-from highway.kernels.launch import INTERPRET_TILES, configs, dot_options, reduction_splits, tile_grid, \
-    trial_strides, tuned
+from highway.kernels.launch import INTERPRET_TILES, configs, dot_options, reduction_splits, \
+    tile_grid, trial_strides, tuned
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), sized by `highway-bench compile-check` for sm_80 and
 # sm_90 so that bf16 code never spills: at most 64 fp32 accumulator registers a thread. The forward and the
@@ -34,6 +34,9 @@ _GEMM2_CONFIGS = configs(
     (128, 64, 64, 8, 3), (64, 128, 64, 8, 3), (64, 64, 64, 4, 4), (64, 64, 32, 4, 5),
     (32, 64, 64, 4, 4), (32, 32, 64, 2, 4), (16, 32, 64, 2, 4),
 )
+# BLOCK_K for IEEE fp32 dots, which run on the FMA units and hold a whole BLOCK_K of both operands in registers
+# (`highway.kernels.launch.fma_configs`): at 16 the dual GEMMs' gate kernel still spilled (up to 64 bytes).
+_FMA_BLOCK_K2, _FMA_BLOCK_K = 8, 16
 _GEMM_CONFIGS = configs(
     (128, 128, 64, 8, 3), (128, 128, 32, 8, 4), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4),
     (64, 64, 64, 4, 4), (32, 64, 64, 4, 4), (16, 32, 64, 2, 4),
@@ -78,7 +81,8 @@ def highway_preactivations(
     return acc_h + b_h[None, :], acc_t + b_t[None, :]
 
 
-@tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES, b_tiles=2)
+@tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES,
+       fma_block_k=_FMA_BLOCK_K2, b_tiles=2)
 @triton.jit
 def _highway_linear_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, z_ptr, M, N,
@@ -122,7 +126,8 @@ def _highway_linear_fwd_kernel(
         tl.store(z_ptrs + N, z_t.to(z_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES, b_tiles=2)
+@tuned(_GEMM2_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES,
+       fma_block_k=_FMA_BLOCK_K2, b_tiles=2)
 @triton.jit
 def _highway_linear_bwd_gates_kernel(
     dy_ptr, x_ptr, w_ptr, b_ptr, z_ptr, dz_ptr, dx_ptr, M, N,
@@ -166,7 +171,8 @@ def _highway_linear_bwd_gates_kernel(
     tl.store(dx_ptr + offs_m[:, None] * N + offs_n[None, :], carry.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES, restore_value=["dx_ptr"])
+@tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES,
+       fma_block_k=_FMA_BLOCK_K, restore_value=["dx_ptr"])
 @triton.jit
 def _highway_linear_bwd_dx_kernel(
     dz_ptr, w_ptr, dx_ptr, M, N, stride_wp, stride_wn, stride_wk,
@@ -205,7 +211,8 @@ def _highway_linear_bwd_dx_kernel(
     tl.store(dx_ptrs, (acc + carry).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES, reset_to_zero=["dw_ptr", "db_ptr"])
+@tuned(_GEMM_CONFIGS, key=["M", "N"], interpret_config=INTERPRET_TILES,
+       fma_block_k=_FMA_BLOCK_K, reset_to_zero=["dw_ptr", "db_ptr"])
 @triton.jit
 def _highway_linear_bwd_dw_kernel(
     dz_ptr, x_ptr, dw_ptr, db_ptr, M, N, stride_xp, stride_xm, stride_xk,

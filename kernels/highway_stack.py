@@ -19,7 +19,8 @@ import triton.language as tl
 
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads
-from highway.kernels.launch import dot_options, max_shared_memory, prune_configs, trial_strides, tuned
+from highway.kernels.launch import dot_options, fp32_dots_ieee, max_shared_memory, prune_configs, trial_strides, \
+    tuned
 
 MAX_STACK_WIDTH = 128  # past this, one layer's weights and a row tile's activations no longer fit on chip
 
@@ -33,6 +34,11 @@ def padded_width(width: int) -> int:
 # both pre-activation tiles, dx and a layer's weight tiles stay in registers (the backward holds the most;
 # `highway-bench compile-check` finds no bf16 spill in any candidate below).
 STACK_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 8), 128: (16, 8)}
+# The same for IEEE fp32 dots (torch's default "highest" matmul precision), which run on the FMA units and hold
+# a whole row of both operands in registers: twice the warps, and at width 16 at most 32 rows (64 spilled 8
+# bytes forward on sm_90). At width 128 even 16 warps spilled 2 KB a thread in the backward (8 warps: 9 KB), so
+# past 64 IEEE fp32 takes the per-layer kernels (`why_the_stack_does_not_fit`).
+STACK_FMA_TILES = {16: (32, 8), 32: (64, 8), 64: (32, 16)}
 # The candidates the autotuner times (on M, the padded width and the trials): every row tile from tl.dot's
 # smallest (16) to the width's largest, with the width's warps, in 1 to 4 pipeline stages forward and 1 to 3
 # backward. A small row tile makes more programs, which a batch of 128 needs to fill more than a few SMs; a
@@ -43,7 +49,8 @@ STACK_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 8), 128: (16, 8)}
 # starts by waiting for the whole copy; 3 double-buffers, so the next layer's copy is in flight through this
 # layer (the design note's prefetch); 4 keeps two layers' copies in flight, for weights that come from HBM (a
 # timed step starts with a cold L2) rather than L2. Which wins is the GPU's to say.
-_TILE_CONFIGS = [(m, w) for m in (16, 32, 64) for w in sorted({w for _, w in STACK_TILES.values()})]
+_TILE_CONFIGS = [(m, w) for m in (16, 32, 64)
+                 for w in sorted({w for tiles in (STACK_TILES, STACK_FMA_TILES) for _, w in tiles.values()})]
 STACK_BWD_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s) for m, w in _TILE_CONFIGS
                      for s in (1, 2, 3)]
 STACK_FWD_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s) for m, w in _TILE_CONFIGS
@@ -52,11 +59,21 @@ INTERPRET_STACK_CONFIG = dict(BLOCK_M=64)  # under the interpreter every program
 
 
 def stack_config_allowed(meta: dict, config) -> bool:
-    """The width's row tiles and warps; in the backward with atomic dW, at most 2 stages: at 3 it spilled at
-    width 64 in bf16 on sm_90 (`highway-bench compile-check`). Shared memory decides the rest
+    """The width's row tiles and warps, for tensor-core or IEEE fp32 dots; in the backward with atomic dW, at
+    most 2 stages: at 3 it spilled at width 64 in bf16 on sm_90; in the IEEE backward at least 2: at 1 the
+    16-row tile spilled at width 64; with atomic dW and IEEE dots at most half the rows: the full tiles spilled
+    256 to 4,160 bytes at widths 32 and 64 (`highway-bench compile-check`). Shared memory decides the rest
     (`stack_shared_memory`)."""
-    largest, warps = STACK_TILES[meta["BLOCK_N"]]
+    ieee = meta.get("INPUT_PRECISION") == "ieee"
+    tiles = STACK_FMA_TILES if ieee else STACK_TILES
+    if meta["BLOCK_N"] not in tiles:
+        return False
+    largest, warps = tiles[meta["BLOCK_N"]]
     if meta["BLOCK_M"] > largest or config.num_warps != warps:
+        return False
+    if ieee and "ATOMIC_WEIGHT_GRADS" in meta and config.num_stages < 2:
+        return False
+    if ieee and meta.get("ATOMIC_WEIGHT_GRADS", False) and meta["BLOCK_M"] > largest // 2:
         return False
     return config.num_stages < 3 or not meta.get("ATOMIC_WEIGHT_GRADS", False)
 
@@ -294,15 +311,19 @@ def stack_candidates(width: int, element_bytes: int, shared_limit: int, configs=
     return [triton.Config({**launch, **c.kwargs}, num_warps=c.num_warps, num_stages=c.num_stages) for c in kept]
 
 
-def why_the_stack_does_not_fit(width: int, element_bytes: int, device: torch.device) -> str | None:
-    """None when the depth-fused kernels hold a stack of `width` on `device`; else why not: wider than 128,
-    or, on a GPU with less shared memory than an A100 or H100 (sm_86, sm_89), fp32 at width 128, whose
-    smallest tile needs more than the GPU gives a block."""
+def why_the_stack_does_not_fit(width: int, dtype: torch.dtype, device: torch.device) -> str | None:
+    """None when the depth-fused kernels hold a stack of `width` in `dtype` on `device`; else why not: wider
+    than 128; fp32 past width 64 with IEEE dots (`STACK_FMA_TILES`); or, on a GPU with less shared memory than
+    an A100 or H100 (sm_86, sm_89), fp32 at width 128, whose smallest tile needs more than the GPU gives a block."""
     if width > MAX_STACK_WIDTH:
         return f"it holds widths up to {MAX_STACK_WIDTH}, got width {width}"
     if torch.device(device).type != "cuda":  # the interpreter has no shared memory to run out of
         return None
     block = padded_width(width)
+    if fp32_dots_ieee(dtype) and block not in STACK_FMA_TILES:
+        return (f"at width {width}, IEEE fp32 dots (torch's default float32 matmul precision, 'highest') need more "
+                f"registers than a GPU has: torch.set_float32_matmul_precision('high') runs them as TF32")
+    element_bytes = torch.empty((), dtype=dtype).element_size()
     need = stack_shared_memory(dict(BLOCK_M=16, BLOCK_N=block), 1, element_bytes)  # every variant's least
     limit = max_shared_memory()
     if need > limit:

@@ -43,18 +43,26 @@ INTERPRET_TILES = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8)
 INTERPRET_CONV_TILES = {**INTERPRET_TILES, "BLOCK_N": 16, "BLOCK_K": 16}
 
 
-def tuned(configs, key, interpret_config, b_tiles: int = 1, shared_memory=None, allowed=None, **autotune_kwargs):
-    """Decorate a `@triton.jit` kernel: autotuned on `key` on a GPU, `interpret_config` under the interpreter.
+def tuned(configs, key, interpret_config, b_tiles: int = 1, shared_memory=None, allowed=None, fma_block_k=None,
+          **autotune_kwargs):
+    """Decorate a `@triton.jit` kernel: autotuned on `key` and INPUT_PRECISION on a GPU, `interpret_config`
+    under the interpreter.
 
     The autotuner never tries a config that needs more shared memory than the GPU gives a block:
     `shared_memory(meta, num_stages, element_bytes)` bounds a config's use from above. By default it is a
     pipelined GEMM's (`gemm_shared_memory`), whose k-steps load `b_tiles` (BLOCK_K × BLOCK_N) operand tiles
     beside the (BLOCK_M × BLOCK_K) one (2 for the dual GEMMs against W_H and W_T); a kernel of another shape
     gives its own (the depth-fused stack's). `allowed(meta, config)`, given, narrows the candidates further by
-    the launch's own meta-parameters (the stack's width and variant). Launch the result as
+    the launch's own meta-parameters (the stack's width and variant). With `fma_block_k`, IEEE fp32 launches
+    (INPUT_PRECISION "ieee", torch's default "highest" matmul precision) get configs of their own, the same
+    tiles with that BLOCK_K (`fma_configs`), and the others keep `configs`. Launch the result as
     `kernel[grid](*args)`; it supplies the meta-parameters in both modes.
     """
     estimate = shared_memory or functools.partial(gemm_shared_memory, b_tiles=b_tiles)
+    if fma_block_k:
+        configs = [*configs, *fma_configs(configs, fma_block_k)]
+        narrow = allowed
+        allowed = lambda meta, c: precision_allows(meta, c) and (narrow is None or narrow(meta, c))  # noqa: E731
 
     def wrap(jitted):
         if INTERPRET:
@@ -64,10 +72,13 @@ def tuned(configs, key, interpret_config, b_tiles: int = 1, shared_memory=None, 
             element = next(a.element_size() for a in named_args.values() if hasattr(a, "element_size"))
             return prune_configs(configs, kwargs, element, estimate, max_shared_memory(), allowed)
 
-        tuner = triton.autotune(configs=configs, key=key, prune_configs_by={"early_config_prune": prune},
-                                **autotune_kwargs)(jitted)
-        tuner.shared_memory = estimate  # for `highway-bench compile-check`: it prunes as the autotuner does, and
-        return tuner                    # fails a config that uses more than this bound
+        # A config timed with tensor-core dots says nothing of FMA ones: the precision is part of the key.
+        tuner = triton.autotune(configs=configs, key=[*key, "INPUT_PRECISION"],
+                                prune_configs_by={"early_config_prune": prune}, **autotune_kwargs)(jitted)
+        # For `highway-bench compile-check`, which prunes as the autotuner does and fails a config that uses
+        # more shared memory than this bound.
+        tuner.shared_memory, tuner.allowed = estimate, allowed
+        return tuner
 
     return wrap
 
@@ -80,6 +91,45 @@ def prune_configs(configs, launch_meta: dict, element_bytes: int, shared_memory,
     need = lambda c: shared_memory(meta(c), c.num_stages, element_bytes)  # noqa: E731
     candidates = [c for c in configs if allowed is None or allowed(meta(c), c)] or list(configs)
     return [c for c in candidates if need(c) <= limit] or [min(candidates, key=need)]
+
+
+@functools.cache
+def smallest_fp32_dot_k() -> int:
+    """The least K that Triton's NVIDIA backend takes for an fp32 `tl.dot`, as the backend itself says: 8 in
+    triton 3.9, 16 in 3.6 (the GPU image's), which refuses a BLOCK_K of 8 with "K >= 16"; 16, every dot's
+    least, where the backend has no such query (triton 3.0)."""
+    try:
+        import triton.language as tl
+        from triton.backends.compiler import GPUTarget
+        from triton.backends.nvidia.compiler import min_dot_size
+        tile = tl.block_type(tl.float32, [16, 16])
+        return int(min_dot_size(GPUTarget("cuda", 80, 32))(tile, tile)[2])
+    except Exception:  # any older form of the query: the bound every triton accepts
+        return 16
+
+
+def fma_configs(configs, block_k: int) -> list:
+    """`configs` for IEEE fp32 dots, with BLOCK_K `block_k`, or the least this triton takes
+    (`smallest_fp32_dot_k`). Those run on the FMA units, and Triton's FMA dot holds a whole BLOCK_K of both
+    operands in registers beside the accumulators: at the tensor-core tiles' BLOCK_K of 32 and 64 every dense
+    tile spilled, up to 1,320 bytes; at 16 the single GEMMs spill none, and at 8 neither do the dual GEMMs and
+    the conv kernels (`highway-bench compile-check --dtype fp32-ieee`). Where this triton's least K is above
+    `block_k`, twice the warps hold the longer operands: at BLOCK_K 16 on their own warps the conv forward
+    spilled up to 232 bytes with triton 3.6."""
+    least = smallest_fp32_dot_k()
+    warps = 2 if least > block_k else 1
+    block_k = max(block_k, least)
+    fma = [triton.Config({**c.kwargs, "BLOCK_K": min(c.kwargs["BLOCK_K"], block_k)}, num_warps=warps * c.num_warps,
+                         num_stages=c.num_stages) for c in configs]
+    for c in fma:
+        c.fma_dots = True  # what `precision_allows` reads
+    return fma
+
+
+def precision_allows(meta: dict, config) -> bool:
+    """Whether a launch at `meta`'s INPUT_PRECISION may try `config`: FMA configs for IEEE fp32, the others
+    for tensor-core dots (bf16, fp16, TF32)."""
+    return getattr(config, "fma_dots", False) == (meta.get("INPUT_PRECISION") == "ieee")
 
 
 # Shared memory a block may use (opt-in maximum), by compute capability: what the compiler's tiles must fit.
@@ -144,6 +194,12 @@ def trial_strides(t: torch.Tensor, dims: int) -> tuple:
     return (0, *t.stride()) if t.dim() == dims else tuple(t.stride())
 
 
+def fp32_dots_ieee(dtype: torch.dtype) -> bool:
+    """Whether a GPU runs `dtype`'s dots in IEEE fp32, on the FMA units: fp32 at torch's default float32 matmul
+    precision, "highest"."""
+    return dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
+
+
 def dot_options(dtype: torch.dtype) -> dict:
     """Meta-parameters for `tl.dot` in our kernels.
 
@@ -152,7 +208,7 @@ def dot_options(dtype: torch.dtype) -> dict:
     INPUT_PRECISION: fp32 follows `torch.set_float32_matmul_precision`, as torch.matmul does ("highest" is
     IEEE fp32, anything else TF32).
     """
-    ieee = INTERPRET or (dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest")
+    ieee = INTERPRET or fp32_dots_ieee(dtype)
     return dict(DOT_FP32=INTERPRET and dtype == torch.bfloat16, INPUT_PRECISION="ieee" if ieee else "tf32")
 
 

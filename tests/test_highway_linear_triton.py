@@ -219,3 +219,31 @@ def test_a_population_layer_launches_four_kernels_for_any_number_of_trials(devic
         x, w, b = (t.requires_grad_() for t in population_inputs(trials, 9, 16, torch.float32, device))
         highway_linear_population(x, w, b, "relu", backend="triton").sum().backward()
         assert len(launches) == 4, launches
+
+
+def test_ieee_fp32_launches_take_configs_of_their_own(monkeypatch):
+    """IEEE fp32 dots (torch's default "highest" precision) run on the FMA units, which hold a whole BLOCK_K
+    of both operands in registers: their configs are the tensor-core tiles with a short BLOCK_K, as short as
+    this triton's fp32 dot allows, and twice the warps where it allows less short than asked."""
+    import triton
+
+    from highway.kernels import launch
+
+    tiles = [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=3),
+             triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=2, num_stages=4)]
+    least = launch.smallest_fp32_dot_k()
+    assert least in (8, 16)  # 8 in triton 3.9, 16 in 3.6
+    fma = launch.fma_configs(tiles, 8)
+    assert [c.kwargs["BLOCK_K"] for c in fma] == [least, least]
+    assert [c.num_warps for c in fma] == [4 * least // 8, 2 * least // 8]
+    assert [(c.kwargs["BLOCK_M"], c.num_stages) for c in fma] == [(64, 3), (16, 4)]
+    both = tiles + fma
+    assert [c for c in both if launch.precision_allows(dict(INPUT_PRECISION="ieee"), c)] == fma
+    assert [c for c in both if launch.precision_allows(dict(INPUT_PRECISION="tf32"), c)] == tiles
+    monkeypatch.setattr(launch, "smallest_fp32_dot_k", lambda: 16)  # as triton 3.6 says
+    assert [(c.kwargs["BLOCK_K"], c.num_warps) for c in launch.fma_configs(tiles, 8)] == [(16, 8), (16, 4)]
+    assert [(c.kwargs["BLOCK_K"], c.num_warps) for c in launch.fma_configs(tiles, 16)] == [(16, 4), (16, 2)]
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
+    assert launch.fp32_dots_ieee(torch.float32) and not launch.fp32_dots_ieee(torch.bfloat16)
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")
+    assert not launch.fp32_dots_ieee(torch.float32)

@@ -265,13 +265,49 @@ def test_a_stack_that_does_not_fit_a_gpus_shared_memory_falls_back_or_is_refused
     monkeypatch.setattr(stack_kernels, "max_shared_memory", lambda: 101376)  # an sm_86/sm_89 GPU
     monkeypatch.setattr(functional, "resolve_backend", lambda backend, device: "triton")
     monkeypatch.setattr(functional, "_FELL_BACK", set())  # the warning is said once per process
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")  # TF32: IEEE is tested below
     cuda = torch.device("cuda")
     assert functional.stack_backend("auto", 128, cuda, torch.bfloat16) == "triton-stack"
     with pytest.warns(UserWarning, match="takes up to 158720 bytes of shared memory"):
         assert functional.stack_backend("auto", 128, cuda, torch.float32) == "triton"
     with pytest.raises(ValueError, match="this GPU gives 101376"):
         functional.stack_backend("triton-stack", 128, cuda, torch.float32)
-    assert stack_kernels.why_the_stack_does_not_fit(50, 4, cuda) is None
+    assert stack_kernels.why_the_stack_does_not_fit(50, torch.float32, cuda) is None
+
+
+def test_ieee_fp32_past_width_64_takes_the_per_layer_kernels(monkeypatch):
+    """IEEE fp32 dots (torch's default matmul precision) run on the FMA units and spill at width 128 with any
+    warps: "auto" says so and runs a launch per layer, a forced "triton-stack" names the way out (TF32)."""
+    import highway.functional as functional
+
+    monkeypatch.setattr(stack_kernels, "max_shared_memory", lambda: 232448)  # an sm_90 GPU: room for any width
+    monkeypatch.setattr(functional, "resolve_backend", lambda backend, device: "triton")
+    monkeypatch.setattr(functional, "_FELL_BACK", set())
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
+    cuda = torch.device("cuda")
+    assert functional.stack_backend("auto", 64, cuda, torch.float32) == "triton-stack"
+    assert functional.stack_backend("auto", 128, cuda, torch.bfloat16) == "triton-stack"
+    with pytest.warns(UserWarning, match="IEEE fp32 dots"):
+        assert functional.stack_backend("auto", 100, cuda, torch.float32) == "triton"
+    with pytest.raises(ValueError, match=r"set_float32_matmul_precision\('high'\)"):
+        functional.stack_backend("triton-stack", 128, cuda, torch.float32)
+
+
+@pytest.mark.parametrize("width", [16, 50, 64])
+def test_ieee_fp32_stacks_take_twice_the_warps(width):
+    from highway.kernels.launch import SHARED_MEMORY_LIMITS
+
+    block = stack_kernels.padded_width(width)
+    largest, warps = stack_kernels.STACK_FMA_TILES[block]
+    for configs, constants in ((stack_kernels.STACK_FWD_CONFIGS, {}),
+                               (stack_kernels.STACK_BWD_CONFIGS, dict(ATOMIC_WEIGHT_GRADS=False))):
+        found = stack_kernels.stack_candidates(width, 4, SHARED_MEMORY_LIMITS[90], configs,
+                                               dict(INPUT_PRECISION="ieee", **constants))
+        assert {c.num_warps for c in found} == {warps} == {2 * stack_kernels.STACK_TILES[block][1]}
+        assert {c.kwargs["BLOCK_M"] for c in found} == {m for m in (16, 32, 64) if m <= largest}
+    atomic = stack_kernels.stack_candidates(width, 4, SHARED_MEMORY_LIMITS[90], stack_kernels.STACK_BWD_CONFIGS,
+                                            dict(INPUT_PRECISION="ieee", ATOMIC_WEIGHT_GRADS=True))
+    assert {c.kwargs["BLOCK_M"] for c in atomic} == {m for m in (16, 32, 64) if m <= largest // 2}
 
 
 @pytest.mark.parametrize("call,error,words", [

@@ -148,11 +148,12 @@ def cmd_compile_check(args) -> int:
     if args.out:
         write_csv(results, writable_dir(args.out) / "compile_check.csv")
     failed = [r for r in results if r.problem]
-    print(f"\n{len(results)} compiles in {time.perf_counter() - start:.0f} s ({args.jobs or os.cpu_count()} processes): "
-          + (f"{len(failed)} with problems" if failed else "no compile failure, no spill in bf16/fp16, no shared "
-             "memory overflow the autotuner would try, none above the bound it prunes by, tensor cores in every "
-             "bf16 GEMM tile of 64 and up, no load left in a pipelined loop for a dot to wait on but those a "
-             "kernel's spec explains"))
+    seconds, processes = time.perf_counter() - start, args.jobs or os.cpu_count()
+    print(f"\n{len(results)} compiles in {seconds:.0f} s ({processes} processes): "
+          + (f"{len(failed)} with problems" if failed else "no compile failure, no spill in bf16/fp16/fp32-ieee but "
+             "those a kernel's spec allows, no shared memory overflow the autotuner would try, none above the "
+             "bound it prunes by, tensor cores in every bf16 GEMM tile of 64 and up, no load left in a pipelined "
+             "loop for a dot to wait on but those a kernel's spec explains"))
     return 1 if failed else 0
 
 
@@ -373,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the bound the autotuner prunes by, a bf16 GEMM tile of 64+ off the tensor "
                                    "cores, or a load that a dot of a pipelined loop waits for every iteration.")
     p.add_argument("--arch", nargs="+", type=int, default=[80, 90], help="compute capabilities (default 80 90)")
-    p.add_argument("--dtype", nargs="+", choices=["bf16", "fp16", "fp32"], default=["bf16", "fp32"])
+    p.add_argument("--dtype", nargs="+", choices=["bf16", "fp16", "fp32", "fp32-ieee"],
+                   default=["bf16", "fp32", "fp32-ieee"],
+                   help="fp32: TF32 dots (torch's 'high' matmul precision); fp32-ieee: IEEE fp32 (its default)")
     p.add_argument("--kernel", nargs="+", help="only kernels whose name contains one of these")
     p.add_argument("--jobs", type=int, help="compiler processes (default: one per CPU)")
     p.add_argument("--out", help="also write compile_check.csv here")

@@ -3,17 +3,19 @@
 `triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32))` runs the whole pipeline down to a
 cubin with the ptxas that ships in the triton wheel; `cuobjdump -res-usage` (shipped beside it) reads the
 registers and the stack frame from the cubin, and the PTX says whether the GEMM tiles reach the tensor
-cores (`wgmma` on sm_90, `mma` on both). Each kernel is compiled for every autotune config, in bf16 and
-in fp32 (tf32), specialized as a contiguous launch of a GEMM-sized layer specializes it (16-aligned
-pointers, sizes and strides; unit strides folded to constants).
+cores (`wgmma` on sm_90, `mma` on both). Each kernel is compiled for every autotune config, in bf16, in
+fp32 with TF32 dots, and in fp32 with IEEE dots (fp32-ieee: torch's default matmul precision, on the FMA
+units, with configs of its own), specialized as a contiguous launch of a GEMM-sized layer specializes it
+(16-aligned pointers, sizes and strides; unit strides folded to constants).
 
-A config fails the check when it does not compile, when bf16 or fp16 code spills registers to local
-memory, when it needs more shared memory than the arch gives a block and the autotuner would still try
-it, when it uses more shared memory than the bound the autotuner prunes by (the kernel's `shared_memory`,
-`highway.kernels.launch.tuned`), when a bf16 GEMM tile of 64 or more misses the tensor cores, or when a
-pipelined config (2 stages or more) leaves a load in a loop that a dot of the same iteration waits for
-(`loads_a_dot_waits_for`), in any dtype. fp32 (TF32) spills are reported and allowed, as is a wait a kernel's
-spec explains (`waits_allowed`). The Triton interpreter, which the tests run, sees none of this.
+A config fails the check when it does not compile, when bf16, fp16 or fp32-ieee code spills registers to local
+memory (unless the kernel's spec allows it, `spills_allowed`), when it needs more shared memory than the arch
+gives a block and the autotuner would still try it, when it uses more shared memory than the bound the autotuner
+prunes by (the kernel's `shared_memory`, `highway.kernels.launch.tuned`), when a bf16 GEMM tile of 64 or more
+misses the tensor cores, or when a pipelined config (2 stages or more) leaves a load in a loop that a dot of the
+same iteration waits for (`loads_a_dot_waits_for`), in any dtype. fp32 (TF32) spills are reported and allowed,
+as is a wait a kernel's spec explains (`waits_allowed`). The Triton interpreter, which the tests run, sees none
+of this.
 """
 import csv
 import os
@@ -25,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 ARCHS = (80, 90)
-DTYPES = ("bf16", "fp32")
+DTYPES = ("bf16", "fp32", "fp32-ieee")  # fp32: TF32 dots; fp32-ieee: torch's default "highest"
 # The heaviest epilogue (gelu: erf and exp) stands for every activation: if it fits, the others fit.
 CHECK_ACTIVATION = "gelu"
 TENSOR_CORE_OPS = {80: ("mma.sync",), 90: ("wgmma", "mma.sync")}  # the best first
@@ -45,9 +47,12 @@ class KernelSpec:
     # Loads that a dot of this kernel may wait on at 2 stages or more (`loads_a_dot_waits_for`), each for a reason
     # given where the spec is declared.
     waits_allowed: tuple = ()
+    # Dtypes beside fp32 (TF32) whose spills this kernel is allowed, for a reason given where the spec is
+    # declared.
+    spills_allowed: tuple = ()
     # For kernels whose candidates depend on the launch (the depth-fused stack's on its width): every config
-    # the autotuner may try, as (dtype, arch, the kernel's autotune configs, its constexprs) -> [triton.Config] with full
-    # meta-parameters; None: the autotuner's own configs.
+    # the autotuner may try, as (dtype, arch, the kernel's autotune configs, its constexprs) -> [triton.Config]
+    # with full meta-parameters; None: the autotuner's own configs.
     configs: object = None
 
 
@@ -61,13 +66,16 @@ def kernel_specs() -> list[KernelSpec]:
                    fp16_as_fp32_pointers=("z_ptr",)),
         KernelSpec(dense, "_highway_linear_bwd_gates_kernel", dense_strides, dict(RECOMPUTE=False),
                    fp16_as_fp32_pointers=("z_ptr",)),
+        # The gate kernels that recompute z (dense) or always do (conv) hold both accumulators, the gate math and
+        # in IEEE fp32 the FMA dots' operands: 8 to 48 bytes spill there at BLOCK_K 8, reported and allowed as
+        # TF32's are (more warps for IEEE tiles is the next thing to try, on a GPU that can time it).
         KernelSpec(dense, "_highway_linear_bwd_gates_kernel", dense_strides, dict(RECOMPUTE=True),
-                   label="_highway_linear_bwd_gates_kernel (recompute)"),
+                   label="_highway_linear_bwd_gates_kernel (recompute)", spills_allowed=("fp32-ieee",)),
         KernelSpec(dense, "_highway_linear_bwd_dx_kernel", dense_strides),
         KernelSpec(dense, "_highway_linear_bwd_dw_kernel", dense_strides, dict(USE_ATOMIC=True),
                    fp32_pointers=("dw_ptr", "db_ptr")),
         KernelSpec(conv, "_highway_conv2d_fwd_kernel", conv_strides, dict(KS=3)),
-        KernelSpec(conv, "_highway_conv2d_bwd_gates_kernel", conv_strides, dict(KS=3)),
+        KernelSpec(conv, "_highway_conv2d_bwd_gates_kernel", conv_strides, dict(KS=3), spills_allowed=("fp32-ieee",)),
         KernelSpec(conv, "_highway_conv2d_bwd_dx_kernel", conv_strides, dict(KS=3)),
         KernelSpec(conv, "_highway_conv2d_bwd_dw_kernel", conv_strides, dict(KS=3, USE_ATOMIC=True),
                    fp32_pointers=("dw_ptr", "db_ptr")),
@@ -80,21 +88,41 @@ def kernel_specs() -> list[KernelSpec]:
                    configs=_stack_configs),
         # x_t, the saved input read again for dW, is a (BLOCK_M × BLOCK_M) tile: at BLOCK_M 16 on 8 warps two bf16
         # bytes a thread, below the 4 that an asynchronous copy moves, so no stage count copies it ahead there.
+        # In IEEE fp32 its two dW dots (x_tᵀ·dZ on the FMA units) spilled 256 to 4,160 bytes at the width's full
+        # row tile; at half of it (`stack_config_allowed`) 8 or 16 bytes spill at widths 32 and 64 on 8 and 16
+        # warps. Atomic dW is an option, to be timed against the default, whose backward does not spill.
         KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), dict(ATOMIC_WEIGHT_GRADS=True),
                    fp32_pointers=("dw_ptr", "db_ptr"), configs=_stack_configs,
-                   label="_highway_stack_bwd_kernel (atomic dW)", waits_allowed=("x_t",)),
+                   label="_highway_stack_bwd_kernel (atomic dW)", waits_allowed=("x_t",),
+                   spills_allowed=("fp32-ieee",)),
     ]
 
 
 def _stack_configs(dtype: str, arch: int, configs: list, constants: dict) -> list:
     """Every one of a depth-fused stack kernel's `configs` that its autotuner may try, launched with the
     constexprs `constants`, at every padded width it takes (16 to 128), for this arch's shared memory."""
-    from highway.kernels.highway_stack import MAX_STACK_WIDTH, stack_candidates
+    from highway.kernels.highway_stack import MAX_STACK_WIDTH, STACK_FMA_TILES, stack_candidates
     from highway.kernels.launch import SHARED_MEMORY_LIMITS
 
-    element = 4 if dtype == "fp32" else 2
+    element = ELEMENT_BYTES[dtype]
     widths = [w for w in (16, 32, 64, 128) if w <= MAX_STACK_WIDTH]
+    if constants.get("INPUT_PRECISION") == "ieee":  # wider stacks take the per-layer kernels there
+        widths = [w for w in widths if w in STACK_FMA_TILES]
     return [c for w in widths for c in stack_candidates(w, element, SHARED_MEMORY_LIMITS[arch], configs, constants)]
+
+
+ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp32-ieee": 4}
+
+
+def launch_constants(spec: KernelSpec, dtype: str) -> dict:
+    """The constexprs a launch in `dtype` passes beside the config's: on a GPU bf16 tiles go to tl.dot as
+    they are (DOT_FP32 is the interpreter's); fp32 dots run as TF32 (torch's "high" and "medium" matmul
+    precision) or, as fp32-ieee, in IEEE fp32 on the FMA units (its default "highest")."""
+    from highway.kernels.activations import ACTIVATION_CODES
+
+    precision = "ieee" if dtype == "fp32-ieee" else "tf32"
+    return {"ACTIVATION": ACTIVATION_CODES[CHECK_ACTIVATION], "DOT_FP32": False, "INPUT_PRECISION": precision,
+            **spec.constants}
 
 
 @dataclass
@@ -130,17 +158,13 @@ def _kernel(spec: KernelSpec):
 
 
 def _signature(spec: KernelSpec, jitted, dtype: str, config_kwargs: dict):
-    from highway.kernels.activations import ACTIVATION_CODES
-
-    types = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
+    types = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32", "fp32-ieee": "fp32"}
     signature, constants, attrs = {}, {}, {}
-    # On a GPU bf16 tiles go to tl.dot as they are (DOT_FP32 is the interpreter's), and fp32 is checked as
-    # TF32, the precision anyone timing fp32 on tensor cores asks for.
-    defaults = dict(ACTIVATION=ACTIVATION_CODES[CHECK_ACTIVATION], DOT_FP32=False, INPUT_PRECISION="tf32")
+    launch = launch_constants(spec, dtype)
     for i, (name, param) in enumerate(zip(jitted.arg_names, jitted.params)):
         if param.is_constexpr:
             signature[name] = "constexpr"
-            constants[name] = {**defaults, **spec.constants, **config_kwargs}[name]
+            constants[name] = {**launch, **config_kwargs}[name]
         elif name in spec.unit_strides:
             signature[name], constants[name] = "constexpr", 1
         elif name.endswith("_ptr"):
@@ -232,7 +256,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
     jitted = tuner.fn  # the autotuner wraps the @triton.jit kernel
     config = config or tuner.configs[config_index]
     meta = config.kwargs
-    element = 4 if dtype == "fp32" else 2
+    element = ELEMENT_BYTES[dtype]
     limit = SHARED_MEMORY_LIMITS[arch]
     bound = tuner.shared_memory({**spec.constants, **meta}, config.num_stages, element)
     result = Result(spec.label or spec.name, arch, dtype, f"{meta['BLOCK_M']}x{meta['BLOCK_N']}x{meta['BLOCK_K']}",
@@ -261,7 +285,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
 
 def judge(r: Result, spec: KernelSpec) -> str:
     problems = []
-    if r.spill_bytes > 0 and r.dtype != "fp32":
+    if r.spill_bytes > 0 and r.dtype != "fp32" and r.dtype not in spec.spills_allowed:
         problems.append(f"spills {r.spill_bytes} bytes")
     if r.autotuner_tries and r.shared_bytes > r.shared_limit:
         problems.append(f"needs {r.shared_bytes} bytes of shared memory, the arch gives {r.shared_limit}")
@@ -284,12 +308,15 @@ def plan(archs=ARCHS, dtypes=DTYPES, kernels=None) -> list[tuple]:
     for spec in kernel_specs():
         if kernels and not any(k in (spec.label or spec.name) for k in kernels):
             continue
-        if spec.configs is not None:
-            jobs.extend((spec, None, dtype, arch, config) for arch in archs for dtype in dtypes
-                        for config in spec.configs(dtype, arch, _kernel(spec).configs, spec.constants))
-            continue
-        for index in range(len(_kernel(spec).configs)):
-            jobs.extend((spec, index, dtype, arch) for arch in archs for dtype in dtypes)
+        tuner = _kernel(spec)
+        for arch in archs:
+            for dtype in dtypes:
+                constants = launch_constants(spec, dtype)
+                if spec.configs is not None:
+                    configs = spec.configs(dtype, arch, tuner.configs, constants)
+                else:  # those for this precision: IEEE fp32 has its own (`highway.kernels.launch.fma_configs`)
+                    configs = [c for c in tuner.configs if tuner.allowed is None or tuner.allowed(constants, c)]
+                jobs.extend((spec, None, dtype, arch, config) for config in configs)
     return jobs
 
 
@@ -327,11 +354,12 @@ def write_csv(results: list[Result], path):
 
 
 def table(results: list[Result]) -> str:
-    head = f"{'kernel':46} {'sm':>3} {'dtype':5} {'tile':>10} {'w':>2} {'s':>2} {'regs':>4} {'spill':>5} " \
+    head = f"{'kernel':46} {'sm':>3} {'dtype':9} {'tile':>10} {'w':>2} {'s':>2} {'regs':>4} {'spill':>5} " \
            f"{'shared':>7} {'bound':>7} {'tries':>5} {'tc':>3} {'dots wait on':>12}  problem"
     lines = [head, "-" * len(head)]
     for r in results:
-        lines.append(f"{r.kernel[:46]:46} {r.arch:>3} {r.dtype:5} {r.tile:>10} {r.warps:>2} {r.stages:>2} {r.regs:>4} "
-                     f"{r.spill_bytes:>5} {r.shared_bytes:>7} {r.shared_bound:>7} {'yes' if r.autotuner_tries else 'no':>5} "
+        lines.append(f"{r.kernel[:46]:46} {r.arch:>3} {r.dtype:9} {r.tile:>10} {r.warps:>2} {r.stages:>2} "
+                     f"{r.regs:>4} {r.spill_bytes:>5} {r.shared_bytes:>7} {r.shared_bound:>7} "
+                     f"{'yes' if r.autotuner_tries else 'no':>5} "
                      f"{r.tensor_cores:>3} {r.waits_on_loads:>12}  {r.problem}")
     return "\n".join(lines)

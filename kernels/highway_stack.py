@@ -323,7 +323,7 @@ def why_the_stack_does_not_fit(width: int, dtype: torch.dtype, device: torch.dev
     if fp32_dots_ieee(dtype) and block not in STACK_FMA_TILES:
         return (f"at width {width}, IEEE fp32 dots (torch's default float32 matmul precision, 'highest') need more "
                 f"registers than a GPU has: torch.set_float32_matmul_precision('high') runs them as TF32")
-    element_bytes = torch.empty((), dtype=dtype).element_size()
+    element_bytes = dtype.itemsize
     need = stack_shared_memory(dict(BLOCK_M=16, BLOCK_N=block), 1, element_bytes)  # every variant's least
     limit = max_shared_memory()
     if need > limit:

@@ -158,7 +158,7 @@ def _kernel(spec: KernelSpec):
 
 
 def _signature(spec: KernelSpec, jitted, dtype: str, config_kwargs: dict):
-    types = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32", "fp32-ieee": "fp32"}
+    element_type = dtype.removesuffix("-ieee")  # IEEE or TF32 is INPUT_PRECISION's, not the pointers'
     signature, constants, attrs = {}, {}, {}
     launch = launch_constants(spec, dtype)
     for i, (name, param) in enumerate(zip(jitted.arg_names, jitted.params)):
@@ -169,7 +169,7 @@ def _signature(spec: KernelSpec, jitted, dtype: str, config_kwargs: dict):
             signature[name], constants[name] = "constexpr", 1
         elif name.endswith("_ptr"):
             kind = "fp32" if name in spec.fp32_pointers or (dtype == "fp16" and name in spec.fp16_as_fp32_pointers) \
-                else types[dtype]
+                else element_type
             signature[name] = f"*{kind}"
             attrs[(i,)] = [["tt.divisibility", 16]]
         else:  # sizes and the other strides of a GEMM-sized layer: multiples of 16

@@ -18,7 +18,7 @@ import torch
 
 from highway.bench.harness.backends import BACKENDS
 from highway.bench.harness.cases import DTYPES, GATE_MODE, KERNEL_SIZE, Case, build_stack, correctness_error, \
-    make_inputs, make_step
+    float32_precision, make_inputs, make_step
 from highway.bench.harness.environment import resolve_device
 from highway.bench.harness.flops import stack_work
 from highway.bench.harness.sweep import Baselines, outputs_in_float64
@@ -45,24 +45,25 @@ def test_highway_stack(benchmark, shape, backend, mode):
     reason = BACKENDS[backend].unsupported(case, DEVICE)
     if reason:
         pytest.skip(reason)
-    x, dy = make_inputs(case, DEVICE)
-    net = BACKENDS[backend].prepare(build_stack(case, BACKENDS[backend].layer_backend, DEVICE))
-    step = make_step(mode, net, x, dy)
-    outputs = make_step(GATE_MODE[mode], net, x, dy)()
-    if BACKENDS[backend].computes_the_layer:
-        reference, eager = _baselines.get(case)
-        error = correctness_error(case, outputs_in_float64(outputs), reference, eager)
-        assert error <= 1.0, f"{backend} disagrees with the float64 reference: {error:.3g}x the tolerance"
+    with float32_precision(dtype):  # the baselines', the gate's and the timed calls' alike
+        x, dy = make_inputs(case, DEVICE)
+        net = BACKENDS[backend].prepare(build_stack(case, BACKENDS[backend].layer_backend, DEVICE))
+        step = make_step(mode, net, x, dy)
+        outputs = make_step(GATE_MODE[mode], net, x, dy)()
+        if BACKENDS[backend].computes_the_layer:
+            reference, eager = _baselines.get(case)
+            error = correctness_error(case, outputs_in_float64(outputs), reference, eager)
+            assert error <= 1.0, f"{backend} disagrees with the float64 reference: {error:.3g}x the tolerance"
 
-    benchmark.group = f"{layer} depth={depth} width={width} batch={batch} {dtype} {mode}"
-    benchmark.extra_info.update(
-        model="highway", layer=layer, depth=depth, width=width, batch=batch, dtype=dtype, mode=mode, backend=backend,
-        shape=list(x.shape), device=torch.cuda.get_device_name() if ON_GPU else "cpu",
-        **({} if ON_GPU else {"threads": CPU_THREADS}))
-    # Rounds, time budget and warm-up are pytest-benchmark's own options (--benchmark-min-rounds,
-    # --benchmark-max-time, --benchmark-warmup); under --benchmark-disable the step runs once, as a test.
-    with contextlib.nullcontext() if ON_GPU else cpu_threads(CPU_THREADS):
-        benchmark(step)
+        benchmark.group = f"{layer} depth={depth} width={width} batch={batch} {dtype} {mode}"
+        benchmark.extra_info.update(
+            model="highway", layer=layer, depth=depth, width=width, batch=batch, dtype=dtype, mode=mode,
+            backend=backend, shape=list(x.shape), device=torch.cuda.get_device_name() if ON_GPU else "cpu",
+            **({} if ON_GPU else {"threads": CPU_THREADS}))
+        # Rounds, time budget and warm-up are pytest-benchmark's own options (--benchmark-min-rounds,
+        # --benchmark-max-time, --benchmark-warmup); under --benchmark-disable the step runs once, as a test.
+        with contextlib.nullcontext() if ON_GPU else cpu_threads(CPU_THREADS):
+            benchmark(step)
     if benchmark.stats is not None:
         work = stack_work("highway", layer, depth, width, batch, mode, DTYPES[dtype].itemsize, 16, KERNEL_SIZE)
         median = benchmark.stats.stats.median

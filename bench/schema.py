@@ -30,6 +30,8 @@ ANALYSIS_META_FILE = "meta.json"
 MODELS = ("highway", "plain")
 LAYERS = ("dense", "conv")
 MODES = ("fwd", "fwd+bwd", "train")  # in the order figures show them
+# dtype name → bytes a value: "fp32" is IEEE fp32, "tf32" fp32 tensors with TF32 dots (`harness.cases.DTYPES`)
+DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2}
 THROUGHPUT_KEYS = ["model", "layer", "depth", "width", "dtype", "batch", "backend", "mode", "spatial"]
 THROUGHPUT_COLUMNS = THROUGHPUT_KEYS + [
     "status", "median_ms", "p20_ms", "p80_ms", "q1_ms", "q3_ms", "first_call_ms", "repeats", "timer",

@@ -311,6 +311,12 @@ def stack_candidates(width: int, element_bytes: int, shared_limit: int, configs=
     return [triton.Config({**launch, **c.kwargs}, num_warps=c.num_warps, num_stages=c.num_stages) for c in kept]
 
 
+def widest_stack(dtype: torch.dtype) -> int:
+    """The widest stack the depth-fused kernels hold on a GPU in `dtype` at torch's float32 matmul precision
+    now: 64 with IEEE fp32 dots (`STACK_FMA_TILES`), else `MAX_STACK_WIDTH`."""
+    return max(STACK_FMA_TILES) if fp32_dots_ieee(dtype) else MAX_STACK_WIDTH
+
+
 def why_the_stack_does_not_fit(width: int, dtype: torch.dtype, device: torch.device) -> str | None:
     """None when the depth-fused kernels hold a stack of `width` in `dtype` on `device`; else why not: wider
     than 128; fp32 past width 64 with IEEE dots (`STACK_FMA_TILES`); or, on a GPU with less shared memory than
@@ -320,7 +326,7 @@ def why_the_stack_does_not_fit(width: int, dtype: torch.dtype, device: torch.dev
     if torch.device(device).type != "cuda":  # the interpreter has no shared memory to run out of
         return None
     block = padded_width(width)
-    if fp32_dots_ieee(dtype) and block not in STACK_FMA_TILES:
+    if width > widest_stack(dtype):
         return (f"at width {width}, IEEE fp32 dots (torch's default float32 matmul precision, 'highest') need more "
                 f"registers than a GPU has: torch.set_float32_matmul_precision('high') runs them as TF32")
     element_bytes = dtype.itemsize

@@ -8,7 +8,7 @@ orders of magnitude" is a ratio above 100).
 import numpy as np
 import pandas as pd
 
-from highway.bench.schema import GATE_AUTO, GATE_SEARCH, NO_GATE, STATUS_OK
+from highway.bench.schema import DTYPE_BYTES, GATE_AUTO, GATE_SEARCH, NO_GATE, STATUS_OK
 from highway.reports.summaries import best_runs
 
 
@@ -256,7 +256,6 @@ def throughput_claims(df: pd.DataFrame) -> list[dict]:
 # The depth-fused stack's targets at depth 1000, batch 128: mode → (x eager, x CUDA graphs).
 STACK_TARGETS = {"fwd": (10.0, 3.0), "train": (5.0, 2.0)}
 STACK_MEMORY_SHARE = 0.25  # of eager's peak memory, for a training step
-ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
 STACK_BACKENDS = {"triton-stack": "Depth-fused stack", "triton-stack-recompute": "Depth-fused stack (recompute)"}
@@ -294,7 +293,7 @@ def stack_claims(df: pd.DataFrame) -> list[dict]:
                 for key, share in memory.items():
                     if key[6] == "train":
                         # what any stack ends its backward with, as eager does: one gradient of every weight
-                        depth, width, size = key[2], key[3], ELEMENT_BYTES[key[4]]
+                        depth, width, size = key[2], key[3], DTYPE_BYTES[key[4]]
                         floor = depth * (2 * width * width + 2 * width) * size / 2**20 / other["peak_mem_mb"][key]
                         ranked.append(((rank, width, key[4], len(STACK_TARGETS), 0), _row(
                             f"{words}, depth 1000, width {width}, {key[4]}: a training step's peak memory at most a "

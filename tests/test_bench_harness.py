@@ -124,6 +124,52 @@ def test_the_correctness_gate_catches_a_wrong_backend(tmp_path, monkeypatch):
     assert (df[df["backend"] == "torch"]["status"] == "ok").all()
 
 
+@pytest.mark.parametrize("api", ["fp32_precision", "allow_tf32"])
+def test_fp32_rows_run_at_the_precision_their_dtype_names(tmp_path, monkeypatch, api):
+    """"tf32" and "fp32" are one dtype at two precisions; every backend of a row, eager and the gate's
+    baselines included, runs at its row's, for matmuls and cuDNN's convolutions alike, and the process gets its
+    own back; through cuDNN's own fp32_precision (torch 2.9+) or, before it, the legacy allow_tf32."""
+    from highway.bench.harness import cases
+    from highway.bench.harness.cases import conv_runs_tf32
+
+    if api == "allow_tf32":
+        monkeypatch.setattr(cases, "_cudnn_conv", lambda: None)
+
+    seen = []
+
+    def spy(net):
+        seen.append((torch.get_float32_matmul_precision(), conv_runs_tf32()))
+        return net
+
+    monkeypatch.setitem(BACKENDS, "spy", Backend("spy", "torch", prepare=spy))
+    before = torch.get_float32_matmul_precision(), conv_runs_tf32()
+    df = sweep(tmp_path, depth=[1], dtype=["tf32", "fp32", "bf16"], backend=["torch", "spy"], mode=["fwd"])
+    assert seen == [("high", True), ("highest", False), before]  # bf16 leaves the process's setting
+    assert (torch.get_float32_matmul_precision(), conv_runs_tf32()) == before
+    assert (df["status"] == "ok").all() and list(df["dtype"]) == ["tf32", "tf32", "fp32", "fp32", "bf16", "bf16"]
+    # the same fp32 tensors either way: the table's rate for the precision the row names
+    from highway.bench.harness.devices import peak_for
+
+    assert peak_for("NVIDIA H200", "tf32")[0] > 5 * peak_for("NVIDIA H200", "fp32")[0]
+
+
+@pytest.mark.parametrize("width,dtype,words", [(128, "tf32", None), (128, "bf16", None), (64, "fp32", None),
+                                               (65, "fp32", "up to 64 in fp32 (IEEE dots; tf32 holds 128)"),
+                                               (129, "tf32", "up to 128 in tf32")])
+def test_the_depth_fused_backends_say_where_ieee_fp32_stops(width, dtype, words):
+    """IEEE fp32 takes the per-layer kernels past width 64 (`why_the_stack_does_not_fit`): its stack rows are
+    unsupported with the reason, before anything is built, whatever the process's own precision."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        for name in ("triton-stack", "triton-stack-recompute", "triton-stack-atomic"):
+            reason = BACKENDS[name].applies_to(Case("highway", "dense", 10, width, dtype, 128, name, "train"))
+            assert reason is None if words is None else words in reason
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 @pytest.mark.parametrize("name", ["triton-stack", "triton-stack-recompute", "triton-stack-atomic"])
 def test_the_depth_fused_backends_time_the_same_net(name):
     """What the GPU times, built here and run under the interpreter: the same outputs and gradients as the
@@ -424,7 +470,7 @@ def test_the_campaign_runs_the_targets_first_and_each_configuration_once():
     first = tp.expand(**THROUGHPUT_BLOCKS[0][1])
     assert {(c.depth, c.backend) for c in first} == {(1000, "torch"), (1000, "triton-stack"),
                                                      (1000, "compile-layers-cudagraphs")}
-    assert {(c.width, c.dtype, c.mode) for c in first} == {(w, d, m) for w in (50, 128) for d in ("bf16", "fp32")
+    assert {(c.width, c.dtype, c.mode) for c in first} == {(w, d, m) for w in (50, 128) for d in ("bf16", "tf32")
                                                            for m in ("fwd", "train")}
     # shape by shape, eager first: a call cut short leaves whole ratios, the paper's width first
     assert [c.backend for c in first[:3]] == ["torch", "triton-stack", "compile-layers-cudagraphs"]
@@ -434,6 +480,10 @@ def test_the_campaign_runs_the_targets_first_and_each_configuration_once():
     slow = [i for i, cases in enumerate(blocks)
             if any(c.depth == 1000 and c.backend in WHOLE_NET_COMPILES for c in cases)]
     assert slow == [len(blocks) - 1]
+    # the targets' fp32 at torch's default precision too, where the stack holds it (IEEE dots: up to width 64)
+    ieee = {(c.width, c.mode) for cases in blocks for c in cases
+            if c.depth == 1000 and c.dtype == "fp32" and c.backend == "triton-stack"}
+    assert {(50, "fwd"), (50, "train")} <= ieee
     assert {(c.depth, c.population) for c in expand_population(**POPULATION_TARGET)} == {(100, 100)}
     steps = campaign_steps(Path("unused"), torch.device("cpu"), False, [])
     assert steps[1].name.endswith(THROUGHPUT_BLOCKS[0][0]) and steps[-1].name == "report"

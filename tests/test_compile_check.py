@@ -24,13 +24,22 @@ def run(args, timeout=1800):
                           text=True, timeout=timeout)
 
 
+def python_for_gpus(code: str, timeout=600, **kwargs) -> str:
+    """The stdout of `code`, run in a python of its own that compiles for GPUs (no TRITON_INTERPRET), which
+    must succeed."""
+    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=timeout,
+                         **kwargs)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
 @compiles
 def test_every_kernel_compiles_for_ampere_and_hopper_without_spills(tmp_path):
     result = run(["compile-check", "--arch", "80", "90", "--no-progress", "--out", str(tmp_path)])
     rows = list(csv.DictReader(open(tmp_path / "compile_check.csv")))
     problems = [f"{r['kernel']} sm_{r['arch']} {r['dtype']} {r['tile']}: {r['problem']}" for r in rows if r["problem"]]
     assert result.returncode == 0 and not problems, "\n".join(problems) + result.stderr[-2000:]
-    assert {r["arch"] for r in rows} == {"80", "90"} and {r["dtype"] for r in rows} == {"bf16", "fp32", "fp32-ieee"}
+    assert {r["arch"] for r in rows} == {"80", "90"} and {r["dtype"] for r in rows} == {"bf16", "tf32", "fp32"}
     kernels = {r["kernel"].split(" ")[0] for r in rows}
     assert len(kernels) == 10  # four dense, four conv and the two of the depth-fused stack
     bf16_gemm_64 = [r for r in rows if r["dtype"] == "bf16" and "gates_kernel" not in r["kernel"]
@@ -39,9 +48,9 @@ def test_every_kernel_compiles_for_ampere_and_hopper_without_spills(tmp_path):
     assert any(r["tensor_cores"] == "wgmma" for r in bf16_gemm_64 if r["arch"] == "90")
     assert "compiles in" in result.stdout  # the time it took is printed
     # IEEE fp32 dots run on the FMA units: their configs are their own, with a short BLOCK_K
-    ieee = [r for r in rows if r["dtype"] == "fp32-ieee" and "stack" not in r["kernel"]]
+    ieee = [r for r in rows if r["dtype"] == "fp32" and "stack" not in r["kernel"]]
     assert ieee and all(int(r["tile"].split("x")[2]) <= 16 for r in ieee)
-    assert not any(r["dtype"] == "fp32-ieee" and r["tensor_cores"] != "no" for r in rows)
+    assert not any(r["dtype"] == "fp32" and r["tensor_cores"] != "no" for r in rows)
 
 
 @compiles
@@ -55,9 +64,7 @@ def test_the_check_catches_a_spilling_tile():
         "r = check_one(spec, 0, 'bf16', 90, config)\n"
         "print('SPILL', r.spill_bytes, 'PROBLEM', r.problem)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "PROBLEM spills" in out.stdout
+    assert "PROBLEM spills" in python_for_gpus(code)
 
 
 def test_kernels_compile_through_their_launchers_on_any_triton():
@@ -83,31 +90,46 @@ def test_a_triton_older_than_the_check_is_named_before_any_work(monkeypatch):
     assert "needs triton 3.3 or later" in triton_too_old() and triton.__version__ in triton_too_old()
 
 
+def test_the_check_names_its_dtypes_as_the_harness_does():
+    """tf32 and fp32 are fp32 pointers with TF32 and IEEE dots; bf16 pointers are bf16. (In a process of its
+    own: the signature is read off the jitted kernel, which the interpreter replaces.)"""
+    code = (
+        "from highway.bench.harness.compile_check import DTYPES, _kernel, _signature, kernel_specs, launch_constants\n"
+        "spec = kernel_specs()[0]\n"
+        "print(DTYPES)\n"
+        "for dtype in ('bf16', 'tf32', 'fp32'):\n"
+        "    sig, _, _ = _signature(spec, _kernel(spec).fn, dtype, dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=16, GROUP_M=8))\n"
+        "    print(dtype, launch_constants(spec, dtype)['INPUT_PRECISION'], sig['x_ptr'])\n"
+    )
+    lines = python_for_gpus(code, timeout=300).split("\n")[:4]
+    assert lines == ["('bf16', 'tf32', 'fp32')", "bf16 tf32 *bf16", "tf32 tf32 *fp32", "fp32 ieee *fp32"]
+
+
 @pytest.mark.parametrize("result,spec,words", [
     (Result("k", 90, "bf16", "64x64x64", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_bound=1,
             shared_limit=2), None, "spills 8 bytes"),
-    (Result("k", 90, "fp32", "64x64x64", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_bound=1,
+    (Result("k", 90, "tf32", "64x64x64", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_bound=1,
             shared_limit=2), None, ""),
     # IEEE fp32 has configs of its own, so a spill there is a problem, unless the kernel's spec allows it
-    (Result("k", 90, "fp32-ieee", "64x64x8", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_bound=1,
+    (Result("k", 90, "fp32", "64x64x8", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_bound=1,
             shared_limit=2), None, "spills 8 bytes"),
-    (Result("k", 90, "fp32-ieee", "64x64x8", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_bound=1,
-            shared_limit=2), KernelSpec("m", "_some_gemm_kernel", (), spills_allowed=("fp32-ieee",)), ""),
-    (Result("k", 80, "fp32", "128x128x64", 8, 3, spill_bytes=0, shared_bytes=300000, shared_bound=100000,
+    (Result("k", 90, "fp32", "64x64x8", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_bound=1,
+            shared_limit=2), KernelSpec("m", "_some_gemm_kernel", (), spills_allowed=("fp32",)), ""),
+    (Result("k", 80, "tf32", "128x128x64", 8, 3, spill_bytes=0, shared_bytes=300000, shared_bound=100000,
             shared_limit=166912, autotuner_tries=True), None, "needs 300000 bytes of shared memory"),
-    (Result("k", 80, "fp32", "128x128x64", 8, 3, spill_bytes=0, shared_bytes=300000, shared_bound=400000,
+    (Result("k", 80, "tf32", "128x128x64", 8, 3, spill_bytes=0, shared_bytes=300000, shared_bound=400000,
             shared_limit=166912, autotuner_tries=False), None, ""),
     # the autotuner prunes by the bound: a config that uses more may overflow and be tried all the same
-    (Result("k", 80, "fp32", "32x64x64", 8, 3, spill_bytes=0, shared_bytes=90000, shared_bound=80000,
+    (Result("k", 80, "tf32", "32x64x64", 8, 3, spill_bytes=0, shared_bytes=90000, shared_bound=80000,
             shared_limit=166912), None, "uses 90000 bytes of shared memory, above the 80000"),
     (Result("k", 90, "bf16", "64x64x64", 4, 4, spill_bytes=0, tensor_cores="no"), None, "tensor cores"),
     (Result("k", 90, "bf16", "32x64x64", 4, 4, spill_bytes=0, tensor_cores="no"), None, ""),
     (Result("k", 90, "bf16", "32x64x64", 8, 2, spill_bytes=0, tensor_cores="mma", waits_on_loads="b_h b_t"), None,
      "waits every iteration on b_h b_t"),
     (Result("k", 90, "bf16", "32x64x64", 8, 1, spill_bytes=0, tensor_cores="mma", waits_on_loads="wh wt"), None, ""),
-    (Result("k", 90, "fp32", "32x64x64", 8, 2, spill_bytes=0, tensor_cores="mma", waits_on_loads="h_lo"), None,
+    (Result("k", 90, "tf32", "32x64x64", 8, 2, spill_bytes=0, tensor_cores="mma", waits_on_loads="h_lo"), None,
      "waits every iteration on h_lo"),
-    (Result("k", 90, "fp32", "32x64x64", 8, 1, spill_bytes=0, tensor_cores="mma", waits_on_loads="h_lo"), None, ""),
+    (Result("k", 90, "tf32", "32x64x64", 8, 1, spill_bytes=0, tensor_cores="mma", waits_on_loads="h_lo"), None, ""),
     (Result("k", 90, "bf16", "16x64x64", 8, 2, spill_bytes=0, tensor_cores="mma", waits_on_loads="x_t"),
      KernelSpec("m", "_some_gemm_kernel", (), waits_allowed=("x_t",)), ""),
     (Result("k", 90, "bf16", "16x64x64", 8, 2, spill_bytes=0, tensor_cores="mma", waits_on_loads="b_h x_t"),
@@ -166,10 +188,8 @@ def test_a_load_that_a_dot_waits_for_is_found_in_the_compiled_loop(bias_ahead, a
         "compiled = triton.compile(source, target=target, options=options.__dict__)\n"
         "print('WAITS', loads_a_dot_waits_for(compiled.asm['ttgir']))\n"
     ) % (arch, bias_ahead)
-    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=600,
-                         cwd=Path(__file__).parent)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert ("WAITS []" if bias_ahead else "WAITS ['bias']") in out.stdout, out.stdout
+    stdout = python_for_gpus(code, cwd=Path(__file__).parent)
+    assert ("WAITS []" if bias_ahead else "WAITS ['bias']") in stdout, stdout
 
 
 def test_loads_that_a_loop_carries_or_copies_ahead_do_not_count():

@@ -19,6 +19,7 @@ from highway.activations import ACTIVATIONS
 from highway.backends import BACKENDS as LAYER_BACKENDS
 from highway.bench.harness.backends import BACKENDS
 from highway.bench.harness.cases import DTYPES, Case
+from highway.bench.harness.compile_check import DTYPES as CHECKED_DTYPES
 from highway.bench.harness.population_sweep import POPULATION_BACKENDS
 from highway.bench.harness.environment import resolve_device
 from highway.bench.harness.executors import EXECUTORS
@@ -38,6 +39,7 @@ POPULATION_AXES = ("model", "depth", "width", "dtype", "batch", "backend", "popu
 # One case for `profile`; a sweep's unset axes come from its preset, or from `expand`'s defaults.
 PROFILE_CASE = dict(model="highway", layer="dense", depth=10, width=64, dtype="fp32", batch=128, backend="torch",
                     mode="fwd", spatial=16)
+DTYPE_HELP = "fp32: IEEE fp32 (torch's default matmul precision); tf32: fp32 tensors, TF32 matmuls and convolutions"
 
 
 def _axes(parser: argparse.ArgumentParser, defaults: dict | None):
@@ -49,7 +51,7 @@ def _axes(parser: argparse.ArgumentParser, defaults: dict | None):
     parser.add_argument("--depth", nargs=nargs, type=int, default=default("depth"), help="layers in the stack")
     parser.add_argument("--width", nargs=nargs, type=int, default=default("width"),
                         help="features (dense) or channels (conv)")
-    parser.add_argument("--dtype", nargs=nargs, choices=list(DTYPES), default=default("dtype"))
+    parser.add_argument("--dtype", nargs=nargs, choices=list(DTYPES), default=default("dtype"), help=DTYPE_HELP)
     parser.add_argument("--batch", nargs=nargs, type=int, default=default("batch"))
     parser.add_argument("--backend", nargs=nargs, choices=list(BACKENDS), default=default("backend"))
     parser.add_argument("--mode", nargs=nargs, choices=MODES, default=default("mode"),
@@ -150,7 +152,7 @@ def cmd_compile_check(args) -> int:
     failed = [r for r in results if r.problem]
     seconds, processes = time.perf_counter() - start, args.jobs or os.cpu_count()
     print(f"\n{len(results)} compiles in {seconds:.0f} s ({processes} processes): "
-          + (f"{len(failed)} with problems" if failed else "no compile failure, no spill in bf16/fp16/fp32-ieee but "
+          + (f"{len(failed)} with problems" if failed else "no compile failure, no spill in bf16/fp16/fp32 (IEEE) but "
              "those a kernel's spec allows, no shared memory overflow the autotuner would try, none above the "
              "bound it prunes by, tensor cores in every bf16 GEMM tile of 64 and up, no load left in a pipelined "
              "loop for a dot to wait on but those a kernel's spec explains"))
@@ -160,14 +162,14 @@ def cmd_compile_check(args) -> int:
 def cmd_peaks(args) -> int:
     import torch
 
-    from highway.bench.harness.devices import measure_peaks, peak_for
+    from highway.bench.harness.devices import PEAK_DTYPES, measure_peaks, peak_for
 
     if not torch.cuda.is_available():
         print("no CUDA GPU: peaks are only tabulated and measured for GPUs")
         return 1
     name = torch.cuda.get_device_name()
-    for dtype in ("bf16", "fp32"):
-        flops, bw = measure_peaks(DTYPES[dtype])
+    for dtype in PEAK_DTYPES:
+        flops, bw = measure_peaks(dtype)
         table = peak_for(name, dtype)
         print(f"{name} {dtype}: measured {flops:.1f} TFLOP/s, {bw:.2f} TB/s; table {table[0]} TFLOP/s, {table[1]} TB/s")
     return 0
@@ -343,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", nargs="+", choices=MODELS)
     p.add_argument("--depth", nargs="+", type=int, help="layers per net, the plain first layer included")
     p.add_argument("--width", nargs="+", type=int)
-    p.add_argument("--dtype", nargs="+", choices=list(DTYPES))
+    p.add_argument("--dtype", nargs="+", choices=list(DTYPES), help=DTYPE_HELP)
     p.add_argument("--batch", nargs="+", type=int, help="rows per trial and step")
     p.add_argument("--backend", nargs="+", choices=POPULATION_BACKENDS)
     p.add_argument("--population", nargs="+", type=int, help="trials P (default 1 8 32 128)")
@@ -374,9 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the bound the autotuner prunes by, a bf16 GEMM tile of 64+ off the tensor "
                                    "cores, or a load that a dot of a pipelined loop waits for every iteration.")
     p.add_argument("--arch", nargs="+", type=int, default=[80, 90], help="compute capabilities (default 80 90)")
-    p.add_argument("--dtype", nargs="+", choices=["bf16", "fp16", "fp32", "fp32-ieee"],
-                   default=["bf16", "fp32", "fp32-ieee"],
-                   help="fp32: TF32 dots (torch's 'high' matmul precision); fp32-ieee: IEEE fp32 (its default)")
+    p.add_argument("--dtype", nargs="+", choices=["bf16", "fp16", "tf32", "fp32"], default=list(CHECKED_DTYPES),
+                   help="tf32: fp32 with TF32 dots (torch's 'high' matmul precision); fp32: IEEE fp32 (its default)")
     p.add_argument("--kernel", nargs="+", help="only kernels whose name contains one of these")
     p.add_argument("--jobs", type=int, help="compiler processes (default: one per CPU)")
     p.add_argument("--out", help="also write compile_check.csv here")

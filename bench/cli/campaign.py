@@ -45,17 +45,22 @@ PROFILE_CASE = dict(model="highway", layer="dense", depth=1000, width=50, dtype=
 # leaves whole ratios. The CUDA-graph baseline at depth 1000 is `compile-layers-cudagraphs` (each layer
 # compiled once, the whole step one graph): it compiles in seconds, where the whole-net `compile-cudagraphs`
 # takes minutes a case at that depth and waits for the last block, for a lease long enough to hold it.
-STACK_TARGETS = dict(model=["highway"], layer=["dense"], depth=[1000], width=[50, 128], dtype=["bf16", "fp32"],
+# The targets' fp32 comes at both precisions, every backend of a row at the same one: first tf32 (TF32 dots, where
+# the stack holds width 128), then, in a block of its own, IEEE fp32 (torch's default, where it holds 64).
+STACK_TARGETS = dict(model=["highway"], layer=["dense"], depth=[1000], width=[50, 128], dtype=["bf16", "tf32"],
                      batch=[128], mode=["fwd", "train"])
 THIN_DEPTHS = [1, 10, 100, 1000]
 WHOLE_NET_COMPILES = ["compile", "compile-cudagraphs", "triton+compile"]  # compile time grows with depth
 THROUGHPUT_BLOCKS = [
-    ("the depth-fused stack's targets: depth 1000, widths 50 and 128, bf16 and fp32, fwd and train, against eager "
+    ("the depth-fused stack's targets: depth 1000, widths 50 and 128, bf16 and tf32, fwd and train, against eager "
      "and CUDA graphs", dict(STACK_TARGETS, backend=["torch", "triton-stack", "compile-layers-cudagraphs"])),
     ("the depth-fused stack recomputing its layer inputs, for the memory target",
      dict(STACK_TARGETS, backend=["torch", "triton-stack-recompute"], mode=["train"])),
     ("the depth-fused stack's weight gradients by atomics in the kernel, against its batched GEMM",
      dict(STACK_TARGETS, backend=["triton-stack", "triton-stack-atomic"], mode=["train"])),
+    ("the depth-fused stack's targets in IEEE fp32, torch's default precision: width 50 (past 64, IEEE dots take "
+     "the per-layer kernels)", dict(STACK_TARGETS, width=[50], dtype=["fp32"],
+                                    backend=["torch", "triton-stack", "compile-layers-cudagraphs"])),
     ("the paper's thin nets: fused triton vs eager, compile, CUDA graphs and the bare GEMM, bf16 training",
      dict(model=["highway"], layer=["dense"], depth=THIN_DEPTHS, width=[50, 128], dtype=["bf16"], batch=[128],
           backend=["torch", "compile-layers-cudagraphs", "triton", "triton-stack", "gemm-only"], mode=["train"])),
@@ -65,14 +70,14 @@ THROUGHPUT_BLOCKS = [
     ("GEMM-bound widths, bf16: the fused kernels against cuBLAS and the compiler",
      dict(model=["highway"], layer=["dense"], depth=[1, 10, 100], width=[1024, 4096, 8192], dtype=["bf16"],
           batch=[1024], backend=["torch", "compile", "triton", "gemm-only"], mode=["fwd", "train"])),
-    ("forward passes of the thin nets, bf16 and fp32",
-     dict(model=["highway"], layer=["dense"], depth=THIN_DEPTHS, width=[50, 128], dtype=["bf16", "fp32"],
+    ("forward passes of the thin nets, bf16, tf32 and fp32",
+     dict(model=["highway"], layer=["dense"], depth=THIN_DEPTHS, width=[50, 128], dtype=["bf16", "tf32", "fp32"],
           batch=[128], backend=["torch", "compile-layers-cudagraphs", "triton", "triton-stack"], mode=["fwd"])),
     ("plain twins of the thin nets (width 71), for highway's cost over plain",
      dict(model=["plain"], layer=["dense"], depth=THIN_DEPTHS, width=[71], dtype=["bf16"], batch=[128],
           backend=["torch", "compile-layers-cudagraphs"], mode=["fwd", "train"])),
-    ("fp32 training, thin and wide",
-     dict(model=["highway"], layer=["dense"], depth=THIN_DEPTHS, width=[50, 1024], dtype=["fp32"],
+    ("fp32 training at both precisions (tf32 and IEEE), thin and wide",
+     dict(model=["highway"], layer=["dense"], depth=THIN_DEPTHS, width=[50, 1024], dtype=["tf32", "fp32"],
           batch=[128], backend=["torch", "triton"], mode=["train"])),
     ("convolutional highway layers against cuDNN, bf16",
      dict(model=["highway"], layer=["conv"], depth=[1, 10, 50], width=[16, 64, 160], dtype=["bf16"], batch=[64],
@@ -93,7 +98,12 @@ POPULATION_TARGET = dict(POPULATION_BLOCK, depth=[100], population=[100], backen
 
 def estimate_case_s(case) -> float:
     """A rough guess of one case's wall time on a GPU (build, gate, first call, timing), for planning only:
-    eager costs launches, compilation grows with depth, the first triton call autotunes."""
+    eager costs launches, compilation grows with depth, the first triton call autotunes; a backend that does
+    not apply to the case writes its row at once."""
+    from highway.bench.harness.backends import BACKENDS
+
+    if BACKENDS[case.backend].applies_to(case):
+        return 0.0
     layers = case.depth
     base = 1.0 + 0.004 * layers * (3 if case.mode != "fwd" else 1)
     if case.backend in WHOLE_NET_COMPILES:
@@ -169,8 +179,7 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
                           ": P trials of a highway net (width 50) trained at once against one by one", **axes)
 
     def env_step(deadline):
-        from highway.bench.harness.cases import DTYPES
-        from highway.bench.harness.devices import measure_peaks, peak_for
+        from highway.bench.harness.devices import PEAK_DTYPES, measure_peaks, peak_for
 
         if (out / "environment.json").exists():  # and from this device: `check_same_device`
             return f"kept from the first run: {out / 'environment.json'}"
@@ -179,8 +188,8 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
             import torch
 
             env["peaks"] = {}
-            for dtype in ("bf16", "fp32"):
-                flops, bandwidth = measure_peaks(DTYPES[dtype])
+            for dtype in PEAK_DTYPES:
+                flops, bandwidth = measure_peaks(dtype)
                 env["peaks"][dtype] = {"measured_tflops": flops, "measured_tbps": bandwidth,
                                        "table": peak_for(torch.cuda.get_device_name(device), dtype)}
         (out / "environment.json").write_text(json.dumps(env, indent=1))
@@ -261,13 +270,14 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
 
 
 # Before anything is timed: the depth-fused stack's training step (the first steps' kernels) at a small shape
-# through the throughput gate, in both dtypes, so that kernels that fail on this GPU (a compiler that rejects
-# them, a wrong result) stop the campaign in seconds instead of filling its folder with failure rows. The
-# per-layer kernels are left to their own rows' gate: autotuning their 7 tiles for 4 kernels in 2 dtypes
-# would cost a minute of a quarter-hour lease before anything is timed.
+# through the throughput gate, in bf16 and in fp32 at both precisions (TF32 and IEEE dots compile apart), so
+# that kernels that fail on this GPU (a compiler that rejects them, a wrong result) stop the campaign in seconds
+# instead of filling its folder with failure rows. The per-layer kernels are left to their own rows' gate:
+# autotuning their 7 tiles for 4 kernels in 3 dtypes would cost a minute of a quarter-hour lease before
+# anything is timed.
 SMOKE_CASES = [dict(model="highway", layer="dense", depth=4, width=50, dtype=dtype, batch=128, backend=backend,
                     mode="train") for backend in ("triton-stack", "triton-stack-recompute")
-               for dtype in ("bf16", "fp32")]
+               for dtype in ("bf16", "tf32", "fp32")]
 
 
 def smoke_check(device) -> list[str]:

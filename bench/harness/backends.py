@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from highway.bench.harness.cases import Case
+from highway.bench.harness.cases import DTYPES, Case, float32_precision
 
 BACKENDS: dict[str, "Backend"] = {}  # name → Backend, in the order registered (eager first)
 
@@ -135,10 +135,15 @@ def _fused_compiled(net):
 
 
 def _stackable(case: Case) -> str | None:
+    from highway.kernels.highway_stack import widest_stack
+
     if case.model != "highway" or case.layer != "dense":
         return "the depth-fused stack is for dense highway stacks"
-    if case.width > 128:
-        return "the depth-fused stack holds widths up to 128"
+    with float32_precision(case.dtype):
+        widest = widest_stack(DTYPES[case.dtype])
+    if case.width > widest:
+        return f"the depth-fused stack holds widths up to {widest} in {case.dtype}" + \
+            (" (IEEE dots; tf32 holds 128)" if case.dtype == "fp32" else "")
     return None
 
 

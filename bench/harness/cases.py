@@ -3,16 +3,24 @@ inputs, the step each mode times, and the correctness gate. The sweep, the pytes
 profiler all use these; the backends that run a case are in `backends.py`.
 """
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
 
-from highway.bench.schema import MODES, THROUGHPUT_KEYS
+from highway.bench.schema import DTYPE_BYTES, MODES, THROUGHPUT_KEYS
 from highway.conv_models import highway_conv_stack, plain_conv_stack
 from highway.models import highway_stack, plain_stack
 from highway.tolerances import max_violation
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# fp32 tensors come at the two precisions torch offers, each a dtype of its own, so that every backend of a
+# row runs at the same one and the two sit side by side in one sweep: "fp32" is IEEE fp32 (torch's default
+# for matmuls, "highest"), "tf32" runs matmuls and cuDNN convolutions on the TF32 tensor cores ("high").
+# Our kernels follow torch's float32 matmul precision, so they run each row as its baselines do.
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+MATMUL_PRECISION = {"fp32": "highest", "tf32": "high"}  # torch.set_float32_matmul_precision's, per fp32 dtype
+if {name: dtype.itemsize for name, dtype in DTYPES.items()} != DTYPE_BYTES:
+    raise ImportError(f"DTYPES {DTYPES} differ from the schema's {DTYPE_BYTES}")
 KERNEL_SIZE = 3  # conv stacks use 3×3 layers, the paper's most common receptive field
 
 
@@ -40,6 +48,48 @@ class Case:
 
 if list(Case.__dataclass_fields__) != THROUGHPUT_KEYS:  # the store's key is the case's fields, in order
     raise ImportError(f"Case fields {list(Case.__dataclass_fields__)} differ from the schema's {THROUGHPUT_KEYS}")
+
+
+def _cudnn_conv():
+    """torch.backends.cudnn.conv where it has its own fp32_precision ("tf32" or "ieee"; torch 2.9 and later, which
+    refuse to read the legacy cudnn.allow_tf32 once the new settings disagree with it), else None."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    return conv if hasattr(conv, "fp32_precision") else None
+
+
+def conv_runs_tf32() -> bool:
+    """Whether cuDNN runs fp32 convolutions on TF32 tensor cores now."""
+    conv = _cudnn_conv()
+    if conv is not None and conv.fp32_precision != "none":  # "none" defers to the legacy flag
+        return conv.fp32_precision == "tf32"
+    return torch.backends.cudnn.allow_tf32
+
+
+@contextmanager
+def float32_precision(dtype: str):
+    """Run the block at the float32 precision that the harness's `dtype` names, for matmuls and for cuDNN's
+    convolutions alike (torch's defaults differ: IEEE matmuls, TF32 convolutions, so an eager conv net in
+    "fp32" would otherwise run TF32 against our kernels' IEEE); restored after. bf16 and fp16 leave both.
+    On a CPU, torch's matmuls and Triton's interpreter compute "tf32" as IEEE fp32."""
+    if dtype not in MATMUL_PRECISION:
+        yield
+        return
+    conv, tf32 = _cudnn_conv(), dtype == "tf32"
+    saved = (torch.get_float32_matmul_precision(),
+             conv.fp32_precision if conv is not None else torch.backends.cudnn.allow_tf32)
+    torch.set_float32_matmul_precision(MATMUL_PRECISION[dtype])
+    if conv is not None:
+        conv.fp32_precision = "tf32" if tf32 else "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        if conv is not None:
+            conv.fp32_precision = saved[1]
+        else:
+            torch.backends.cudnn.allow_tf32 = saved[1]
 
 
 def build_stack(case: Case, layer_backend: str, device, dtype=None) -> torch.nn.Module:
@@ -101,10 +151,11 @@ GATE_MODE = {"fwd": "fwd", "fwd+bwd": "fwd+bwd", "train": "fwd+bwd"}
 
 def correctness_error(case: Case, candidate_outputs, reference_outputs, eager_outputs) -> float:
     """How far a backend is from the float64 reference, in units of what eager PyTorch in the same dtype
-    gets: max(violation of the per-dtype tolerance, violation ÷ 4·(eager's violation)). ≤ 1 passes.
+    gets: the smaller of (violation of the per-dtype tolerance, violation ÷ 4·(eager's violation)). ≤ 1 passes.
 
     Deep stacks legitimately drift further from float64 than one layer does; measuring against eager's own
-    drift keeps the gate meaningful at depth 1000 without loosening it at depth 1."""
+    drift keeps the gate meaningful at depth 1000 without loosening it at depth 1. "tf32" has fp32's
+    tolerance, which eager's TF32 matmuls on a GPU exceed as ours do: the second term is the one it passes by."""
     dtype = DTYPES[case.dtype]
     worst = 0.0
     for cand, ref, eager in zip(candidate_outputs, reference_outputs, eager_outputs):

@@ -4,16 +4,16 @@
 cubin with the ptxas that ships in the triton wheel; `cuobjdump -res-usage` (shipped beside it) reads the
 registers and the stack frame from the cubin, and the PTX says whether the GEMM tiles reach the tensor
 cores (`wgmma` on sm_90, `mma` on both). Each kernel is compiled for every autotune config, in bf16, in
-fp32 with TF32 dots, and in fp32 with IEEE dots (fp32-ieee: torch's default matmul precision, on the FMA
-units, with configs of its own), specialized as a contiguous launch of a GEMM-sized layer specializes it
-(16-aligned pointers, sizes and strides; unit strides folded to constants).
+fp32 with TF32 dots (tf32), and in fp32 with IEEE dots (fp32: torch's default matmul precision, on the FMA
+units, with configs of its own; the names are the throughput harness's), specialized as a contiguous launch
+of a GEMM-sized layer specializes it (16-aligned pointers, sizes and strides; unit strides folded to constants).
 
-A config fails the check when it does not compile, when bf16, fp16 or fp32-ieee code spills registers to local
+A config fails the check when it does not compile, when bf16, fp16 or fp32 (IEEE) code spills registers to local
 memory (unless the kernel's spec allows it, `spills_allowed`), when it needs more shared memory than the arch
 gives a block and the autotuner would still try it, when it uses more shared memory than the bound the autotuner
 prunes by (the kernel's `shared_memory`, `highway.kernels.launch.tuned`), when a bf16 GEMM tile of 64 or more
 misses the tensor cores, or when a pipelined config (2 stages or more) leaves a load in a loop that a dot of the
-same iteration waits for (`loads_a_dot_waits_for`), in any dtype. fp32 (TF32) spills are reported and allowed,
+same iteration waits for (`loads_a_dot_waits_for`), in any dtype. tf32 spills are reported and allowed,
 as is a wait a kernel's spec explains (`waits_allowed`). The Triton interpreter, which the tests run, sees none
 of this.
 """
@@ -26,8 +26,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+from highway.bench.schema import DTYPE_BYTES
+
 ARCHS = (80, 90)
-DTYPES = ("bf16", "fp32", "fp32-ieee")  # fp32: TF32 dots; fp32-ieee: torch's default "highest"
+DTYPES = ("bf16", "tf32", "fp32")  # tf32: fp32 with TF32 dots; fp32: IEEE dots, torch's default "highest"
 # The heaviest epilogue (gelu: erf and exp) stands for every activation: if it fits, the others fit.
 CHECK_ACTIVATION = "gelu"
 TENSOR_CORE_OPS = {80: ("mma.sync",), 90: ("wgmma", "mma.sync")}  # the best first
@@ -47,7 +49,7 @@ class KernelSpec:
     # Loads that a dot of this kernel may wait on at 2 stages or more (`loads_a_dot_waits_for`), each for a reason
     # given where the spec is declared.
     waits_allowed: tuple = ()
-    # Dtypes beside fp32 (TF32) whose spills this kernel is allowed, for a reason given where the spec is
+    # Dtypes beside tf32 whose spills this kernel is allowed, for a reason given where the spec is
     # declared.
     spills_allowed: tuple = ()
     # For kernels whose candidates depend on the launch (the depth-fused stack's on its width): every config
@@ -70,12 +72,12 @@ def kernel_specs() -> list[KernelSpec]:
         # in IEEE fp32 the FMA dots' operands: 8 to 48 bytes spill there at BLOCK_K 8, reported and allowed as
         # TF32's are (more warps for IEEE tiles is the next thing to try, on a GPU that can time it).
         KernelSpec(dense, "_highway_linear_bwd_gates_kernel", dense_strides, dict(RECOMPUTE=True),
-                   label="_highway_linear_bwd_gates_kernel (recompute)", spills_allowed=("fp32-ieee",)),
+                   label="_highway_linear_bwd_gates_kernel (recompute)", spills_allowed=("fp32",)),
         KernelSpec(dense, "_highway_linear_bwd_dx_kernel", dense_strides),
         KernelSpec(dense, "_highway_linear_bwd_dw_kernel", dense_strides, dict(USE_ATOMIC=True),
                    fp32_pointers=("dw_ptr", "db_ptr")),
         KernelSpec(conv, "_highway_conv2d_fwd_kernel", conv_strides, dict(KS=3)),
-        KernelSpec(conv, "_highway_conv2d_bwd_gates_kernel", conv_strides, dict(KS=3), spills_allowed=("fp32-ieee",)),
+        KernelSpec(conv, "_highway_conv2d_bwd_gates_kernel", conv_strides, dict(KS=3), spills_allowed=("fp32",)),
         KernelSpec(conv, "_highway_conv2d_bwd_dx_kernel", conv_strides, dict(KS=3)),
         KernelSpec(conv, "_highway_conv2d_bwd_dw_kernel", conv_strides, dict(KS=3, USE_ATOMIC=True),
                    fp32_pointers=("dw_ptr", "db_ptr")),
@@ -94,7 +96,7 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), dict(ATOMIC_WEIGHT_GRADS=True),
                    fp32_pointers=("dw_ptr", "db_ptr"), configs=_stack_configs,
                    label="_highway_stack_bwd_kernel (atomic dW)", waits_allowed=("x_t",),
-                   spills_allowed=("fp32-ieee",)),
+                   spills_allowed=("fp32",)),
     ]
 
 
@@ -104,23 +106,20 @@ def _stack_configs(dtype: str, arch: int, configs: list, constants: dict) -> lis
     from highway.kernels.highway_stack import MAX_STACK_WIDTH, STACK_FMA_TILES, stack_candidates
     from highway.kernels.launch import SHARED_MEMORY_LIMITS
 
-    element = ELEMENT_BYTES[dtype]
+    element = DTYPE_BYTES[dtype]
     widths = [w for w in (16, 32, 64, 128) if w <= MAX_STACK_WIDTH]
     if constants.get("INPUT_PRECISION") == "ieee":  # wider stacks take the per-layer kernels there
         widths = [w for w in widths if w in STACK_FMA_TILES]
     return [c for w in widths for c in stack_candidates(w, element, SHARED_MEMORY_LIMITS[arch], configs, constants)]
 
 
-ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp32-ieee": 4}
-
-
 def launch_constants(spec: KernelSpec, dtype: str) -> dict:
     """The constexprs a launch in `dtype` passes beside the config's: on a GPU bf16 tiles go to tl.dot as
-    they are (DOT_FP32 is the interpreter's); fp32 dots run as TF32 (torch's "high" and "medium" matmul
-    precision) or, as fp32-ieee, in IEEE fp32 on the FMA units (its default "highest")."""
+    they are (DOT_FP32 is the interpreter's); fp32 dots run in IEEE fp32 on the FMA units (torch's default
+    "highest" matmul precision) or, as tf32, on the tensor cores (its "high" and "medium")."""
     from highway.kernels.activations import ACTIVATION_CODES
 
-    precision = "ieee" if dtype == "fp32-ieee" else "tf32"
+    precision = "ieee" if dtype == "fp32" else "tf32"
     return {"ACTIVATION": ACTIVATION_CODES[CHECK_ACTIVATION], "DOT_FP32": False, "INPUT_PRECISION": precision,
             **spec.constants}
 
@@ -158,7 +157,7 @@ def _kernel(spec: KernelSpec):
 
 
 def _signature(spec: KernelSpec, jitted, dtype: str, config_kwargs: dict):
-    element_type = dtype.removesuffix("-ieee")  # IEEE or TF32 is INPUT_PRECISION's, not the pointers'
+    element_type = "fp32" if dtype == "tf32" else dtype  # TF32 is INPUT_PRECISION's, not the pointers'
     signature, constants, attrs = {}, {}, {}
     launch = launch_constants(spec, dtype)
     for i, (name, param) in enumerate(zip(jitted.arg_names, jitted.params)):
@@ -256,7 +255,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
     jitted = tuner.fn  # the autotuner wraps the @triton.jit kernel
     config = config or tuner.configs[config_index]
     meta = config.kwargs
-    element = ELEMENT_BYTES[dtype]
+    element = DTYPE_BYTES[dtype]
     limit = SHARED_MEMORY_LIMITS[arch]
     bound = tuner.shared_memory({**spec.constants, **meta}, config.num_stages, element)
     result = Result(spec.label or spec.name, arch, dtype, f"{meta['BLOCK_M']}x{meta['BLOCK_N']}x{meta['BLOCK_K']}",
@@ -285,7 +284,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
 
 def judge(r: Result, spec: KernelSpec) -> str:
     problems = []
-    if r.spill_bytes > 0 and r.dtype != "fp32" and r.dtype not in spec.spills_allowed:
+    if r.spill_bytes > 0 and r.dtype != "tf32" and r.dtype not in spec.spills_allowed:
         problems.append(f"spills {r.spill_bytes} bytes")
     if r.autotuner_tries and r.shared_bytes > r.shared_limit:
         problems.append(f"needs {r.shared_bytes} bytes of shared memory, the arch gives {r.shared_limit}")

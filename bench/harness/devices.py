@@ -2,10 +2,12 @@
 
 Dense (no sparsity) vendor figures for the SXM parts unless the name says PCIe/NVL. fp32 is the
 non-tensor-core rate, which is what IEEE fp32 GEMMs (torch's default "highest" precision) can reach; tf32
-is listed for runs that allow it. `measure_peaks` times a large GEMM and a large copy on the device
-instead, for GPUs not in the table or to check it.
+(fp32 tensors with TF32 dots, the harness's dtype of that name) is the tensor cores'. `measure_peaks` times a
+large GEMM and a large copy on the device instead, for GPUs not in the table or to check it.
 """
 import torch
+
+PEAK_DTYPES = ("bf16", "tf32", "fp32")  # what `highway-bench peaks` and the campaign measure
 
 # name fragment → (TFLOP/s by dtype, TB/s); matched in order against torch.cuda.get_device_name().
 PEAKS = [
@@ -18,22 +20,25 @@ PEAKS = [
 ]
 
 
-def peak_for(device_name: str, dtype: str, tf32: bool = False):
-    """(peak TFLOP/s, peak TB/s) for a device name and dtype name, or (None, None) when unknown (CPUs)."""
+def peak_for(device_name: str, dtype: str):
+    """(peak TFLOP/s, peak TB/s) for a device name and the harness's dtype name, or (None, None) when unknown
+    (CPUs)."""
     for fragment, flops, bandwidth in PEAKS:
         if fragment in device_name:
-            key = "tf32" if dtype == "fp32" and tf32 else dtype
-            return flops[key], bandwidth
+            return flops[dtype], bandwidth
     return None, None
 
 
-def measure_peaks(dtype: torch.dtype = torch.bfloat16, n: int = 8192, device="cuda"):
-    """Measured (TFLOP/s of an n³ GEMM, TB/s of a 1 GiB copy) on `device`: best of 20 after warm-up."""
+def measure_peaks(dtype: str = "bf16", n: int = 8192, device="cuda"):
+    """Measured (TFLOP/s of an n³ GEMM in the harness's `dtype`, at its precision; TB/s of a 1 GiB copy) on
+    `device`: best of 20 after warm-up."""
+    from highway.bench.harness.cases import DTYPES, float32_precision
     from highway.bench.harness.timing import cuda_time
 
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    gemm = cuda_time(lambda: a @ b, warmup=5, repeats=20, flush_l2=False)
+    a = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
+    b = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
+    with float32_precision(dtype):
+        gemm = cuda_time(lambda: a @ b, warmup=5, repeats=20, flush_l2=False)
     src = torch.empty(2**30, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     copy = cuda_time(lambda: dst.copy_(src), warmup=5, repeats=20, flush_l2=False)

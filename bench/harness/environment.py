@@ -97,6 +97,8 @@ def environment(device: torch.device, argv=None) -> dict:
         "triton": triton_version,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # the process's own: a throughput row's fp32 precision is its dtype's ("fp32" IEEE, "tf32" TF32), and the
+        # convergence study and the gallery's tests run at this one
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
         "commit": git_commit(),

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from highway.bench.harness.backends import BACKENDS
-from highway.bench.harness.cases import DTYPES, Case
+from highway.bench.harness.cases import DTYPES, Case, float32_precision
 from highway.bench.harness.environment import environment, resolve_device
 from highway.bench.harness.progress import progress_bar
 from highway.bench.harness.store import ResultStore
@@ -151,7 +151,7 @@ def run_population_case(case: PopulationCase, device: torch.device, threads: int
     if reason:
         return {**row, "status": f"unsupported: {reason}"}
     try:
-        with cpu_threads(threads) if device.type == "cpu" else contextlib.nullcontext():
+        with cpu_threads(threads) if device.type == "cpu" else contextlib.nullcontext(), float32_precision(case.dtype):
             one_by_one, as_population, error = _steps(case, device)
             row["max_error"] = error
             if not error <= 1.0:

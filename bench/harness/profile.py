@@ -11,7 +11,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from highway.bench.harness.backends import BACKENDS
-from highway.bench.harness.cases import Case, build_stack, make_inputs, make_step
+from highway.bench.harness.cases import Case, build_stack, float32_precision, make_inputs, make_step
 from highway.bench.harness.environment import resolve_device
 
 
@@ -66,22 +66,23 @@ def profile_config(case: Case, out, steps: int = 5, warmup: int = 3, device=None
         raise ValueError(f"cannot profile {case.describe()}: {reason}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    x, dy = make_inputs(case, device)
-    step = make_step(case.mode, backend.prepare(build_stack(case, backend.layer_backend, device)), x, dy)
-    for _ in range(warmup):
-        step()
-    on_gpu = device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
-    with profile(activities=activities) as prof:
-        for _ in range(steps):
+    with float32_precision(case.dtype):
+        x, dy = make_inputs(case, device)
+        step = make_step(case.mode, backend.prepare(build_stack(case, backend.layer_backend, device)), x, dy)
+        for _ in range(warmup):
             step()
+        on_gpu = device.type == "cuda"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                step()
+            if on_gpu:
+                torch.cuda.synchronize()
+        prof.export_chrome_trace(str(out / "trace.json.gz"))
+        table = _kernel_table(prof, on_gpu)
+        table.to_csv(out / "kernels.csv", index=False)
         if on_gpu:
-            torch.cuda.synchronize()
-    prof.export_chrome_trace(str(out / "trace.json.gz"))
-    table = _kernel_table(prof, on_gpu)
-    table.to_csv(out / "kernels.csv", index=False)
-    if on_gpu:
-        _proton(step, steps, out)
+            _proton(step, steps, out)
     return table
 
 

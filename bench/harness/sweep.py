@@ -18,7 +18,7 @@ import torch
 
 from highway.bench.harness.backends import BACKENDS
 from highway.bench.harness.cases import DTYPES, GATE_MODE, KERNEL_SIZE, Case, build_stack, correctness_error, \
-    make_inputs, make_step
+    float32_precision, make_inputs, make_step
 from highway.bench.harness.devices import peak_for
 from highway.bench.harness.environment import environment, resolve_device, worker_identity
 from highway.bench.harness.flops import stack_work
@@ -104,36 +104,37 @@ def run_case(case: Case, device: torch.device, baselines: Baselines, timer: str 
              threads: int = CPU_THREADS) -> dict:
     """Run, check and time one configuration; the result row (without the run's environment columns).
     On a CPU, the timed calls run on `threads` threads (see `cpu_threads`)."""
-    row = {**case.__dict__}
-    reason = BACKENDS[case.backend].unsupported(case, device)
-    if reason:
-        return {**row, "status": f"unsupported: {reason}"}
-    try:
-        x, dy = make_inputs(case, device)
-        backend = BACKENDS[case.backend]
-        net = backend.prepare(build_stack(case, backend.layer_backend, device))
-        step = make_step(case.mode, net, x, dy)
-        gate_mode = GATE_MODE[case.mode]
-        # The first call (compilation, autotuning) is the gate's; a train step is checked by its gradients.
-        outputs, first_ms = first_call(step if gate_mode == case.mode else make_step(gate_mode, net, x, dy), device)
-        if backend.computes_the_layer:
-            reference, eager = baselines.get(case)
-            error = correctness_error(case, outputs_in_float64(outputs), reference, eager)
-            row["max_error"] = error
-            if not error <= 1.0:
-                return {**row, "status": f"mismatch: {error:.3g}x the tolerance against float64"}
-        if device.type == "cuda":
-            timing = cuda_time(step, cuda_graph=backend.captured(timer))
-        else:
-            with cpu_threads(threads):
-                row.update(threads=threads, load_avg=load_average())
-                timing = cpu_time(step)
-        timing.first_call_ms = first_ms
-        row["peak_mem_mb"] = peak_memory_mb(step, device)
-        row["kernels_per_step"] = kernels_per_step(step, device)
-    except Exception as e:  # a failing configuration is a result, not the end of the sweep
-        return {**row, "status": failure_status(e)}
-    return {**row, **derived_metrics(case, device, timing), "status": STATUS_OK}
+    with float32_precision(case.dtype):  # the baselines', the gate's and the timed calls' alike
+        row = {**case.__dict__}
+        reason = BACKENDS[case.backend].unsupported(case, device)
+        if reason:
+            return {**row, "status": f"unsupported: {reason}"}
+        try:
+            x, dy = make_inputs(case, device)
+            backend = BACKENDS[case.backend]
+            net = backend.prepare(build_stack(case, backend.layer_backend, device))
+            step = make_step(case.mode, net, x, dy)
+            gate_mode = GATE_MODE[case.mode]
+            # The first call (compilation, autotuning) is the gate's; a train step is checked by its gradients.
+            outputs, first_ms = first_call(step if gate_mode == case.mode else make_step(gate_mode, net, x, dy), device)
+            if backend.computes_the_layer:
+                reference, eager = baselines.get(case)
+                error = correctness_error(case, outputs_in_float64(outputs), reference, eager)
+                row["max_error"] = error
+                if not error <= 1.0:
+                    return {**row, "status": f"mismatch: {error:.3g}x the tolerance against float64"}
+            if device.type == "cuda":
+                timing = cuda_time(step, cuda_graph=backend.captured(timer))
+            else:
+                with cpu_threads(threads):
+                    row.update(threads=threads, load_avg=load_average())
+                    timing = cpu_time(step)
+            timing.first_call_ms = first_ms
+            row["peak_mem_mb"] = peak_memory_mb(step, device)
+            row["kernels_per_step"] = kernels_per_step(step, device)
+        except Exception as e:  # a failing configuration is a result, not the end of the sweep
+            return {**row, "status": failure_status(e)}
+        return {**row, **derived_metrics(case, device, timing), "status": STATUS_OK}
 
 
 def failure_status(e: Exception) -> str:
@@ -153,8 +154,7 @@ def derived_metrics(case: Case, device: torch.device, timing) -> dict:
     weight_gbps = work.weight_bytes / (median * 1e-3) / 1e9
     peak_flops, peak_bw = (None, None)
     if device.type == "cuda":
-        tf32 = torch.get_float32_matmul_precision() != "highest"
-        peak_flops, peak_bw = peak_for(torch.cuda.get_device_name(device), case.dtype, tf32)
+        peak_flops, peak_bw = peak_for(torch.cuda.get_device_name(device), case.dtype)
     spread = timing.quantile(0.8) / timing.quantile(0.2)
     return {
         "spread": spread, "noisy": bool(spread > NOISY_SPREAD),

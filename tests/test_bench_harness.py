@@ -124,28 +124,21 @@ def test_the_correctness_gate_catches_a_wrong_backend(tmp_path, monkeypatch):
     assert (df[df["backend"] == "torch"]["status"] == "ok").all()
 
 
-@pytest.mark.parametrize("api", ["fp32_precision", "allow_tf32"])
-def test_fp32_rows_run_at_the_precision_their_dtype_names(tmp_path, monkeypatch, api):
+def test_fp32_rows_run_at_the_precision_their_dtype_names(tmp_path, monkeypatch):
     """"tf32" and "fp32" are one dtype at two precisions; every backend of a row, eager and the gate's
     baselines included, runs at its row's, for matmuls and cuDNN's convolutions alike, and the process gets its
-    own back; through cuDNN's own fp32_precision (torch 2.9+) or, before it, the legacy allow_tf32."""
-    from highway.bench.harness import cases
-    from highway.bench.harness.cases import conv_runs_tf32
-
-    if api == "allow_tf32":
-        monkeypatch.setattr(cases, "_cudnn_conv", lambda: None)
-
+    own back."""
     seen = []
 
     def spy(net):
-        seen.append((torch.get_float32_matmul_precision(), conv_runs_tf32()))
+        seen.append((torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32))
         return net
 
     monkeypatch.setitem(BACKENDS, "spy", Backend("spy", "torch", prepare=spy))
-    before = torch.get_float32_matmul_precision(), conv_runs_tf32()
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
     df = sweep(tmp_path, depth=[1], dtype=["tf32", "fp32", "bf16"], backend=["torch", "spy"], mode=["fwd"])
     assert seen == [("high", True), ("highest", False), before]  # bf16 leaves the process's setting
-    assert (torch.get_float32_matmul_precision(), conv_runs_tf32()) == before
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == before
     assert (df["status"] == "ok").all() and list(df["dtype"]) == ["tf32", "tf32", "fp32", "fp32", "bf16", "bf16"]
     # the same fp32 tensors either way: the table's rate for the precision the row names
     from highway.bench.harness.devices import peak_for

@@ -50,46 +50,27 @@ if list(Case.__dataclass_fields__) != THROUGHPUT_KEYS:  # the store's key is the
     raise ImportError(f"Case fields {list(Case.__dataclass_fields__)} differ from the schema's {THROUGHPUT_KEYS}")
 
 
-def _cudnn_conv():
-    """torch.backends.cudnn.conv where it has its own fp32_precision ("tf32" or "ieee"; torch 2.9 and later, which
-    refuse to read the legacy cudnn.allow_tf32 once the new settings disagree with it), else None."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    return conv if hasattr(conv, "fp32_precision") else None
-
-
-def conv_runs_tf32() -> bool:
-    """Whether cuDNN runs fp32 convolutions on TF32 tensor cores now."""
-    conv = _cudnn_conv()
-    if conv is not None and conv.fp32_precision != "none":  # "none" defers to the legacy flag
-        return conv.fp32_precision == "tf32"
-    return torch.backends.cudnn.allow_tf32
-
-
 @contextmanager
 def float32_precision(dtype: str):
     """Run the block at the float32 precision that the harness's `dtype` names, for matmuls and for cuDNN's
     convolutions alike (torch's defaults differ: IEEE matmuls, TF32 convolutions, so an eager conv net in
     "fp32" would otherwise run TF32 against our kernels' IEEE); restored after. bf16 and fp16 leave both.
-    On a CPU, torch's matmuls and Triton's interpreter compute "tf32" as IEEE fp32."""
+    On a CPU, torch's matmuls and Triton's interpreter compute "tf32" as IEEE fp32.
+
+    cuDNN's is set through `torch.backends.cudnn.allow_tf32`, not torch 2.9's `cudnn.conv.fp32_precision`:
+    once the new setting has been used, reading the old flag raises (torch 2.13: even with conv and rnn set
+    alike), and Inductor's convolution templates read the old flag."""
     if dtype not in MATMUL_PRECISION:
         yield
         return
-    conv, tf32 = _cudnn_conv(), dtype == "tf32"
-    saved = (torch.get_float32_matmul_precision(),
-             conv.fp32_precision if conv is not None else torch.backends.cudnn.allow_tf32)
+    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
     torch.set_float32_matmul_precision(MATMUL_PRECISION[dtype])
-    if conv is not None:
-        conv.fp32_precision = "tf32" if tf32 else "ieee"
-    else:
-        torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = dtype == "tf32"
     try:
         yield
     finally:
         torch.set_float32_matmul_precision(saved[0])
-        if conv is not None:
-            conv.fp32_precision = saved[1]
-        else:
-            torch.backends.cudnn.allow_tf32 = saved[1]
+        torch.backends.cudnn.allow_tf32 = saved[1]
 
 
 def build_stack(case: Case, layer_backend: str, device, dtype=None) -> torch.nn.Module:

@@ -39,3 +39,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")  # session-scoped, so that hypothesis tests may use it too
 def device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture
+def tf32_matmuls():
+    """fp32 GEMMs on TF32 tensor cores, torch's and our kernels' alike (torch.set_float32_matmul_precision
+    ("high")); the process's own precision back after. Tests under it are held to TOLERANCES["tf32"]."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    yield
+    torch.set_float32_matmul_precision(before)

@@ -13,15 +13,16 @@ from highway_cases import ACTIVATION_NAMES, conv_inputs, conv_reference_and_trit
 from highway.kernels import highway_conv2d_bwd
 
 
-def check_conv(b, c, h, w, k, activation, dtype, device, channels_last=False, seed=0):
+def check_conv(b, c, h, w, k, activation, dtype, device, channels_last=False, seed=0, tolerance=None):
+    """The layer's output and gradients against float64, within `dtype`'s tolerance (or `tolerance`'s)."""
     x, wt, bias = conv_inputs(b, c, h, w, k, dtype, device, seed=seed, channels_last=channels_last)
     dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 1)).to(device, dtype)
     (y_ref, g_ref), (y, g) = conv_reference_and_triton(x, wt, bias, activation, dy)
     assert y.shape == x.shape and y.dtype == dtype
-    assert_close(y, y_ref, dtype, "y")
+    assert_close(y, y_ref, tolerance or dtype, "y")
     for name, actual, expected in zip(("dx", "dweight", "dbias"), g, g_ref):
         assert actual.shape == expected.shape and actual.dtype == dtype
-        assert_close(actual, expected, dtype, name)
+        assert_close(actual, expected, tolerance or dtype, name)
     return y
 
 
@@ -58,6 +59,13 @@ def test_bf16_under_interpreter_with_fp32_dot(device):
 def test_on_gpu(c, k, dtype, device):
     check_conv(4, c, 17, 15, k, "relu", dtype, device)
     check_conv(1, c, 9, 9, k, "tanh", dtype, device, channels_last=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("c,k", [(16, 3), (48, 1), (160, 3)])
+def test_tf32_on_gpu(c, k, device, tf32_matmuls):
+    """fp32 at torch's "high" precision: the kernels' TF32 configs, on the tensor cores."""
+    check_conv(4, c, 17, 15, k, "relu", torch.float32, device, tolerance="tf32")
 
 
 def test_split_weight_reduction_with_atomics(device):

@@ -17,15 +17,16 @@ from highway.kernels import highway_linear_bwd, highway_linear_fwd
 FLOAT_DTYPES = [torch.float32, torch.float16]
 
 
-def check_layer(m, n, activation, dtype, device, lead=(), seed=0, **kwargs):
+def check_layer(m, n, activation, dtype, device, lead=(), seed=0, tolerance=None, **kwargs):
+    """The layer's output and gradients against float64, within `dtype`'s tolerance (or `tolerance`'s)."""
     x, w, b = linear_inputs(m, n, dtype, device, seed=seed, lead=lead)
     dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 1)).to(device, dtype)
     (y_ref, g_ref), (y, g) = reference_and_triton(x, w, b, activation, dy, **kwargs)
     assert y.dtype == dtype and y.shape == x.shape
-    assert_close(y, y_ref, dtype, "y")
+    assert_close(y, y_ref, tolerance or dtype, "y")
     for name, actual, expected in zip(("dx", "dweight", "dbias"), g, g_ref):
         assert actual.dtype == dtype
-        assert_close(actual, expected, dtype, name)
+        assert_close(actual, expected, tolerance or dtype, name)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
@@ -60,6 +61,14 @@ def test_bf16_matches_reference_on_gpu(m, n, activation, device):
 @pytest.mark.parametrize("n", [2048, 4096, 8192])
 def test_wide_layers_on_gpu(n, dtype, device):
     check_layer(33, n, "relu", dtype, device)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("m,n", [(7, 50), (300, 71), (1000, 128), (257, 1024), (33, 4096)])
+def test_tf32_matches_reference_on_gpu(m, n, activation, device, tf32_matmuls):
+    """fp32 at torch's "high" precision: the kernels' TF32 configs, on the tensor cores."""
+    check_layer(m, n, activation, torch.float32, device, tolerance="tf32")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="covers the interpreter's bf16 workaround")

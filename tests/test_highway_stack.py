@@ -48,7 +48,8 @@ def rounded_reference(dtype):
     return reference
 
 
-def check_stack(depth, width, activation, dtype, device, trials=None, recompute=False, weight_grads="gemm", rows=37):
+def check_stack(depth, width, activation, dtype, device, trials=None, recompute=False, weight_grads="gemm", rows=37,
+                tolerance=None):
     x, w, b = stack_inputs(depth, width, dtype, device, rows=rows, activation=activation, trials=trials)
     dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(7)).to(device, dtype)
     ref = run_with_grads(lambda *t: rounded_reference(dtype)(*t, activation), (x, w, b), dy, torch.float64)
@@ -59,7 +60,7 @@ def check_stack(depth, width, activation, dtype, device, trials=None, recompute=
     for name, a, r, e in zip(("y", "dx", "dweight", "dbias"), (fused[0], *fused[1]), (ref[0], *ref[1]),
                              (eager[0], *eager[1])):
         assert a.dtype == dtype, name
-        assert_like_eager(a, r, e, dtype, name)
+        assert_like_eager(a, r, e, tolerance or dtype, name)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
@@ -95,6 +96,15 @@ def test_a_population_of_stacks_matches_each_trial(weight_grads, device):
 @pytest.mark.parametrize("depth", [1, 50, 1000])
 def test_bf16_stack_matches_the_reference_on_gpu(depth, width, weight_grads, device):
     check_stack(depth, width, "relu", torch.bfloat16, device, rows=300, weight_grads=weight_grads)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("weight_grads", ["gemm", "atomic"])
+@pytest.mark.parametrize("width", [50, 128])
+@pytest.mark.parametrize("depth", [1, 50])
+def test_tf32_stack_matches_the_reference_on_gpu(depth, width, weight_grads, device, tf32_matmuls):
+    """fp32 at torch's "high" precision, where the stack holds widths up to 128 (IEEE dots: 64)."""
+    check_stack(depth, width, "relu", torch.float32, device, rows=300, weight_grads=weight_grads, tolerance="tf32")
 
 
 @pytest.mark.gpu

@@ -130,14 +130,19 @@ def make_step(mode: str, net: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor
 GATE_MODE = {"fwd": "fwd", "fwd+bwd": "fwd+bwd", "train": "fwd+bwd"}
 
 
+def tolerance_for(dtype: str):
+    """The key of `highway.tolerances.TOLERANCES` that the harness's `dtype` is held to: its torch dtype's,
+    or, for tf32, TF32's own."""
+    return dtype if dtype == "tf32" else DTYPES[dtype]
+
+
 def correctness_error(case: Case, candidate_outputs, reference_outputs, eager_outputs) -> float:
     """How far a backend is from the float64 reference, in units of what eager PyTorch in the same dtype
     gets: the smaller of (violation of the per-dtype tolerance, violation ÷ 4·(eager's violation)). ≤ 1 passes.
 
     Deep stacks legitimately drift further from float64 than one layer does; measuring against eager's own
-    drift keeps the gate meaningful at depth 1000 without loosening it at depth 1. "tf32" has fp32's
-    tolerance, which eager's TF32 matmuls on a GPU exceed as ours do: the second term is the one it passes by."""
-    dtype = DTYPES[case.dtype]
+    drift keeps the gate meaningful at depth 1000 without loosening it at depth 1."""
+    dtype = tolerance_for(case.dtype)
     worst = 0.0
     for cand, ref, eager in zip(candidate_outputs, reference_outputs, eager_outputs):
         v = max_violation(cand, ref, dtype)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from highway.bench.harness.backends import BACKENDS
-from highway.bench.harness.cases import DTYPES, Case, float32_precision
+from highway.bench.harness.cases import DTYPES, Case, float32_precision, tolerance_for
 from highway.bench.harness.environment import environment, resolve_device
 from highway.bench.harness.progress import progress_bar
 from highway.bench.harness.store import ResultStore
@@ -123,7 +123,7 @@ def _steps(case: PopulationCase, device):
     y = torch.randint(0, CLASSES, (case.population, case.batch), generator=g).to(device)
     with torch.no_grad():
         expected = torch.stack([net(xp) for net, xp in zip(nets, x)])
-        error = max_violation(population(x), expected.double(), DTYPES[case.dtype])
+        error = max_violation(population(x), expected.double(), tolerance_for(case.dtype))
     prepare = (lambda net: net) if case.backend == STACKED else backend.prepare  # noqa: E731
     alone = [prepare(net) for net in nets]
     opts = [torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9) for net in nets]

@@ -113,7 +113,7 @@ def fma_configs(configs, block_k: int) -> list:
     (`smallest_fp32_dot_k`). Those run on the FMA units, and Triton's FMA dot holds a whole BLOCK_K of both
     operands in registers beside the accumulators: at the tensor-core tiles' BLOCK_K of 32 and 64 every dense
     tile spilled, up to 1,320 bytes; at 16 the single GEMMs spill none, and at 8 neither do the dual GEMMs and
-    the conv kernels (`highway-bench compile-check --dtype fp32-ieee`). Where this triton's least K is above
+    the conv kernels (`highway-bench compile-check --dtype fp32`). Where this triton's least K is above
     `block_k`, twice the warps hold the longer operands: at BLOCK_K 16 on their own warps the conv forward
     spilled up to 232 bytes with triton 3.6."""
     least = smallest_fp32_dot_k()

@@ -62,7 +62,7 @@ def test_on_gpu(c, k, dtype, device):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("c,k", [(16, 3), (48, 1), (160, 3)])
+@pytest.mark.parametrize("c,k", [(16, 3), (160, 3)])
 def test_tf32_on_gpu(c, k, device, tf32_matmuls):
     """fp32 at torch's "high" precision: the kernels' TF32 configs, on the tensor cores."""
     check_conv(4, c, 17, 15, k, "relu", torch.float32, device, tolerance="tf32")

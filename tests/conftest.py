@@ -26,7 +26,26 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (bf16 kernels, large shapes); skipped on CPU")
 
 
+# A run that a short GPU lease cuts off goes on where it stopped (`highway-bench campaign`'s test steps): with
+# HIGHWAY_TEST_LEDGER naming a file, each test's outcome is appended to it as the test ends ("passed nodeid"),
+# and a later run leaves out the tests it already names.
+LEDGER = os.environ.get("HIGHWAY_TEST_LEDGER")
+
+
+def ledger_outcomes(path) -> dict:
+    """nodeid → outcome ("passed", "failed", "skipped" or "error") of every test a ledger names."""
+    try:
+        with open(path) as f:
+            return dict(reversed(line.split(" ", 1)) for line in f.read().splitlines() if " " in line)
+    except FileNotFoundError:
+        return {}
+
+
 def pytest_collection_modifyitems(config, items):
+    if LEDGER:
+        done = ledger_outcomes(LEDGER)
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in done])
+        items[:] = [item for item in items if item.nodeid not in done]
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (bf16 tensor cores, wide layers, Inductor): the CPU "
@@ -34,6 +53,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_runtest_logreport(report):
+    # a test ends at its call, or at its setup when that skips or fails (then it has no call)
+    if LEDGER and (report.when == "call" or (report.when == "setup" and not report.passed)):
+        outcome = "error" if report.when == "setup" and report.failed else report.outcome
+        with open(LEDGER, "a") as f:
+            f.write(f"{outcome} {report.nodeid}\n")
 
 
 @pytest.fixture(scope="session")  # session-scoped, so that hypothesis tests may use it too

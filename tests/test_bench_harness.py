@@ -524,6 +524,21 @@ def test_the_campaigns_test_steps_run_once_and_name_real_files(tmp_path):
     assert again["gpu-marked tests"].estimate_s == 0 < again["the kernel tests on this GPU"].estimate_s
 
 
+def test_a_test_step_goes_on_where_an_earlier_run_stopped(tmp_path):
+    """A lease that cuts a test step short leaves a ledger of the tests that ended; the next run (or a later
+    session's campaign into the same folder) leaves them out, and the summary counts both runs."""
+    from highway.bench.cli import campaign
+
+    done = "tests/test_highway_linear_triton.py::test_tf32_matches_reference_on_gpu[7-50]"
+    (tmp_path / "gpu-tests.ledger").write_text(f"passed {done}\n")
+    step = {s.name: s for s in campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])}["gpu-marked tests"]
+    outcome = step.run(time.monotonic() + 600)
+    assert outcome.startswith("1 passed, ") and "skipped" in outcome, outcome
+    ledger = (tmp_path / "gpu-tests.ledger").read_text().splitlines()
+    assert ledger[0] == f"passed {done}" and len(ledger) > 1 and f"skipped {done}" not in ledger
+    assert f"\n{len(ledger) - 1} skipped, " in (tmp_path / "gpu-tests.log").read_text()  # every test but that one
+
+
 def test_kernels_that_fail_on_the_device_stop_the_campaign_before_anything_is_timed(tmp_path, monkeypatch, capsys):
     from highway.bench.cli import campaign
 

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -196,28 +197,36 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
         return f"environment and peaks in {out / 'environment.json'}"
 
     def tests(name: str, log_name: str, args: list, estimate_s: float, plan: str) -> Step:
-        """A pytest run on this machine's device, timeboxed; done once its log is written."""
+        """A pytest run on this machine's device, timeboxed; done once its log is written. A run cut short
+        goes on where it stopped: each test's outcome goes to a ledger beside the log as it ends (the tests'
+        conftest.py, HIGHWAY_TEST_LEDGER), and the next run leaves those tests out; so does a later session's
+        campaign into the same folder."""
         log = out / log_name
+        ledger = log.with_suffix(".ledger")
 
         def run(deadline):
             if log.exists():
-                return f"already run: {_last_line(log.read_text())} (delete {log} to run them again)"
+                return f"already run: {_ledger_summary(ledger) or _last_line(log.read_text())} (delete {log} and " \
+                       f"{ledger.name} to run them again)"
             root = Path(__file__).resolve().parents[2]
             if not (root / "tests").is_dir():
                 return "skipped: no tests/ beside the package (install from a checkout: pip install -e .)"
             timeout = max(60.0, min(TESTS_LIMIT_S, deadline - time.monotonic()))
-            env = {**os.environ, "HIGHWAY_HYPOTHESIS_PROFILE": "interpreter"}  # 12 shapes a property, not 100
+            env = {**os.environ, "HIGHWAY_HYPOTHESIS_PROFILE": "interpreter",  # 12 shapes a property, not 100
+                   "HIGHWAY_TEST_LEDGER": str(ledger.resolve())}
             try:
                 done = subprocess.run([sys.executable, "-m", "pytest", "-q", *args], capture_output=True, text=True,
                                       timeout=timeout, cwd=root, env=env)
             except subprocess.TimeoutExpired as e:
                 partial = log.with_name(log.stem + ".partial.log")
                 partial.write_text("".join(t.decode() if isinstance(t, bytes) else t or "" for t in (e.stdout, e.stderr)))
-                return f"stopped after {timeout:.0f} s, to be run again (what it printed: {partial})"
+                return (f"stopped after {timeout:.0f} s with {_ledger_summary(ledger) or 'no test finished'}; the "
+                        f"next run goes on from there (what it printed: {partial})")
             log.write_text(done.stdout + done.stderr)
-            return f"{_last_line(done.stdout)} (log: {log})"
+            return f"{_ledger_summary(ledger) or _last_line(done.stdout)} (log: {log})"
 
-        return Step(name, 0 if log.exists() else estimate_s, run, f"{plan} (delete {log_name} to run them again)")
+        return Step(name, 0 if log.exists() else estimate_s, run,
+                    f"{plan} (delete {log_name} and {ledger.name} to run them again)")
 
     def profile_step(deadline):
         from highway.bench.harness.profile import profile_config
@@ -291,6 +300,14 @@ def smoke_check(device) -> list[str]:
         if status != STATUS_OK and not status.startswith("unsupported"):
             problems.append(f"{case.describe()}: {status}")
     return problems
+
+
+def _ledger_summary(ledger: Path) -> str:
+    """"12 passed, 1 failed, 85 skipped": the outcomes a test ledger holds, over every run that wrote it."""
+    if not ledger.exists():
+        return ""
+    counts = Counter(line.split(" ", 1)[0] for line in ledger.read_text().splitlines() if " " in line)
+    return ", ".join(f"{counts[o]} {o}" for o in ("passed", "failed", "error", "skipped") if counts[o])
 
 
 def _last_line(text: str) -> str:

@@ -36,7 +36,8 @@ def ledger_outcomes(path) -> dict:
     """nodeid → outcome ("passed", "failed", "skipped" or "error") of every test a ledger names."""
     try:
         with open(path) as f:
-            return dict(reversed(line.split(" ", 1)) for line in f.read().splitlines() if " " in line)
+            return dict(reversed(line.split(" ", 1)) for line in f.read().splitlines()
+                        if " " in line and not line.startswith("#"))  # "# commit ..." heads it
     except FileNotFoundError:
         return {}
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from highway.bench.harness.environment import environment, resolve_device
+from highway.bench.harness.environment import environment, git_commit, resolve_device
 from highway.bench.harness.sweep import expand
 from highway.bench.schema import RESULTS_FILE, STATUS_OK
 from highway.bench.study.convergence import PRESETS as STUDIES
@@ -199,13 +199,21 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
     def tests(name: str, log_name: str, args: list, estimate_s: float, plan: str) -> Step:
         """A pytest run on this machine's device, timeboxed; done once its log is written. A run cut short
         goes on where it stopped: each test's outcome goes to a ledger beside the log as it ends (the tests'
-        conftest.py, HIGHWAY_TEST_LEDGER), and the next run leaves those tests out; so does a later session's
-        campaign into the same folder."""
+        conftest.py, HIGHWAY_TEST_LEDGER), and the next run leaves those tests out. Both speak for one commit
+        (the ledger's first line): a campaign at another commit runs the tests again."""
         log = out / log_name
         ledger = log.with_suffix(".ledger")
+        commit = git_commit().removesuffix("+dirty")  # the results this campaign writes make a checkout dirty
+
+        def finished() -> bool:
+            return log.exists() and _ledger_commit(ledger) == commit
 
         def run(deadline):
-            if log.exists():
+            if _ledger_commit(ledger) != commit:
+                for stale in (log, ledger, log.with_name(log.stem + ".partial.log")):
+                    stale.unlink(missing_ok=True)  # another commit's outcomes: in git's history, not this run's
+                ledger.write_text(f"# commit {commit}\n")
+            if finished():
                 return f"already run: {_ledger_summary(ledger) or _last_line(log.read_text())} (delete {log} and " \
                        f"{ledger.name} to run them again)"
             root = Path(__file__).resolve().parents[2]
@@ -225,7 +233,7 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
             log.write_text(done.stdout + done.stderr)
             return f"{_ledger_summary(ledger) or _last_line(done.stdout)} (log: {log})"
 
-        return Step(name, 0 if log.exists() else estimate_s, run,
+        return Step(name, 0 if finished() else estimate_s, run,
                     f"{plan} (delete {log_name} and {ledger.name} to run them again)")
 
     def profile_step(deadline):
@@ -306,8 +314,16 @@ def _ledger_summary(ledger: Path) -> str:
     """"12 passed, 1 failed, 85 skipped": the outcomes a test ledger holds, over every run that wrote it."""
     if not ledger.exists():
         return ""
-    counts = Counter(line.split(" ", 1)[0] for line in ledger.read_text().splitlines() if " " in line)
+    counts = Counter(line.split(" ", 1)[0] for line in ledger.read_text().splitlines() if not line.startswith("#"))
     return ", ".join(f"{counts[o]} {o}" for o in ("passed", "failed", "error", "skipped") if counts[o])
+
+
+def _ledger_commit(ledger: Path) -> str | None:
+    """The commit a test ledger's outcomes belong to (its first line), or None (none, or no ledger)."""
+    if not ledger.exists():
+        return None
+    first = (ledger.read_text().splitlines() or [""])[0]
+    return first.removeprefix("# commit ") if first.startswith("# commit ") else None
 
 
 def _last_line(text: str) -> str:

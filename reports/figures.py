@@ -497,6 +497,35 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
     return out
 
 
+def precision_figures(df: pd.DataFrame) -> list[Figure]:
+    """What TF32 buys over IEEE fp32: for every dense highway shape a backend ran both ways (the harness's
+    `tf32` and `fp32` rows), the IEEE step's time over the TF32 step's, against depth. GPU rows only: a CPU
+    computes the two alike."""
+    ok = _dense_highway(df)
+    ok = ok[(ok["device_type"] == "cuda") & ok["dtype"].isin(["fp32", "tf32"])] if not ok.empty else ok
+    out = []
+    for label, slug, _, d in _by_device(ok):
+        times = d.pivot_table(index=["depth", "width", "batch", "backend", "mode"], columns="dtype",
+                              values="median_ms", aggfunc="last")
+        if not {"fp32", "tf32"} <= set(times.columns):
+            continue
+        ratio = (times["fp32"] / times["tf32"]).dropna().rename("tf32_speedup").reset_index()
+        if ratio.empty:
+            continue
+        g = _against_depth(ratio.assign(dtype="IEEE ÷ TF32"), "tf32_speedup", "IEEE time ÷ TF32 time",
+                           f"What TF32 buys over IEEE fp32 — {label}")
+        _log_y(g.axes)
+        for ax in g.axes.flat:
+            ax.axhline(1.0, color="0.4", linewidth=0.8, linestyle="--")
+        out.append(Figure(f"TF32 against IEEE fp32 ({label})", g.figure,
+                          "The same fp32 tensors timed at torch's two float32 precisions, every backend of a row at "
+                          "the same one: a step's time with IEEE dots (torch's default, the FMA units) over its "
+                          "time with TF32 dots (the tensor cores), per backend. Above the dashed line TF32 is "
+                          "faster. Past width 64 the depth-fused stack runs only at TF32, so it has no points there.",
+                          f"precision-{slug}"))
+    return out
+
+
 def kernel_count_figures(df: pd.DataFrame) -> list[Figure]:
     """Kernels a step runs on the GPU against depth, per backend, dense highway stacks: the launches that
     per-layer backends pay and the depth-fused stack does not. GPU rows only (a CPU has no kernels to count)."""

@@ -10,8 +10,8 @@ import pandas as pd
 
 from highway.reports.claims import NOT_TESTED, claims_table
 from highway.reports.figures import carry_figures, convergence_figures, gate_bias_figures, gate_figures, \
-    kernel_count_figures, per_layer_figures, population_figures, report_style, stack_target_figures, \
-    throughput_figures, weight_streaming_figures
+    kernel_count_figures, per_layer_figures, population_figures, precision_figures, report_style, \
+    stack_target_figures, throughput_figures, weight_streaming_figures
 from highway.reports.loading import load_results
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -55,7 +55,8 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
         say("  drawing the throughput figures", flush=True)
         sections.append(("Throughput and memory", stack_target_figures(data.throughput)
                          + throughput_figures(data.throughput) + per_layer_figures(data.throughput)
-                         + weight_streaming_figures(data.throughput) + kernel_count_figures(data.throughput)))
+                         + weight_streaming_figures(data.throughput) + kernel_count_figures(data.throughput)
+                         + precision_figures(data.throughput)))
         say("  drawing the population figures", flush=True)
         sections.append(("Population training", population_figures(data.population)))
         total, done = sum(len(figures) for _, figures in sections), 0

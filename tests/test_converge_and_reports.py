@@ -431,6 +431,26 @@ def test_kernels_per_step_are_drawn_for_gpu_rows_only(tmp_path):
     assert figure.slug.startswith("kernels-") and figure.fig.axes[0].get_yscale() == "log"
 
 
+def test_tf32_against_ieee_is_drawn_where_a_gpu_ran_both(tmp_path):
+    from highway.reports.figures import precision_figures, report_style
+
+    rows = [dict(model="highway", layer="dense", depth=depth, width=width, dtype=dtype, batch=128, mode="train",
+                 backend=backend, status="ok", median_ms=depth * (3.0 if dtype == "fp32" else 1.0),
+                 device="NVIDIA H200", device_type="cuda")
+            for depth in (10, 100) for width in (50, 1024) for dtype in ("fp32", "tf32", "bf16")
+            for backend in ("torch", "triton")]
+    df = pd.DataFrame(rows)
+    with report_style():
+        (figure,) = precision_figures(df)
+        assert figure.slug == "precision-NVIDIA-H200" and len(figure.fig.axes) == 2  # a row per width
+        lines = [line for ax in figure.fig.axes for line in ax.get_lines()]
+        points = [y for line in lines if line.get_linestyle() != "--" for y in line.get_ydata()]
+        assert len(points) == 8 and all(y == pytest.approx(3.0) for y in points)  # fp32's time over tf32's
+        assert sum(line.get_linestyle() == "--" for line in lines) == 2  # the line where the two are even
+        assert precision_figures(df.assign(device_type="cpu")) == []  # a CPU computes both alike
+        assert precision_figures(df[df["dtype"] != "tf32"]) == []  # nothing timed both ways
+
+
 def test_overlapping_results_directories_are_said(tmp_path):
     a = fixture_results(tmp_path / "a")
     b = fixture_results(tmp_path / "b")

@@ -524,30 +524,49 @@ def test_the_campaigns_test_steps_run_once_and_name_real_files(tmp_path):
     assert again["gpu-marked tests"].estimate_s == 0 < again["the kernel tests on this GPU"].estimate_s
 
 
+def gpu_test_step(out, progress=False):
+    """The campaign's gpu-marked tests step, into `out`, as this checkout makes it now."""
+    from highway.bench.cli import campaign
+
+    return {s.name: s for s in campaign.campaign_steps(out, torch.device("cpu"), progress, [])}["gpu-marked tests"]
+
+
 def test_a_test_step_goes_on_where_an_earlier_run_stopped(tmp_path):
     """A lease that cuts a test step short leaves a ledger of the tests that ended; the next run at the same
     commit leaves them out, and the summary counts both runs. At another commit every test runs again."""
-    from highway.bench.cli import campaign
-
     from highway.bench.harness.environment import git_commit
-
-    def gpu_tests():
-        return {s.name: s for s in campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])}["gpu-marked tests"]
 
     done = "tests/test_highway_linear_triton.py::test_tf32_matches_reference_on_gpu[7-50]"
     head = f"# commit {git_commit().removesuffix('+dirty')}"
     (tmp_path / "gpu-tests.ledger").write_text(f"{head}\npassed {done}\n")
-    outcome = gpu_tests().run(time.monotonic() + 600)
+    outcome = gpu_test_step(tmp_path).run(time.monotonic() + 600)
     assert outcome.startswith("1 passed, ") and "skipped" in outcome, outcome
     ledger = (tmp_path / "gpu-tests.ledger").read_text().splitlines()
     assert ledger[:2] == [head, f"passed {done}"] and len(ledger) > 2 and f"skipped {done}" not in ledger
     assert f"\n{len(ledger) - 2} skipped, " in (tmp_path / "gpu-tests.log").read_text()  # every test but that one
-    assert gpu_tests().estimate_s == 0 and gpu_tests().run(time.monotonic() + 600).startswith("already run: 1 passed")
+    assert gpu_test_step(tmp_path).estimate_s == 0
+    assert gpu_test_step(tmp_path).run(time.monotonic() + 600).startswith("already run: 1 passed")
     # another commit's outcomes speak for other code: the tests run again, all of them
     (tmp_path / "gpu-tests.ledger").write_text(f"# commit 0123456789ab\npassed {done}\n")
-    assert gpu_tests().estimate_s > 0
-    assert "passed" not in gpu_tests().run(time.monotonic() + 600)
+    assert gpu_test_step(tmp_path).estimate_s > 0
+    assert "passed" not in gpu_test_step(tmp_path).run(time.monotonic() + 600)
     assert (tmp_path / "gpu-tests.ledger").read_text().splitlines()[0] == head
+
+
+def test_a_test_step_out_of_time_stops_its_tests_and_keeps_what_they_printed(tmp_path, monkeypatch, capsys):
+    """The time box kills the run, says how far it got, and leaves the output it had written; while it runs it
+    says how far it has got; the next run, given time, finishes."""
+    from highway.bench.cli import campaign
+
+    monkeypatch.setattr(campaign, "TESTS_MIN_S", 0)
+    monkeypatch.setattr(campaign, "TESTS_PROGRESS_S", 1)
+
+    outcome = gpu_test_step(tmp_path, progress=True).run(time.monotonic() + 0.5)  # too short to import torch
+    assert outcome.startswith("stopped after ") and "with no test finished; the next run goes on" in outcome
+    assert (tmp_path / "gpu-tests.partial.log").exists() and not (tmp_path / "gpu-tests.log").exists()
+    assert "gpu-marked tests: none finished so far" in capsys.readouterr().out
+    assert "skipped" in gpu_test_step(tmp_path, progress=True).run(time.monotonic() + 600)
+    assert (tmp_path / "gpu-tests.log").exists() and not (tmp_path / "gpu-tests.partial.log").exists()
 
 
 def test_kernels_that_fail_on_the_device_stop_the_campaign_before_anything_is_timed(tmp_path, monkeypatch, capsys):

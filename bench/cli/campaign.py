@@ -30,6 +30,8 @@ from highway.reports.claims import PAPER_TIME
 
 REPORT_RESERVE_S = 90  # kept back from the budget for the report, which is always written (unless `report=False`)
 TESTS_LIMIT_S = 420  # a test run's own time box: a hung test must not eat a lease
+TESTS_MIN_S = 60  # ... and the least it is given, so that a run late in a budget still gets somewhere
+TESTS_PROGRESS_S = 30  # how often a test run says how far it has got
 # The tests that run kernels, layers and populations on whatever device there is (on a GPU, the CPU
 # interpreter's runs again on the real thing); the harness, study, report and compile-check tests need none.
 KERNEL_TESTS = [f"tests/{name}.py" for name in (
@@ -219,19 +221,37 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
             root = Path(__file__).resolve().parents[2]
             if not (root / "tests").is_dir():
                 return "skipped: no tests/ beside the package (install from a checkout: pip install -e .)"
-            timeout = max(60.0, min(TESTS_LIMIT_S, deadline - time.monotonic()))
+            timeout = max(TESTS_MIN_S, min(TESTS_LIMIT_S, deadline - time.monotonic()))
             env = {**os.environ, "HIGHWAY_HYPOTHESIS_PROFILE": "interpreter",  # 12 shapes a property, not 100
                    "HIGHWAY_TEST_LEDGER": str(ledger.resolve())}
-            try:
-                done = subprocess.run([sys.executable, "-m", "pytest", "-q", *args], capture_output=True, text=True,
-                                      timeout=timeout, cwd=root, env=env)
-            except subprocess.TimeoutExpired as e:
-                partial = log.with_name(log.stem + ".partial.log")
-                partial.write_text("".join(t.decode() if isinstance(t, bytes) else t or "" for t in (e.stdout, e.stderr)))
-                return (f"stopped after {timeout:.0f} s with {_ledger_summary(ledger) or 'no test finished'}; the "
-                        f"next run goes on from there (what it printed: {partial})")
-            log.write_text(done.stdout + done.stderr)
-            return f"{_ledger_summary(ledger) or _last_line(done.stdout)} (log: {log})"
+            # pytest writes straight to the partial log, which a crash or a kill leaves behind; the log proper
+            # is that file renamed once the run ends
+            partial = log.with_name(log.stem + ".partial.log")
+            with open(partial, "w") as sink:
+                proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", *args], stdout=sink,
+                                        stderr=subprocess.STDOUT, cwd=root, env=env)
+                stop = time.monotonic() + timeout
+                try:
+                    while True:
+                        left = stop - time.monotonic()
+                        if left <= 0:
+                            proc.kill()
+                            proc.wait()
+                            done = _ledger_summary(ledger) or "no test finished"
+                            return (f"stopped after {timeout:.0f} s with {done}; the next run goes on from there "
+                                    f"(what it printed: {partial})")
+                        try:
+                            proc.wait(timeout=min(TESTS_PROGRESS_S, left))
+                            break
+                        except subprocess.TimeoutExpired:
+                            if progress:
+                                print(f"  {name}: {_ledger_summary(ledger) or 'none finished'} so far", flush=True)
+                finally:
+                    if proc.poll() is None:  # Ctrl-C or an error here: the tests stop with the campaign
+                        proc.kill()
+                        proc.wait()
+            partial.replace(log)
+            return f"{_ledger_summary(ledger) or _last_line(log.read_text())} (log: {log})"
 
         return Step(name, 0 if finished() else estimate_s, run,
                     f"{plan} (delete {log_name} and {ledger.name} to run them again)")

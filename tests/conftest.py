@@ -13,6 +13,8 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
+from highway.bench.harness import ledger  # noqa: E402
+
 
 # Kernels under the interpreter cost about a second an example: keep hypothesis's runs short there. On a
 # GPU every new shape autotunes; HIGHWAY_HYPOTHESIS_PROFILE=interpreter keeps a short lease's runs short too.
@@ -27,24 +29,14 @@ def pytest_configure(config):
 
 
 # A run that a short GPU lease cuts off goes on where it stopped (`highway-bench campaign`'s test steps): with
-# HIGHWAY_TEST_LEDGER naming a file, each test's outcome is appended to it as the test ends ("passed nodeid"),
-# and a later run leaves out the tests it already names.
+# HIGHWAY_TEST_LEDGER naming a ledger (`highway.bench.harness.ledger`), each test's outcome is appended to it as
+# the test ends, and a later run leaves out the tests it already names.
 LEDGER = os.environ.get("HIGHWAY_TEST_LEDGER")
-
-
-def ledger_outcomes(path) -> dict:
-    """nodeid → outcome ("passed", "failed", "skipped" or "error") of every test a ledger names."""
-    try:
-        with open(path) as f:
-            return dict(reversed(line.split(" ", 1)) for line in f.read().splitlines()
-                        if " " in line and not line.startswith("#"))  # "# commit ..." heads it
-    except FileNotFoundError:
-        return {}
 
 
 def pytest_collection_modifyitems(config, items):
     if LEDGER:
-        done = ledger_outcomes(LEDGER)
+        _, done = ledger.read(LEDGER)
         config.hook.pytest_deselected(items=[item for item in items if item.nodeid in done])
         items[:] = [item for item in items if item.nodeid not in done]
     if torch.cuda.is_available():
@@ -60,8 +52,7 @@ def pytest_runtest_logreport(report):
     # a test ends at its call, or at its setup when that skips or fails (then it has no call)
     if LEDGER and (report.when == "call" or (report.when == "setup" and not report.passed)):
         outcome = "error" if report.when == "setup" and report.failed else report.outcome
-        with open(LEDGER, "a") as f:
-            f.write(f"{outcome} {report.nodeid}\n")
+        ledger.record(LEDGER, outcome, report.nodeid)
 
 
 @pytest.fixture(scope="session")  # session-scoped, so that hypothesis tests may use it too

@@ -17,11 +17,11 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from highway.bench.harness import ledger as test_ledger
 from highway.bench.harness.environment import environment, git_commit, resolve_device
 from highway.bench.harness.sweep import expand
 from highway.bench.schema import RESULTS_FILE, STATUS_OK
@@ -208,16 +208,16 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
         commit = git_commit().removesuffix("+dirty")  # the results this campaign writes make a checkout dirty
 
         def finished() -> bool:
-            return log.exists() and _ledger_commit(ledger) == commit
+            return log.exists() and test_ledger.read(ledger)[0] == commit
 
         def run(deadline):
-            if _ledger_commit(ledger) != commit:
+            if test_ledger.read(ledger)[0] != commit:
                 for stale in (log, ledger, log.with_name(log.stem + ".partial.log")):
                     stale.unlink(missing_ok=True)  # another commit's outcomes: in git's history, not this run's
-                ledger.write_text(f"# commit {commit}\n")
+                test_ledger.start(ledger, commit)
             if finished():
-                return f"already run: {_ledger_summary(ledger) or _last_line(log.read_text())} (delete {log} and " \
-                       f"{ledger.name} to run them again)"
+                done = test_ledger.summary(ledger) or _last_line(log.read_text())
+                return f"already run: {done} (delete {log} and {ledger.name} to run them again)"
             root = Path(__file__).resolve().parents[2]
             if not (root / "tests").is_dir():
                 return "skipped: no tests/ beside the package (install from a checkout: pip install -e .)"
@@ -237,7 +237,7 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
                         if left <= 0:
                             proc.kill()
                             proc.wait()
-                            done = _ledger_summary(ledger) or "no test finished"
+                            done = test_ledger.summary(ledger) or "no test finished"
                             return (f"stopped after {timeout:.0f} s with {done}; the next run goes on from there "
                                     f"(what it printed: {partial})")
                         try:
@@ -245,13 +245,13 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
                             break
                         except subprocess.TimeoutExpired:
                             if progress:
-                                print(f"  {name}: {_ledger_summary(ledger) or 'none finished'} so far", flush=True)
+                                print(f"  {name}: {test_ledger.summary(ledger) or 'none finished'} so far", flush=True)
                 finally:
                     if proc.poll() is None:  # Ctrl-C or an error here: the tests stop with the campaign
                         proc.kill()
                         proc.wait()
             partial.replace(log)
-            return f"{_ledger_summary(ledger) or _last_line(log.read_text())} (log: {log})"
+            return f"{test_ledger.summary(ledger) or _last_line(log.read_text())} (log: {log})"
 
         return Step(name, 0 if finished() else estimate_s, run,
                     f"{plan} (delete {log_name} and {ledger.name} to run them again)")
@@ -328,22 +328,6 @@ def smoke_check(device) -> list[str]:
         if status != STATUS_OK and not status.startswith("unsupported"):
             problems.append(f"{case.describe()}: {status}")
     return problems
-
-
-def _ledger_summary(ledger: Path) -> str:
-    """"12 passed, 1 failed, 85 skipped": the outcomes a test ledger holds, over every run that wrote it."""
-    if not ledger.exists():
-        return ""
-    counts = Counter(line.split(" ", 1)[0] for line in ledger.read_text().splitlines() if not line.startswith("#"))
-    return ", ".join(f"{counts[o]} {o}" for o in ("passed", "failed", "error", "skipped") if counts[o])
-
-
-def _ledger_commit(ledger: Path) -> str | None:
-    """The commit a test ledger's outcomes belong to (its first line), or None (none, or no ledger)."""
-    if not ledger.exists():
-        return None
-    first = (ledger.read_text().splitlines() or [""])[0]
-    return first.removeprefix("# commit ") if first.startswith("# commit ") else None
 
 
 def _last_line(text: str) -> str:

@@ -114,14 +114,16 @@ def _stack_configs(dtype: str, arch: int, configs: list, constants: dict) -> lis
 
 
 def launch_constants(spec: KernelSpec, dtype: str) -> dict:
-    """The constexprs a launch in `dtype` passes beside the config's: on a GPU bf16 tiles go to tl.dot as
-    they are (DOT_FP32 is the interpreter's); fp32 dots run in IEEE fp32 on the FMA units (torch's default
-    "highest" matmul precision) or, as tf32, on the tensor cores (its "high" and "medium")."""
+    """The constexprs a launch in `dtype` passes beside the config's, as the launchers choose them
+    (`dot_options`) at the precision the harness's dtype names: on a GPU bf16 tiles go to tl.dot as they are;
+    fp32 dots run in IEEE fp32 on the FMA units (torch's default "highest") or, as tf32, on the tensor cores."""
+    from highway.bench.harness.cases import DTYPES, float32_precision
     from highway.kernels.activations import ACTIVATION_CODES
+    from highway.kernels.launch import dot_options
 
-    precision = "ieee" if dtype == "fp32" else "tf32"
-    return {"ACTIVATION": ACTIVATION_CODES[CHECK_ACTIVATION], "DOT_FP32": False, "INPUT_PRECISION": precision,
-            **spec.constants}
+    with float32_precision(dtype):
+        dots = dot_options(DTYPES[dtype])
+    return {"ACTIVATION": ACTIVATION_CODES[CHECK_ACTIVATION], **dots, **spec.constants}
 
 
 @dataclass

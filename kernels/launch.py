@@ -18,14 +18,26 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def interpreter_problem(triton_version: str, numpy_version: str) -> str | None:
-    """Why Triton's interpreter would compute wrong answers with these versions, or None. Triton 3.0 and
-    3.1's interpreter loses every store under numpy 2: a kernel's outputs stay as they were allocated, and
-    nothing fails (seen here with torch 2.4.1; 3.2 under numpy 2, and 3.0 under numpy 1.26, are right)."""
+    """Why Triton's interpreter would fail with these versions, or None.
+
+    - Triton 3.0 and 3.1's interpreter loses every store under numpy 2: a kernel's outputs stay as they were
+      allocated, and nothing fails (seen here with torch 2.4.1; 3.2 under numpy 2, and 3.0 under numpy 1.26,
+      are right).
+    - Triton 3.2 to 3.6's interpreter turns a loop bound that is a kernel argument into a Python int with
+      `int()` of a one-element array, which numpy 2.4 refuses ("only 0-dimensional arrays can be converted to
+      Python scalars"), so every GEMM here fails (seen with triton 3.6.0, the GPU image's, under numpy 2.4.6;
+      3.7 squeezes the array first, and 3.6 under numpy 2.3 is right).
+    """
     from torch.torch_version import TorchVersion  # compares any version string, as torch.__version__ compares
 
-    if TorchVersion(triton_version) < "3.2" and TorchVersion(numpy_version) >= "2.0":
+    triton_, numpy_ = TorchVersion(triton_version), TorchVersion(numpy_version)
+    if triton_ < "3.2" and numpy_ >= "2.0":
         return (f"Triton {triton_version}'s interpreter (TRITON_INTERPRET=1) loses every store under numpy "
                 f"{numpy_version}, so every kernel would return garbage: install numpy<2 or triton>=3.2")
+    if triton_ < "3.7" and numpy_ >= "2.4":
+        return (f"Triton {triton_version}'s interpreter (TRITON_INTERPRET=1) fails under numpy {numpy_version} "
+                "in every loop whose bound is a kernel argument (\"only 0-dimensional arrays can be converted to "
+                "Python scalars\"), so every kernel here would fail: install numpy<2.4 or triton>=3.7")
     return None
 
 

@@ -159,16 +159,19 @@ def test_empty_shapes_get_the_same_answer_on_every_backend(backend):
     assert highway_conv2d(torch.randn(0, 4, 5, 5), w, b, backend=backend).shape == (0, 4, 5, 5)  # empty batch
 
 
-@pytest.mark.parametrize("triton_version,numpy_version,refused", [
-    ("3.0.0", "2.2.6", True), ("3.1.0", "2.0.0", True), ("3.2.0", "2.2.6", False), ("3.0.0", "1.26.4", False),
-    ("3.9.0", "2.4.1", False),
+@pytest.mark.parametrize("triton_version,numpy_version,fixes", [
+    ("3.0.0", "2.2.6", ("numpy<2", "triton>=3.2")), ("3.1.0", "2.0.0", ("numpy<2", "triton>=3.2")),
+    ("3.2.0", "2.2.6", None), ("3.0.0", "1.26.4", None), ("3.9.0", "2.4.1", None),
+    ("3.6.0", "2.4.6", ("numpy<2.4", "triton>=3.7")), ("3.2.0", "2.5.2", ("numpy<2.4", "triton>=3.7")),
+    ("3.6.0", "2.3.5", None), ("3.7.0", "2.4.6", None),
 ])
-def test_an_interpreter_that_would_lose_every_store_is_named(triton_version, numpy_version, refused):
+def test_an_interpreter_that_would_fail_or_lose_every_store_is_named(triton_version, numpy_version, fixes):
     """Triton 3.0 and 3.1's interpreter under numpy 2 returns every kernel's output as it was allocated, without
-    an error: importing the kernels under TRITON_INTERPRET=1 there raises instead, naming both fixes."""
+    an error; 3.2 to 3.6's fails in every GEMM's loop under numpy 2.4. Importing the kernels under
+    TRITON_INTERPRET=1 there raises instead, naming both fixes."""
     from highway.kernels.launch import interpreter_problem
 
     problem = interpreter_problem(triton_version, numpy_version)
-    assert (problem is not None) == refused
-    if refused:
-        assert "numpy<2" in problem and "triton>=3.2" in problem and triton_version in problem
+    assert (problem is not None) == (fixes is not None)
+    if fixes:
+        assert all(f" {fix}" in problem for fix in fixes) and triton_version in problem and numpy_version in problem

@@ -141,8 +141,15 @@ def test_what_counts_as_a_problem(result, spec, words):
     assert (words in problem) if words else problem == ""
 
 
-def test_the_interpreter_is_refused():
-    code = "from highway.bench.cli import main; raise SystemExit(main(['compile-check', '--kernel', 'linear_fwd']))"
+GPU_IMAGE_VERSIONS = "import numpy, triton; numpy.__version__, triton.__version__ = '2.5.2', '3.6.0'; "
+
+
+@pytest.mark.parametrize("versions", ["", GPU_IMAGE_VERSIONS])
+def test_the_interpreter_is_refused(versions):
+    """With its own message, also where importing the kernels would refuse the interpreter (the GPU image's
+    numpy and triton)."""
+    code = versions + ("from highway.bench.cli import main; "
+                       "raise SystemExit(main(['compile-check', '--kernel', 'linear_fwd']))")
     out = subprocess.run([sys.executable, "-c", code], env={**ENV, "TRITON_INTERPRET": "1"}, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 2 and "without TRITON_INTERPRET=1" in out.stderr

@@ -9,7 +9,7 @@ it would time (`JITFunction.warmup`) instead of timing it. So it runs on any tri
 specializations a real launch makes. It prints what compiled, the largest register count and any spill
 (compile-check's cuobjdump reader), and exits 1 on a failure or a bf16 spill.
 
-    python scripts/compile_through_launchers.py --arch 90            # or 80; --dtype bf16 fp32; --only stack
+    python scripts/compile_through_launchers.py --arch 90            # or 80; --dtype bf16 tf32 fp32; --only stack
 """
 import argparse
 import os
@@ -48,7 +48,7 @@ def launches(dtype: torch.dtype):
     """(name, launch) for every launcher and variant, on shapes that reach every tile the autotuner may try."""
     from highway.kernels import highway_conv2d_bwd, highway_conv2d_fwd, highway_linear_bwd, highway_linear_fwd
     from highway.kernels.highway_linear import preactivation_dtype
-    from highway.kernels.highway_stack import highway_stack_bwd, highway_stack_fwd
+    from highway.kernels.highway_stack import highway_stack_bwd, highway_stack_fwd, widest_stack
 
     def randn(*shape):
         return torch.randn(*shape, dtype=dtype)
@@ -63,7 +63,9 @@ def launches(dtype: torch.dtype):
     wc, bc = randn(2 * c, c, 3, 3), randn(2 * c)
     yield "conv forward", lambda: highway_conv2d_fwd(xc, wc, bc, "gelu")
     yield "conv backward", lambda: highway_conv2d_bwd(xc, xc, wc, bc, "gelu")
-    for width in (16, 32, 64, 128):  # every padded width of the depth-fused stack
+    # every padded width of the depth-fused stack that the layers launch it at (IEEE fp32 past 64 takes the
+    # per-layer kernels, whose launches are above)
+    for width in (w for w in (16, 32, 64, 128) if w <= widest_stack(dtype)):
         xs, ws, bs = randn(128, width), randn(3, 2 * width, width), randn(3, 2 * width)
         inputs = randn(3, 128, width)  # each layer's saved input
         yield f"stack forward, width {width}", lambda: highway_stack_fwd(xs, ws, bs, "gelu", 1)
@@ -74,9 +76,11 @@ def launches(dtype: torch.dtype):
 
 
 def compile_all(arch: int, dtypes, only: str = "") -> tuple[list, list]:
-    """(compiled, failed): rows (launch, kernel, config, regs, spill bytes) and (launch, dtype, error)."""
+    """(compiled, failed): rows (launch, dtype, kernel, config, regs, spill bytes, tensor cores) and (launch,
+    dtype, error)."""
     import highway.kernels.launch as launch
-    from highway.bench.harness.compile_check import registers_and_spills
+    from highway.bench.harness.cases import DTYPES, float32_precision
+    from highway.bench.harness.compile_check import registers_and_spills, tensor_cores
     from highway.kernels.launch import SHARED_MEMORY_LIMITS
 
     triton.runtime.driver.set_active(_TargetOnlyDriver(arch))
@@ -91,34 +95,35 @@ def compile_all(arch: int, dtypes, only: str = "") -> tuple[list, list]:
             kernel = tuner.fn.warmup(*args, grid=(1,), **launch_kwargs, **config.kwargs,
                                      num_warps=config.num_warps, num_stages=config.num_stages)
             regs, spill = registers_and_spills(kernel.asm["cubin"], tuner.fn.__name__)
-            compiled.append((current["name"], current["dtype"], tuner.fn.__name__, config, regs, spill))
+            compiled.append((current["name"], current["dtype"], tuner.fn.__name__, config, regs, spill,
+                             tensor_cores(kernel.asm["ptx"], arch)))
         tuner.nargs = None
 
     Autotuner.run = compile_every_config
-    for dtype in dtypes:
-        for name, run in launches(dtype):
-            if only not in name:
-                continue
-            current.update(name=name, dtype=str(dtype).removeprefix("torch."))
-            try:
-                run()
-            except Exception as e:  # a failure is a result: the list says which launch and why
-                failed.append((name, current["dtype"], f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"))
+    for dtype_name in dtypes:
+        with float32_precision(dtype_name):  # tf32: fp32 tensors, TF32 dots; fp32: IEEE dots, torch's default
+            for name, run in launches(DTYPES[dtype_name]):
+                if only not in name:
+                    continue
+                current.update(name=name, dtype=dtype_name)
+                try:
+                    run()
+                except Exception as e:  # a failure is a result: the list says which launch and why
+                    failed.append((name, dtype_name, f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"))
     return compiled, failed
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, choices=(80, 90), default=90)
-    parser.add_argument("--dtype", nargs="+", choices=("bf16", "fp32"), default=["bf16", "fp32"])
+    parser.add_argument("--dtype", nargs="+", choices=("bf16", "tf32", "fp32"), default=["bf16", "tf32", "fp32"])
     parser.add_argument("--only", default="", help="only the launches whose name contains this")
     args = parser.parse_args(argv)
-    dtypes = [{"bf16": torch.bfloat16, "fp32": torch.float32}[d] for d in args.dtype]
-    compiled, failed = compile_all(args.arch, dtypes, args.only)
-    spills = [row for row in compiled if row[5] and row[1] == "bfloat16"]
-    for name, dtype, kernel, config, regs, spill in compiled:
+    compiled, failed = compile_all(args.arch, args.dtype, args.only)
+    spills = [row for row in compiled if row[5] and row[1] == "bf16"]
+    for name, dtype, kernel, config, regs, spill, cores in compiled:
         print(f"{name:52} {dtype:8} {kernel:36} {str(config.kwargs):60} w{config.num_warps} s{config.num_stages} "
-              f"regs {regs:3} spill {spill}")
+              f"regs {regs:3} spill {spill} tensor cores {cores}")
     print(f"\ntriton {triton.__version__}, torch {torch.__version__}, sm_{args.arch}: {len(compiled)} compiles, "
           f"{len(failed)} launches failed, {len(spills)} bf16 configs spill")
     for name, dtype, error in failed:

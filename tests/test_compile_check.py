@@ -78,6 +78,18 @@ def test_kernels_compile_through_their_launchers_on_any_triton():
     assert out.stdout.count("_highway_stack_fwd_kernel") == 8
 
 
+def test_launchers_compile_fp32_at_the_precision_torch_is_set_to():
+    """fp32 tensors: tf32 (torch's "high") launches TF32 dots on the tensor cores, fp32 ("highest", torch's
+    default) IEEE dots on the FMA units, each through the launcher's own choice of configs."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compile_through_launchers.py"
+    out = subprocess.run([sys.executable, str(script), "--arch", "90", "--dtype", "tf32", "fp32", "--only",
+                          "stack forward, width 16"], env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "0 launches failed" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines() if "_highway_stack_fwd_kernel" in line]
+    cores = {dtype: {row[-1] for row in rows if row[4] == dtype} for dtype in ("tf32", "fp32")}
+    assert cores["tf32"] and cores["tf32"] <= {"wgmma", "mma"} and cores["fp32"] == {"no"}, cores
+
+
 def test_a_triton_older_than_the_check_is_named_before_any_work(monkeypatch):
     import triton
     import triton.compiler

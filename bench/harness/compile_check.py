@@ -179,6 +179,11 @@ def _signature(spec: KernelSpec, jitted, dtype: str, config_kwargs: dict):
     return signature, constants, attrs
 
 
+def tensor_cores(ptx: str, arch: int) -> str:
+    """The best tensor-core instruction a kernel's PTX uses ("wgmma", "mma"), or "no": IEEE fp32 dots use none."""
+    return next((op.split(".")[0] for op in TENSOR_CORE_OPS[arch] if op in ptx), "no")
+
+
 def registers_and_spills(cubin: bytes, name: str) -> tuple[int, int]:
     """(registers, stack + local bytes) of `name` in a cubin, from cuobjdump -res-usage."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
@@ -273,8 +278,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
                                   target=target, options=options.__dict__)
         result.regs, result.spill_bytes = registers_and_spills(compiled.asm["cubin"], spec.name)
         result.shared_bytes = int(compiled.metadata.shared)
-        ptx = compiled.asm["ptx"]
-        result.tensor_cores = next((op.split(".")[0] for op in TENSOR_CORE_OPS[arch] if op in ptx), "no")
+        result.tensor_cores = tensor_cores(compiled.asm["ptx"], arch)
         result.waits_on_loads = " ".join(loads_a_dot_waits_for(compiled.asm["ttgir"]))
     except Exception as e:  # a compile failure is a result: the table says which config and why
         result.problem = f"compile failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:160]}"

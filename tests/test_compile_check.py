@@ -67,12 +67,16 @@ def test_the_check_catches_a_spilling_tile():
     assert "PROBLEM spills" in python_for_gpus(code)
 
 
+def compile_through_launchers(*args) -> subprocess.CompletedProcess:
+    """scripts/compile_through_launchers.py with `args`, in a python of its own that compiles for GPUs."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compile_through_launchers.py"
+    return subprocess.run([sys.executable, str(script), *args], env=ENV, capture_output=True, text=True, timeout=600)
+
+
 def test_kernels_compile_through_their_launchers_on_any_triton():
     """scripts/compile_through_launchers.py, the check of the declared triton floor (3.0): a launcher's kernels
     compiled for sm_90 through triton's own JIT, every config its autotuner would time, with no GPU."""
-    script = Path(__file__).resolve().parents[1] / "scripts" / "compile_through_launchers.py"
-    out = subprocess.run([sys.executable, str(script), "--arch", "90", "--dtype", "bf16", "--only",
-                          "stack forward, width 64"], env=ENV, capture_output=True, text=True, timeout=600)
+    out = compile_through_launchers("--arch", "90", "--dtype", "bf16", "--only", "stack forward, width 64")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "8 compiles, 0 launches failed, 0 bf16 configs spill" in out.stdout  # BLOCK_M 16 and 32, 1 to 4 stages
     assert out.stdout.count("_highway_stack_fwd_kernel") == 8
@@ -81,9 +85,7 @@ def test_kernels_compile_through_their_launchers_on_any_triton():
 def test_launchers_compile_fp32_at_the_precision_torch_is_set_to():
     """fp32 tensors: tf32 (torch's "high") launches TF32 dots on the tensor cores, fp32 ("highest", torch's
     default) IEEE dots on the FMA units, each through the launcher's own choice of configs."""
-    script = Path(__file__).resolve().parents[1] / "scripts" / "compile_through_launchers.py"
-    out = subprocess.run([sys.executable, str(script), "--arch", "90", "--dtype", "tf32", "fp32", "--only",
-                          "stack forward, width 16"], env=ENV, capture_output=True, text=True, timeout=600)
+    out = compile_through_launchers("--arch", "90", "--dtype", "tf32", "fp32", "--only", "stack forward, width 16")
     assert out.returncode == 0 and "0 launches failed" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     rows = [line.split() for line in out.stdout.splitlines() if "_highway_stack_fwd_kernel" in line]
     cores = {dtype: {row[-1] for row in rows if row[4] == dtype} for dtype in ("tf32", "fp32")}

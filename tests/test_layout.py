@@ -162,8 +162,9 @@ def why_no_wheel_builds_here() -> str | None:
 
 
 def test_the_wheel_holds_only_highway(tmp_path):
-    if why_no_wheel_builds_here():
-        pytest.skip(f"cannot build a wheel offline here: {why_no_wheel_builds_here()}")
+    why_not = why_no_wheel_builds_here()
+    if why_not:
+        pytest.skip(f"cannot build a wheel offline here: {why_not}")
     src = tmp_path / "src"
     for name in [*PACKAGE_DIRS, "pyproject.toml", "README.md"]:
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy

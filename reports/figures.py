@@ -27,7 +27,9 @@ MODEL_COLORS = {"plain": "#d55e00", "highway": "#0072b2"}
 def report_style():
     """The report's look (seaborn's whitegrid theme, colour-blind palette), restored on exit."""
     theme = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook"),
-             "axes.prop_cycle": matplotlib.cycler(color=sns.color_palette("colorblind"))}
+             "axes.prop_cycle": matplotlib.cycler(color=sns.color_palette("colorblind")),
+             # a report draws all its figures before it saves (and closes) each: two dozen open is expected
+             "figure.max_open_warning": 0}
     with matplotlib.rc_context(theme):
         yield
 
@@ -111,6 +113,19 @@ def _log_y(axes):
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
         ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
+def _spread_band(ax, rows: pd.DataFrame, x: str, lo: str, hi: str, palette: dict, by="backend"):
+    """Shade each line's spread, from column `lo` to column `hi` (a rate at the timed calls' 80th and 20th
+    percentile times, say), in its `by` value's colour: a median alone hides how noisy a point is. A line
+    measured at one x gets a bar instead, since a band needs two."""
+    for key, d in rows.groupby(by):
+        band = d.groupby(x)[[lo, hi]].mean().dropna().sort_index()
+        color = palette.get(key[0] if isinstance(key, tuple) else key)
+        if len(band) > 1:
+            ax.fill_between(band.index, band[lo], band[hi], color=color, alpha=0.15, lw=0, zorder=1)
+        elif len(band) == 1:
+            ax.vlines(band.index, band[lo], band[hi], color=color, alpha=0.5, lw=4, zorder=1)
 
 
 def _image(ax, values, cmap, **kw):
@@ -331,7 +346,7 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
     if ok.empty:
         return []
     out = []
-    for label, slug, device_type, d in _by_device(ok):
+    for label, slug, device_type, d in _by_device(_with_spread(ok)):
         for layer, dl in d.groupby("layer"):
             dl = dl.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(dl["width"], dl["dtype"], dl["batch"])])
             modes = sorted(dl["mode"].unique(), key=MODES.index)
@@ -341,7 +356,10 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
             _log_y(g.axes)
             g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
             noisy = dl[dl["noisy"].fillna(False).astype(bool)] if "noisy" in dl else dl.iloc[:0]
+            spread = dl.assign(slowest=dl["batch"] / (dl["p80_ms"] * 1e-3), fastest=dl["batch"] / (dl["p20_ms"] * 1e-3))
             for (row_name, col_name), ax in g.axes_dict.items():
+                _spread_band(ax, spread[(spread["shape"] == row_name) & (spread["mode"] == col_name)], "depth",
+                             "slowest", "fastest", backend_palette(dl["backend"])["palette"], by=["backend", "model"])
                 sel = noisy[(noisy["shape"] == row_name) & (noisy["mode"] == col_name)]
                 ax.scatter(sel["depth"], sel["samples_per_s"], s=120, facecolors="none", edgecolors="crimson",
                            linewidths=1.2, zorder=5)
@@ -351,7 +369,8 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
             g.figure.suptitle(f"Throughput against depth, {layer} layers — {label}", y=1.02)
             out.append(Figure(f"Throughput, {layer} ({label})", g.figure,
                               "Samples per second of a stack of `depth` layers (median of the timed calls), per "
-                              "backend; rows are shapes (width, dtype, batch), columns are modes. A red ring marks a "
+                              "backend; rows are shapes (width, dtype, batch), columns are modes. The shaded band "
+                              "spans the rates of the slowest and the fastest fifth of the calls. A red ring marks a "
                               "noisy point, whose slowest fifth of calls took over 1.3x its fastest fifth: its "
                               "median is not to be compared with another's." + _cpu_note(dl, device_type),
                               f"throughput-{layer}-{slug}"))
@@ -400,17 +419,22 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
     return out
 
 
+def _with_spread(d: pd.DataFrame) -> pd.DataFrame:
+    """`d` with p20_ms and p80_ms wherever it has a median: a row written without them shows no spread."""
+    return d.assign(**{q: d[q].fillna(d["median_ms"]) if q in d else d["median_ms"] for q in ("p20_ms", "p80_ms")})
+
+
 def _dense_highway(df: pd.DataFrame, *columns) -> pd.DataFrame:
     """The timed rows of dense highway stacks that have every one of `columns` (measured on this device)."""
     if df.empty or not set(columns) <= set(df.columns):
         return df.iloc[:0]
     ok = df[(df["status"] == STATUS_OK) & (df["model"] == "highway") & (df["layer"] == "dense")]
-    return ok.dropna(subset=list(columns))
+    return _with_spread(ok.dropna(subset=list(columns)))
 
 
-def _against_depth(d: pd.DataFrame, y: str, ylabel: str, title: str, by_shape: bool = True, **line):
+def _against_depth(d: pd.DataFrame, y: str, ylabel: str, title: str, by_shape: bool = True, band=None, **line):
     """`y` against depth (log), a line per backend with every point marked, a column per mode and, with
-    `by_shape`, a row per shape (width, dtype, batch)."""
+    `by_shape`, a row per shape (width, dtype, batch). `band`, two columns, shades each line's spread."""
     modes = sorted(d["mode"].unique(), key=MODES.index)
     if by_shape:
         d = d.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(d["width"], d["dtype"], d["batch"])])
@@ -419,6 +443,11 @@ def _against_depth(d: pd.DataFrame, y: str, ylabel: str, title: str, by_shape: b
                     height=3.2, aspect=1.3, errorbar=None, **backend_palette(d["backend"]), **line)
     for ax in g.axes.flat:
         _depth_axis(ax, d["depth"].unique())
+    if band:
+        for key, ax in g.axes_dict.items():
+            shape, mode = key if by_shape else (None, key)
+            _spread_band(ax, d[(d["mode"] == mode) & ((d["shape"] == shape) if by_shape else True)], "depth", *band,
+                         backend_palette(d["backend"])["palette"])
     g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
     g.set_axis_labels("depth (layers)", ylabel)
     g.figure.suptitle(title, y=1.02 if by_shape else 1.04)
@@ -433,11 +462,14 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
         return []
     out = []
     for label, slug, device_type, d in _by_device(ok):
-        d = d.assign(us_per_layer=1e3 * d["median_ms"] / d["depth"])
-        g = _against_depth(d, "us_per_layer", "µs per layer", f"Time per layer against depth — {label}")
+        d = d.assign(us_per_layer=1e3 * d["median_ms"] / d["depth"], fastest=1e3 * d["p20_ms"] / d["depth"],
+                     slowest=1e3 * d["p80_ms"] / d["depth"])
+        g = _against_depth(d, "us_per_layer", "µs per layer", f"Time per layer against depth — {label}",
+                           band=("fastest", "slowest"))
         _log_y(g.axes)
         out.append(Figure(f"Time per layer ({label})", g.figure,
-                          "Median time of a stack divided by its depth, per backend. Per-layer backends flatten at "
+                          "Median time of a stack divided by its depth, per backend; the shaded band spans the "
+                          "slowest and the fastest fifth of the calls. Per-layer backends flatten at "
                           "their launches' cost; the depth-fused stack (triton-stack) at one layer's dependent "
                           "chain of weight load, GEMM and epilogue." + _cpu_note(d, device_type),
                           f"per-layer-{slug}"))
@@ -452,7 +484,8 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
     ok = ok[(ok["device_type"] == "cuda") & (ok["depth"] == depth) & (ok["batch"] == batch)] if not ok.empty else ok
     out = []
     for label, slug, _, d in _by_device(ok):
-        times = d.pivot_table(index=["mode", "width", "dtype"], columns="backend", values="median_ms", aggfunc="last")
+        times, fastest, slowest = (d.pivot_table(index=["mode", "width", "dtype"], columns="backend", values=v,
+                                                 aggfunc="last") for v in ("median_ms", "p20_ms", "p80_ms"))
         baselines = [b for b, _ in STACK_BASELINES if b in times]
         modes = [m for m in STACK_TARGETS if m in times.index.get_level_values("mode")]
         if "triton-stack" not in times or not baselines or not modes:
@@ -464,10 +497,19 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
             bar = 0.8 / len(baselines)
             for j, backend in enumerate(baselines):
                 ratio = t[backend] / t["triton-stack"]
+                # the whisker: the baseline's fastest fifth of calls against the stack's slowest, and the other
+                # way round
+                low = fastest.loc[mode, backend] / slowest.loc[mode, "triton-stack"]
+                high = slowest.loc[mode, backend] / fastest.loc[mode, "triton-stack"]
                 x = np.arange(len(t)) + (j - (len(baselines) - 1) / 2) * bar
                 what = "eager" if backend == "torch" else backend
-                bars = ax.bar(x, ratio, bar, color=BACKEND_COLORS[backend], label=f"over {what}")
-                ax.bar_label(bars, labels=[f"{r:.1f}x" if np.isfinite(r) else "" for r in ratio], fontsize=8)
+                ax.bar(x, ratio, bar, color=BACKEND_COLORS[backend], label=f"over {what}",
+                       yerr=np.stack([(ratio - low).clip(lower=0), (high - ratio).clip(lower=0)]),
+                       error_kw=dict(ecolor="0.35", elinewidth=1, capsize=3))
+                for xi, r, top in zip(x, ratio, np.fmax(ratio, high)):  # each label above its whisker
+                    if np.isfinite(r):
+                        ax.annotate(f"{r:.1f}x", (xi, top), xytext=(0, 2), textcoords="offset points", ha="center",
+                                    va="bottom", fontsize=8)
             targets = STACK_TARGETS[mode]
             for target, ls, color, what in ((targets[0], "--", BACKEND_COLORS["torch"], "eager"),
                                             (targets[1], ":", BACKEND_COLORS["compile-cudagraphs"], "CUDA graphs")):
@@ -475,7 +517,9 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
             ax.axhline(1.0, color="grey", lw=0.8)
             ax.set_yscale("log")
             ratios = (t[baselines].to_numpy() / t[["triton-stack"]].to_numpy()).ravel()
-            top = max(*ratios[np.isfinite(ratios)], *targets)  # a call cut short can leave a shape half measured
+            highs = (slowest.loc[mode][baselines].to_numpy() / fastest.loc[mode][["triton-stack"]].to_numpy()).ravel()
+            # a call cut short can leave a shape half measured
+            top = max(*ratios[np.isfinite(ratios)], *highs[np.isfinite(highs)], *targets)
             ax.set_ylim(min(0.8, ax.get_ylim()[0]), top * 2.5)  # room for the bars' labels
             # the targets are the ticks that matter: label them, with the decades
             ticks = sorted({*targets, *(10.0 ** k for k in range(0, int(np.log10(top * 2.5)) + 1))})
@@ -491,8 +535,9 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
                           f"How many times faster one step of a {depth}-layer stack runs fused (triton-stack) than "
                           "eager PyTorch and than CUDA graphs (compile-cudagraphs: the net compiled whole; "
                           "compile-layers-cudagraphs: each layer compiled once, the whole step one graph), per "
-                          "width and dtype. The lines are the targets: a bar above its line meets it (the black "
-                          "bar, eager's; the blue ones, CUDA graphs').",
+                          "width and dtype; a whisker runs from the baseline's fastest fifth of calls against the "
+                          "stack's slowest to the other way round. The lines are the targets: a bar above its line "
+                          "meets it (the black bar, eager's; the blue ones, CUDA graphs').",
                           f"stack-targets-{slug}"))
     return out
 
@@ -505,23 +550,28 @@ def precision_figures(df: pd.DataFrame) -> list[Figure]:
     ok = ok[(ok["device_type"] == "cuda") & ok["dtype"].isin(["fp32", "tf32"])] if not ok.empty else ok
     out = []
     for label, slug, _, d in _by_device(ok):
-        times = d.pivot_table(index=["depth", "width", "batch", "backend", "mode"], columns="dtype",
-                              values="median_ms", aggfunc="last")
-        if not {"fp32", "tf32"} <= set(times.columns):
+        times = {q: d.pivot_table(index=["depth", "width", "batch", "backend", "mode"], columns="dtype",
+                                  values=f"{q}_ms", aggfunc="last") for q in ("median", "p20", "p80")}
+        if not {"fp32", "tf32"} <= set(times["median"].columns):
             continue
-        ratio = (times["fp32"] / times["tf32"]).dropna().rename("tf32_speedup").reset_index()
+        ratio = pd.DataFrame({"tf32_speedup": times["median"]["fp32"] / times["median"]["tf32"],
+                              "low": times["p20"]["fp32"] / times["p80"]["tf32"],
+                              "high": times["p80"]["fp32"] / times["p20"]["tf32"]})
+        ratio = ratio.dropna(subset=["tf32_speedup"]).reset_index()
         if ratio.empty:
             continue
         g = _against_depth(ratio.assign(dtype="IEEE ÷ TF32"), "tf32_speedup", "IEEE time ÷ TF32 time",
-                           f"What TF32 buys over IEEE fp32 — {label}")
+                           f"What TF32 buys over IEEE fp32 — {label}", band=("low", "high"))
         _log_y(g.axes)
         for ax in g.axes.flat:
             ax.axhline(1.0, color="0.4", linewidth=0.8, linestyle="--")
         out.append(Figure(f"TF32 against IEEE fp32 ({label})", g.figure,
                           "The same fp32 tensors timed at torch's two float32 precisions, every backend of a row at "
                           "the same one: a step's time with IEEE dots (torch's default, the FMA units) over its "
-                          "time with TF32 dots (the tensor cores), per backend. Above the dashed line TF32 is "
-                          "faster. Past width 64 the depth-fused stack runs only at TF32, so it has no points there.",
+                          "time with TF32 dots (the tensor cores), per backend; the shaded band runs from IEEE's "
+                          "fastest fifth of calls against TF32's slowest to the other way round. Above the dashed "
+                          "line TF32 is faster. Past width 64 the depth-fused stack runs only at TF32, so it has no "
+                          "points there.",
                           f"precision-{slug}"))
     return out
 
@@ -553,7 +603,9 @@ def weight_streaming_figures(df: pd.DataFrame) -> list[Figure]:
     for label, slug, device_type, d in _by_device(_dense_highway(df, "weight_gbps")):
         peak = d["pct_peak_bw_weights"].notna().all()
         y, ylabel = ("pct_peak_bw_weights", "% of peak bandwidth") if peak else ("weight_gbps", "weight GB/s")
-        g = _against_depth(d, y, ylabel, f"Weight streaming against depth — {label}")
+        # bytes over time: the slowest fifth of calls streams at median/p80 of the median's rate
+        d = d.assign(slowest=d[y] * d["median_ms"] / d["p80_ms"], fastest=d[y] * d["median_ms"] / d["p20_ms"])
+        g = _against_depth(d, y, ylabel, f"Weight streaming against depth — {label}", band=("slowest", "fastest"))
         if peak:
             for ax in g.axes.flat:
                 ax.set_ylim(0, 100)
@@ -562,8 +614,9 @@ def weight_streaming_figures(df: pd.DataFrame) -> list[Figure]:
         out.append(Figure(f"Weight streaming ({label})", g.figure,
                           "The bytes of [W_H | W_T] and the biases a step must move (fwd: once; fwd + bwd: read twice, "
                           "dW written once; train: and the SGD update), divided by the step's median time, " + what
-                          + ". The depth-fused stack (triton-stack) keeps activations on chip, so its weights are "
-                          "nearly all it moves." + _cpu_note(d, device_type), f"weight-streaming-{slug}"))
+                          + "; the shaded band spans the slowest and the fastest fifth of the calls. The depth-fused "
+                          "stack (triton-stack) keeps activations on chip, so its weights are nearly all it moves."
+                          + _cpu_note(d, device_type), f"weight-streaming-{slug}"))
     return out
 
 
@@ -579,8 +632,16 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
     for label, slug, device_type, d in _by_device(ok):
         d = d.assign(net=[f"{m}, depth {dp}, width {w}, {t}" for m, dp, w, t in
                           zip(d["model"], d["depth"], d["width"], d["dtype"])])
-        long = pd.concat([d.assign(arrangement="population", rate=d["trials_per_s"]),
-                          d.assign(arrangement="one by one", rate=d["one_by_one_trials_per_s"])], ignore_index=True)
+        # the speed-up's band runs from the population's slowest fifth of calls against one by one's fastest
+        # fifth to the other way round: what a noisy machine could have made of the same code
+        d = d.assign(speedup_low=d["one_by_one_p20_ms"] / d["population_p80_ms"],
+                     speedup_high=d["one_by_one_p80_ms"] / d["population_p20_ms"])
+        long = pd.concat([d.assign(arrangement=arrangement, rate=d[rate],
+                                   slowest=d["population"] / (d[f"{t}_p80_ms"] * 1e-3),
+                                   fastest=d["population"] / (d[f"{t}_p20_ms"] * 1e-3))
+                          for arrangement, rate, t in (("population", "trials_per_s", "population"),
+                                                       ("one by one", "one_by_one_trials_per_s", "one_by_one"))],
+                         ignore_index=True)
         nets = sorted(d["net"].unique())
         cols = min(3, len(nets))
         rows = int(np.ceil(len(nets) / cols))
@@ -591,10 +652,13 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
             sns.lineplot(sel, x="population", y="rate", hue="backend", style="arrangement",
                          style_order=["population", "one by one"], markers=True, ax=ax_rate, errorbar=None,
                          **backend_palette(sel["backend"]))
+            palette = backend_palette(sel["backend"])["palette"]
+            _spread_band(ax_rate, sel, "population", "slowest", "fastest", palette, by=["backend", "arrangement"])
             ax_rate.set(xscale="log", yscale="log", title=net, xlabel="trials P", ylabel="trial train steps / s")
             speed = d[d["net"] == net]
             sns.lineplot(speed, x="population", y="speedup", hue="backend", markers=True, marker="o", ax=ax_speed,
                          errorbar=None, legend=False, **backend_palette(speed["backend"]))
+            _spread_band(ax_speed, speed, "population", "speedup_low", "speedup_high", palette)
             ax_speed.axhline(1.0, color="grey", lw=0.8, ls=":")
             first = speed.iloc[0]
             for where, model, depth, width, trials, target in POPULATION_TARGETS:
@@ -617,7 +681,9 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
         out.append(Figure(f"Population training ({label})", fig,
                           "Left of each pair: trial train steps per second (fwd + bwd + SGD step of every trial), "
                           "trained as one population (solid) or as P nets one after another (dashed), timed in "
-                          "alternation in one run. Right: the population's speed-up (the dotted line is 1; a red "
+                          "alternation in one run; the shaded bands span the slowest and the fastest fifth of the "
+                          "calls. Right: the population's speed-up; its band runs from the population's slowest "
+                          "fifth against one by one's fastest to the other way round (the dotted line is 1; a red "
                           "star and dashed line mark the target where this net has one)."
                           + _cpu_note(d, device_type), f"population-{slug}"))
     return out

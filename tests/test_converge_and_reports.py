@@ -4,6 +4,7 @@ import json
 import pickle
 import re
 
+import matplotlib.collections
 import numpy as np
 import pandas as pd
 import pytest
@@ -418,6 +419,70 @@ def test_a_depth_seen_once_is_still_a_visible_point(tmp_path):
             lines = [line for ax in figure.fig.axes for line in ax.get_lines() if len(line.get_xdata()) == 1]
             assert lines and all(line.get_marker() not in (None, "None", "") for line in lines)
 
+
+def _bands(ax) -> list[np.ndarray]:
+    """The vertices of every shaded band (fill_between) on `ax`."""
+    return [path.vertices for c in ax.collections if isinstance(c, matplotlib.collections.PolyCollection)
+            for path in c.get_paths()]
+
+
+def _spanned(bands, x, low, high) -> bool:
+    """Whether some band runs from `low` to `high` at `x`."""
+    return any(np.isclose(v[v[:, 0] == x, 1].min(), low) and np.isclose(v[v[:, 0] == x, 1].max(), high)
+               for v in bands if (v[:, 0] == x).any())
+
+
+def test_timing_figures_shade_the_spread_of_the_calls(tmp_path):
+    from highway.reports.figures import per_layer_figures, population_figures, precision_figures, report_style, \
+        stack_target_figures, throughput_figures
+
+    df = load_results([fixture_results(tmp_path)]).throughput
+    df = df.assign(p20_ms=0.5 * df["median_ms"], p80_ms=2.0 * df["median_ms"])
+    with report_style():
+        throughput = next(f for f in throughput_figures(df) if f.slug.startswith("throughput"))
+        per_layer = per_layer_figures(df)[0]
+    (ax,) = throughput.fig.axes[:1]
+    torch10 = df[(df["backend"] == "torch") & (df["depth"] == 10) & (df["status"] == "ok")].iloc[0]
+    # samples/s of the slowest and the fastest fifth of calls
+    assert _spanned(_bands(ax), 10, 128 / (torch10["p80_ms"] * 1e-3), 128 / (torch10["p20_ms"] * 1e-3))
+    assert _spanned(_bands(per_layer.fig.axes[0]), 10, 1e3 * torch10["p20_ms"] / 10, 1e3 * torch10["p80_ms"] / 10)
+    assert "shaded band" in throughput.caption and "shaded band" in per_layer.caption
+
+    pop = pd.DataFrame([dict(model="highway", depth=20, width=50, dtype="fp32", batch=64, backend="torch",
+                             population=p, status="ok", population_ms=2.0 + 0.1 * p,
+                             population_p20_ms=0.9 * (2.0 + 0.1 * p), population_p80_ms=1.2 * (2.0 + 0.1 * p), one_by_one_ms=2.0 * p, one_by_one_p20_ms=1.6 * p,
+                             one_by_one_p80_ms=2.2 * p, device="CPU: test", device_type="cpu")
+                        for p in (1, 8, 32)])
+    pop = pop.assign(speedup=pop["one_by_one_ms"] / pop["population_ms"],
+                     trials_per_s=pop["population"] / (pop["population_ms"] * 1e-3),
+                     one_by_one_trials_per_s=pop["population"] / (pop["one_by_one_ms"] * 1e-3))
+    with report_style():
+        (figure,) = population_figures(pop)
+    rate, speed = figure.fig.axes[:2]
+    at32 = pop.set_index("population").loc[32]
+    # the speed-up's band: the population's slowest fifth against one by one's fastest, and the other way round
+    assert _spanned(_bands(speed), 32, at32["one_by_one_p20_ms"] / at32["population_p80_ms"],
+                    at32["one_by_one_p80_ms"] / at32["population_p20_ms"])
+    for arrangement in ("population", "one_by_one"):
+        assert _spanned(_bands(rate), 32, 32e3 / at32[f"{arrangement}_p80_ms"], 32e3 / at32[f"{arrangement}_p20_ms"])
+    assert "shaded bands" in figure.caption
+
+    # GPU figures: the stack's bars get whiskers, TF32's gain a band, each from the two rows' fifths
+    gpu = pd.DataFrame([dict(model="highway", layer="dense", depth=depth, width=50, dtype=dtype, batch=128,
+                             mode="fwd", backend=backend, status="ok", median_ms=ms, p20_ms=0.9 * ms, p80_ms=1.5 * ms,
+                             device="NVIDIA H200", device_type="cuda")
+                        for depth in (100, 1000) for dtype in ("bf16", "tf32", "fp32")
+                        for backend, ms in (("torch", 100.0), ("compile-cudagraphs", 20.0), ("triton-stack", 4.0))])
+    gpu.loc[gpu["dtype"] == "fp32", ["median_ms", "p20_ms", "p80_ms"]] *= 3
+    with report_style():
+        (bars,) = stack_target_figures(gpu)
+        (precision,) = precision_figures(gpu)
+    whiskers = [seg for c in bars.fig.axes[0].containers if getattr(c, "errorbar", None)
+                for seg in c.errorbar.lines[2][0].get_segments()]
+    # eager over the stack: 0.9·100 / (1.5·4) to 1.5·100 / (0.9·4)
+    assert any(np.allclose(sorted(seg[:, 1]), [90 / 6, 150 / 3.6]) for seg in whiskers)
+    assert "whisker" in bars.caption
+    assert _spanned(_bands(precision.fig.axes[0]), 100, 3 * 0.9 / 1.5, 3 * 1.5 / 0.9)  # IEEE over TF32
 
 def test_kernels_per_step_are_drawn_for_gpu_rows_only(tmp_path):
     from highway.reports.figures import kernel_count_figures, report_style

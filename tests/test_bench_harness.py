@@ -675,7 +675,7 @@ POPULATION_TINY = dict(model=["highway", "plain"], depth=[3], width=[8], dtype=[
 
 
 def test_the_population_axis_times_both_arrangements_side_by_side(tmp_path, capsys):
-    from highway.bench.harness.population_sweep import population_sweep
+    from highway.bench.harness.population_sweep import population_sweep, population_table
     from highway.reports.claims import population_claims
     from highway.reports.figures import population_figures, report_style
     from highway.reports.loading import load_results
@@ -691,6 +691,10 @@ def test_the_population_axis_times_both_arrangements_side_by_side(tmp_path, caps
     assert ok["trials_per_s"].to_numpy() == pytest.approx((ok["population"] / ok["population_ms"] * 1e3).to_numpy())
     assert ok["samples_per_s"].to_numpy() == pytest.approx((ok["trials_per_s"] * ok["batch"]).to_numpy())
     assert (pd.read_csv(tmp_path / "population.csv")["status"] == "ok").sum() == 4
+    table = population_table(df)
+    for row in ok.itertuples():  # each speed-up with the range its calls' fifths allow
+        low, high = row.one_by_one_p20_ms / row.population_p80_ms, row.one_by_one_p80_ms / row.population_p20_ms
+        assert low <= row.speedup <= high and f"{low:.3g}-{high:.3g}" in table
     assert len(population_sweep(tmp_path, progress=False, device="cpu", **POPULATION_TINY)) == 8
     assert "already done" in capsys.readouterr().out
     data = load_results([tmp_path])

@@ -221,8 +221,12 @@ def population_table(df: pd.DataFrame) -> str:
     ok = df[df["status"] == STATUS_OK]
     lines = []
     if not ok.empty:
-        show = ok[POPULATION_KEYS + ["one_by_one_ms", "population_ms", "speedup", "trials_per_s",
-                                     "one_by_one_trials_per_s"]]
+        # the speed-up a noisy machine could have shown: the population's slowest fifth of calls against one
+        # by one's fastest, and the other way round
+        spread = [f"{a:.3g}-{b:.3g}" for a, b in zip(ok["one_by_one_p20_ms"] / ok["population_p80_ms"],
+                                                       ok["one_by_one_p80_ms"] / ok["population_p20_ms"])]
+        show = ok[POPULATION_KEYS + ["one_by_one_ms", "population_ms", "speedup"]].assign(spread=spread)
+        show = show.join(ok[["trials_per_s", "one_by_one_trials_per_s"]])
         lines.append("train steps of P trials, one by one against one population"
                      + (" (CPU)" if (df["device_type"] == "cpu").all() else "") + ":")
         lines.append(show.to_string(index=False, float_format=lambda v: f"{v:.3g}" if math.isfinite(v) else "-"))

@@ -709,6 +709,11 @@ def test_the_population_axis_times_both_arrangements_side_by_side(tmp_path, caps
         figures = population_figures(at_target)
     marked = [ax for f in figures for ax in f.fig.axes if ax.get_legend_handles_labels()[1] == ["target: 3x at P = 32"]]
     assert marked and all(ax.get_title() == "population ÷ one by one" for ax in marked)
+    at32 = at_target.assign(population=32)
+    cpu_claim = next(c for c in population_claims(at32) if c["claim"].startswith("CPU"))
+    r = at32[(at32["status"] == "ok") & (at32["backend"] == "torch") & (at32["model"] == "highway")].iloc[0]
+    low, high = r["one_by_one_p20_ms"] / r["population_p80_ms"], r["one_by_one_p80_ms"] / r["population_p20_ms"]
+    assert cpu_claim["measured"].startswith(f"{r['speedup']:.2f}x (calls' fifths: {low:.2f}-{high:.2f}x")
 
 
 @pytest.mark.parametrize("backend", ["triton", "triton-stack"])

@@ -609,6 +609,11 @@ def test_the_depth_fused_stack_claims_read_gpu_rows_only():
     slower = pd.DataFrame(rows).assign(median_ms=lambda d: d["median_ms"].where(d["backend"] != "triton-stack", 15.0))
     assert "does not hold" in set(pd.DataFrame(stack_claims(slower))["verdict"])  # 1.33x cudagraphs < 2x
     assert stack_claims(pd.DataFrame(rows).query("device_type == 'cpu'"))[0]["verdict"] == "no data"
+    # with the calls' fifths, each speed-up gives its range, and says when the target lies inside it
+    spread = pd.DataFrame(rows).assign(p20_ms=lambda d: 0.8 * d["median_ms"], p80_ms=lambda d: 1.25 * d["median_ms"])
+    measured = set(pd.DataFrame(stack_claims(spread))["measured"])
+    assert "12.50x (calls' fifths: 8.00-19.53x)" in measured  # eager: 80/10 to 125/6.4, above its 5x
+    assert "2.50x (calls' fifths: 1.60-3.91x; the target lies within that spread)" in measured  # 2x graphs
     recompute = [{**r, "backend": "triton-stack-recompute", "median_ms": 10.0, "peak_mem_mb": 40.0}
                  for r in rows if r["backend"] == "triton-stack"]
     both = pd.DataFrame(stack_claims(pd.DataFrame(rows + recompute)))

@@ -17,7 +17,9 @@ from highway.reports.loading import load_results
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 h1{border-bottom:2px solid #0072b2}figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}
 table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .5em}
-th{background:#f0f4f8}.holds{color:#067d3a;font-weight:600}.fails{color:#b00020;font-weight:600}.untested{color:#8a6d00}"""
+th{background:#f0f4f8}.holds{color:#067d3a;font-weight:600}.fails{color:#b00020;font-weight:600}.untested{color:#8a6d00}
+nav{font-size:.9em;columns:2;background:#f8fafc;padding:.5em 1em;border:1px solid #e2e8f0}nav ul{margin:.2em 0}
+nav>ul>li{break-inside:avoid}"""
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -63,13 +65,14 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
         claims = claims_table(data)
         env = _environment_table(data.runs)
 
-        md = [f"# {title}", "", f"Made from: {', '.join(data.sources)}", "", "## Claims", "", CLAIMS_NOTE, "",
-              _md_table(claims), ""]
+        sections = [(heading, figures) for heading, figures in sections if figures]
+        tally = _verdict_tally(claims)
+        md = [f"# {title}", "", f"Made from: {', '.join(data.sources)}", "", *_contents_md(sections), "",
+              "## Claims", "", f"**{tally}**", "", CLAIMS_NOTE, "", _md_table(claims), ""]
         body = [f"<h1>{html.escape(title)}</h1>", f"<p>Made from: {html.escape(', '.join(data.sources))}</p>",
-                "<h2>Claims</h2>", f"<p>{html.escape(CLAIMS_NOTE)}</p>", _claims_html(claims)]
+                _contents_html(sections), "<h2 id='claims'>Claims</h2>", f"<p><strong>{html.escape(tally)}</strong></p>",
+                f"<p>{html.escape(CLAIMS_NOTE)}</p>", _claims_html(claims)]
         for heading, figures in sections:
-            if not figures:
-                continue
             md += [f"## {heading}", ""]
             body.append(f"<h2>{html.escape(heading)}</h2>")
             for f in figures:
@@ -77,8 +80,10 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
                 say(f"  figure {done}/{total}: {f.title}", flush=True)
                 png = _png(f.fig)
                 (out / "figures" / f"{f.slug}.png").write_bytes(png)
-                md += [f"### {f.title}", "", f"![{f.title}](figures/{f.slug}.png)", "", f.caption, ""]
-                body.append(f"<figure><h3>{html.escape(f.title)}</h3><img alt='{html.escape(f.title)}' "
+                # an anchor of our own: the contents link to it in HTML and in Markdown alike
+                md += [f'<a id="{f.slug}"></a>', "", f"### {f.title}", "", f"![{f.title}](figures/{f.slug}.png)", "",
+                       f.caption, ""]
+                body.append(f"<figure id='{f.slug}'><h3>{html.escape(f.title)}</h3><img alt='{html.escape(f.title)}' "
                             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
                             f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
     if not env.empty:
@@ -101,6 +106,31 @@ def _png(fig) -> bytes:
 CLAIMS_NOTE = (f"Each claim is tested on the data named in its basis. A claim that fails on a smaller study than "
                f"the paper's (fewer than its 100 trials a net, or a horizon too short for the shallow plain nets "
                f"to reach its loss of 1e-4) reads '{NOT_TESTED}': such a budget cannot refute it.")
+
+
+def _verdict_tally(claims: pd.DataFrame) -> str:
+    """'12 claims: 9 hold, 1 does not hold, 2 not tested at this budget, ...': the table at a glance."""
+    counts = claims["verdict"].value_counts()
+    words = {"holds": "hold", "does not hold": "do not hold"}
+    parts = [f"{n} {words.get(v, v) if n > 1 else v}" for v, n in
+             ((v, int(counts.get(v, 0))) for v in ("holds", "does not hold", NOT_TESTED, "no data")) if n]
+    return f"{len(claims)} claims: " + ", ".join(parts)
+
+
+def _contents_md(sections) -> list[str]:
+    lines = ["- [Claims](#claims)"]
+    for heading, figures in sections:
+        lines.append(f"- {heading}")
+        lines += [f"  - [{f.title}](#{f.slug})" for f in figures]
+    return lines
+
+
+def _contents_html(sections) -> str:
+    items = ["<li><a href='#claims'>Claims</a></li>"]
+    for heading, figures in sections:
+        links = "".join(f"<li><a href='#{f.slug}'>{html.escape(f.title)}</a></li>" for f in figures)
+        items.append(f"<li>{html.escape(heading)}<ul>{links}</ul></li>")
+    return f"<nav><ul>{''.join(items)}</ul></nav>"
 
 
 def _claims_html(claims: pd.DataFrame) -> str:

@@ -275,6 +275,15 @@ def test_report_renders_every_figure_from_a_fixture_store(tmp_path):
     for ref in re.findall(r"\]\((figures/[^)]+)\)", md):
         assert (tmp_path / "report" / ref).stat().st_size > 0
     assert "CPU numbers" in html
+    # the contents link every figure, in both files, to an anchor that is there
+    for name in names:
+        assert f"href='#{name}'" in html and f"<figure id='{name}'>" in html
+        assert f"](#{name})" in md and f'<a id="{name}"></a>' in md
+    # the claims at a glance: the tally counts the table's verdicts
+    verdicts = claims_table(load_results([root]))["verdict"].value_counts()
+    tally = re.search(r"\*\*(\d+) claims: ([^*]+)\*\*", md)
+    assert int(tally.group(1)) == verdicts.sum()
+    assert f"{verdicts['holds']} hold" in tally.group(2) and f"{verdicts['no data']} no data" in tally.group(2)
 
 
 def test_claims_come_from_the_data(tmp_path):

@@ -13,7 +13,8 @@ import pytest
 import triton
 import triton.language as tl
 
-from highway.bench.harness.compile_check import KernelSpec, Result, judge, loads_a_dot_waits_for, triton_too_old
+from highway.bench.harness.compile_check import KernelSpec, Result, blocks_per_sm, judge, loads_a_dot_waits_for, \
+    triton_too_old
 
 ENV = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile for GPUs, not the interpreter
 compiles = pytest.mark.skipif(triton_too_old() is not None, reason=str(triton_too_old()))
@@ -51,6 +52,24 @@ def test_every_kernel_compiles_for_ampere_and_hopper_without_spills(tmp_path):
     ieee = [r for r in rows if r["dtype"] == "fp32" and "stack" not in r["kernel"]]
     assert ieee and all(int(r["tile"].split("x")[2]) <= 16 for r in ieee)
     assert not any(r["dtype"] == "fp32" and r["tensor_cores"] != "no" for r in rows)
+    # every config the autotuner tries fits an SM at least once; the CSV says how many blocks of it do
+    tried = [r for r in rows if r["autotuner_tries"] == "True"]
+    assert tried and all(int(r["blocks_per_sm"]) >= 1 for r in tried)
+    assert all(int(r["blocks_per_sm"]) == blocks_per_sm(int(r["regs"]), int(r["warps"]), int(r["shared_bytes"]),
+                                                         int(r["arch"])) for r in rows)
+
+
+@pytest.mark.parametrize("regs,warps,shared,arch,blocks", [
+    (32, 4, 0, 90, 16),  # nothing binds but the SM's 64 warps: 16 blocks of 4
+    (128, 4, 0, 80, 4),  # 128 registers a thread: 16 warps' worth of the register file
+    (129, 4, 0, 80, 3),  # one more register rounds each warp up to 4,352 (17 units of 256): 15 warps
+    (255, 8, 0, 90, 1),
+    (64, 4, 100_000, 80, 1),  # 164 KiB of shared memory, 1 KiB reserved a block
+    (64, 4, 100_000, 90, 2),  # 228 KiB
+    (16, 1, 0, 90, 32),  # the SM's 32 blocks
+])
+def test_blocks_per_sm_follows_cudas_occupancy_rules(regs, warps, shared, arch, blocks):
+    assert blocks_per_sm(regs, warps, shared, arch) == blocks
 
 
 @compiles

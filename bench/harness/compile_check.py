@@ -33,6 +33,11 @@ DTYPES = ("bf16", "tf32", "fp32")  # tf32: fp32 with TF32 dots; fp32: IEEE dots,
 # The heaviest epilogue (gelu: erf and exp) stands for every activation: if it fits, the others fit.
 CHECK_ACTIVATION = "gelu"
 TENSOR_CORE_OPS = {80: ("mma.sync",), 90: ("wgmma", "mma.sync")}  # the best first
+# What one SM holds (CUDA's occupancy rules, compute capability 8.0 and 9.0): 64 Ki registers, handed out a warp
+# at a time in units of 256; 64 warps; 32 blocks; and shared memory, of which each block also costs 1 KiB that
+# the runtime reserves (164 KiB on sm_80, 228 KiB on sm_90).
+SM_LIMITS = {80: dict(registers=65536, warps=64, blocks=32, shared=167936),
+             90: dict(registers=65536, warps=64, blocks=32, shared=233472)}
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,7 @@ class Result:
     autotuner_tries: bool = True
     tensor_cores: str = ""
     waits_on_loads: str = ""  # loads a dot waits for in the same loop iteration (`loads_a_dot_waits_for`)
+    blocks_per_sm: int = -1  # resident at once (`blocks_per_sm`); × warps / 64 is the occupancy
     seconds: float = 0.0
     problem: str = ""
 
@@ -177,6 +183,17 @@ def _signature(spec: KernelSpec, jitted, dtype: str, config_kwargs: dict):
             signature[name] = "i32"
             attrs[(i,)] = [["tt.divisibility", 16]]
     return signature, constants, attrs
+
+
+def blocks_per_sm(regs: int, warps: int, shared_bytes: int, arch: int) -> int:
+    """How many blocks of a kernel one SM runs at once, the fewest that its registers, its warps and its shared
+    memory allow: the occupancy a launch reaches when its grid fills the GPU. A latency-bound kernel (the
+    depth-fused stack walks a dependent chain a layer at a time) hides its waits only with other blocks'."""
+    sm = SM_LIMITS[arch]
+    per_warp = -(-regs * 32 // 256) * 256
+    by_registers = (sm["registers"] // per_warp) // warps if per_warp else sm["blocks"]
+    by_shared = sm["shared"] // (shared_bytes + 1024)
+    return max(0, min(by_registers, sm["warps"] // warps, by_shared, sm["blocks"]))
 
 
 def tensor_cores(ptx: str, arch: int) -> str:
@@ -280,6 +297,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
         result.shared_bytes = int(compiled.metadata.shared)
         result.tensor_cores = tensor_cores(compiled.asm["ptx"], arch)
         result.waits_on_loads = " ".join(loads_a_dot_waits_for(compiled.asm["ttgir"]))
+        result.blocks_per_sm = blocks_per_sm(result.regs, config.num_warps, result.shared_bytes, arch)
     except Exception as e:  # a compile failure is a result: the table says which config and why
         result.problem = f"compile failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:160]}"
     result.seconds = time.perf_counter() - start
@@ -360,11 +378,12 @@ def write_csv(results: list[Result], path):
 
 def table(results: list[Result]) -> str:
     head = f"{'kernel':46} {'sm':>3} {'dtype':9} {'tile':>10} {'w':>2} {'s':>2} {'regs':>4} {'spill':>5} " \
-           f"{'shared':>7} {'bound':>7} {'tries':>5} {'tc':>3} {'dots wait on':>12}  problem"
+           f"{'shared':>7} {'bound':>7} {'tries':>5} {'tc':>3} {'blk/SM':>6} {'occ':>4} {'dots wait on':>12}  problem"
     lines = [head, "-" * len(head)]
     for r in results:
+        occupancy = f"{100 * r.blocks_per_sm * r.warps // 64}%" if r.blocks_per_sm >= 0 else "-"
         lines.append(f"{r.kernel[:46]:46} {r.arch:>3} {r.dtype:9} {r.tile:>10} {r.warps:>2} {r.stages:>2} "
                      f"{r.regs:>4} {r.spill_bytes:>5} {r.shared_bytes:>7} {r.shared_bound:>7} "
                      f"{'yes' if r.autotuner_tries else 'no':>5} "
-                     f"{r.tensor_cores:>3} {r.waits_on_loads:>12}  {r.problem}")
+                     f"{r.tensor_cores:>3} {r.blocks_per_sm:>6} {occupancy:>4} {r.waits_on_loads:>12}  {r.problem}")
     return "\n".join(lines)

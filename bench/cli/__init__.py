@@ -368,10 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("compile-check", help="compile every kernel for sm_80/sm_90 without a GPU: registers, "
-                                             "spills, shared memory, tensor cores",
+                                             "spills, shared memory, occupancy, tensor cores",
                        description="Compiles every kernel x autotune config x dtype for each arch with the ptxas "
-                                   "in the triton wheel, prints registers, spill bytes, shared memory and whether "
-                                   "the tensor cores are used, and exits 1 on a compile failure, a bf16/fp16 "
+                                   "in the triton wheel, prints registers, spill bytes, shared memory, the blocks an "
+                                   "SM holds at once and whether the tensor cores are used, and exits 1 on a compile failure, a bf16/fp16 "
                                    "spill, a shared-memory overflow the autotuner would try, shared memory above "
                                    "the bound the autotuner prunes by, a bf16 GEMM tile of 64+ off the tensor "
                                    "cores, or a load that a dot of a pipelined loop waits for every iteration.")

@@ -19,9 +19,9 @@ NOT_TESTED = "not tested at this budget"
 
 
 def _speedup(value, low, high, target=None) -> str:
-    """A speed-up measured from medians, with the range its calls allow: `low` the faster side's fastest fifth
-    against the other's slowest, `high` the other way round; and whether `target` lies inside that range,
-    where a noisier or a quieter run could have given the other verdict."""
+    """A speed-up measured from medians, with the range its calls allow (`low`: the baseline's fastest fifth of
+    calls against the sped-up side's slowest; `high`: the other way round), and whether `target` lies inside
+    that range, where a noisier or a quieter run could have given the other verdict."""
     if not (np.isfinite(low) and np.isfinite(high)):
         return f"{value:.2f}x"
     inside = "; the target lies within that spread" if target is not None and low < target <= high else ""

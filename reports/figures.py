@@ -395,27 +395,30 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
                 out.append(Figure(f"Speed-ups, {layer} ({label})", fig, "Eager time ÷ backend time for the same "
                                   "configuration: blue is faster than eager, red slower (one colour scale, 0 to 2).", f"speedup-{layer}-{slug}"))
 
-            fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+            roof = dl.dropna(subset=["pct_peak_flops"])
+            # the roofline share needs a GPU in the peak table: without it, the memory panel alone
+            fig, axes = plt.subplots(1, 2 if len(roof) else 1, figsize=(12 if len(roof) else 6.5, 4), squeeze=False)
+            axes = axes.flat
             heaviest = modes[-1]  # memory of the mode that keeps the most alive
             mem = dl[dl["mode"] == heaviest]
             sns.lineplot(mem, x="depth", y="peak_mem_mb", hue="backend", style="model", markers=True, errorbar=None,
                          ax=axes[0], **backend_palette(mem["backend"]))
             axes[0].set(xlabel="depth (layers)", ylabel="peak memory (MB)", title=f"peak memory of one {heaviest} step")
             _depth_axis(axes[0], dl["depth"].unique())
-            roof = dl.dropna(subset=["pct_peak_flops"])
-            if roof.empty:
-                axes[1].text(0.5, 0.5, "percent of peak needs a GPU in the peak table", ha="center", va="center")
-                axes[1].set_axis_off()
-            else:
+            memory = ("Peak memory a step adds (GPU: allocator peak; CPU: growth of the process's peak RSS), mean over "
+                      "shapes.")
+            if len(roof):
                 sns.lineplot(roof, x="depth", y="pct_peak_flops", hue="backend", style="mode", markers=True,
                              errorbar=None, ax=axes[1], **backend_palette(roof["backend"]))
                 axes[1].set(xlabel="depth (layers)", ylabel="% of peak TFLOP/s", title="roofline share")
                 _depth_axis(axes[1], roof["depth"].unique())
-            fig.suptitle(f"Memory and roofline, {layer} layers — {label}")
+                what, caption = "Memory and roofline", f"Left: {memory[0].lower()}{memory[1:]} Right: achieved " \
+                                                       "TFLOP/s as a share of the device's peak."
+            else:
+                what, caption = "Memory", memory + " (The roofline share needs a GPU in the peak table.)"
+            fig.suptitle(f"{what}, {layer} layers — {label}")
             fig.tight_layout()
-            out.append(Figure(f"Memory and roofline, {layer} ({label})", fig, "Left: peak memory a step adds (GPU: "
-                              "allocator peak; CPU: growth of the process's peak RSS), mean over shapes. Right: achieved TFLOP/s as "
-                              "a share of the device's peak.", f"memory-{layer}-{slug}"))
+            out.append(Figure(f"{what}, {layer} ({label})", fig, caption, f"memory-{layer}-{slug}"))
     return out
 
 

@@ -355,6 +355,19 @@ def test_figures_speak_plainly(tmp_path):
     assert dict(matplotlib.rcParams) == before  # the report's style does not leak
 
 
+def test_the_memory_figure_draws_a_roofline_panel_only_where_there_is_a_roofline(tmp_path):
+    from highway.reports.figures import report_style, throughput_figures
+
+    cpu = load_results([fixture_results(tmp_path)]).throughput
+    gpu = cpu.assign(device="NVIDIA H200", device_type="cuda", pct_peak_flops=1.5)
+    with report_style():
+        (on_cpu,) = [f for f in throughput_figures(cpu) if f.slug.startswith("memory")]
+        (on_gpu,) = [f for f in throughput_figures(gpu) if f.slug.startswith("memory")]
+    assert len(on_cpu.fig.axes) == 1 and on_cpu.title.startswith("Memory,") and "needs a GPU" in on_cpu.caption
+    assert len(on_gpu.fig.axes) == 2 and on_gpu.title.startswith("Memory and roofline")
+    assert on_gpu.fig.axes[1].get_ylabel() == "% of peak TFLOP/s"
+
+
 def test_every_backend_keeps_one_colour_of_its_own_across_figures(tmp_path):
     import matplotlib
 

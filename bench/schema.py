@@ -25,6 +25,7 @@ CHECKPOINT_SUFFIX = ".pt"
 GATES_FILE = "gates.npz"  # a gate analysis: one directory per checkpoint analysed
 LESION_FILE = "lesion.csv"
 ANALYSIS_META_FILE = "meta.json"
+COMPILE_CHECK_FILE = "compile_check.csv"  # compile-check: every kernel config compiled for sm_80/sm_90, judged
 
 # --- throughput -----------------------------------------------------------------------------------------
 MODELS = ("highway", "plain")

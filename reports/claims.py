@@ -400,9 +400,41 @@ def study_time_claims(times: pd.DataFrame) -> list[dict]:
     return rows
 
 
+COMPILE_CHECK_ARCHS, COMPILE_CHECK_DTYPES = {80, 90}, {"bf16", "tf32", "fp32"}
+
+
+def compile_claims(df: pd.DataFrame) -> list[dict]:
+    """GPU readiness without a GPU, from each compile-check run under the report's paths (one row each): every
+    config of every kernel compiled for sm_80 and sm_90, as compile-check judged it when it ran. None where the
+    report was given no compile-check results: a study's report does not speak to it."""
+    claim = ("Every kernel config compiles for sm_80 and sm_90 in bf16, tf32 and fp32 with nothing compile-check "
+             "flags (no spill but those a kernel is allowed, shared memory within bounds, tensor cores in bf16 GEMM "
+             "tiles, no load a pipelined dot waits on)")
+    rows = []
+    for source, g in (df.groupby("source", sort=False) if not df.empty else ()):
+        versions = ", ".join(sorted(set(g["triton"]) - {""}))  # files written before the column: their folder
+        basis = f"compile-check, triton {versions}" if versions else f"compile-check in {source}"
+        archs = "/".join(f"sm_{a}" for a in sorted(g["arch"].unique()))
+        measured = f"{len(g)} configs of {g['kernel'].nunique()} kernels on {archs}"
+        flagged = g[g["problem"] != ""]
+        if set(g["arch"]) != COMPILE_CHECK_ARCHS or set(g["dtype"]) != COMPILE_CHECK_DTYPES:
+            rows.append(_row(claim, f"{measured}, {'/'.join(sorted(set(g['dtype'])))} only: a part of the check",
+                             None, basis))
+            continue
+        if len(flagged):
+            first = flagged.iloc[0]
+            measured += (f": {len(flagged)} flagged, e.g. {first['kernel']} sm_{first['arch']} {first['dtype']} "
+                         f"{first['tile']}: {first['problem']}")
+        else:
+            measured += ": none flagged"
+        rows.append(_row(claim, measured, flagged.empty, basis))
+    return rows
+
+
 def claims_table(data) -> pd.DataFrame:
     rows = (convergence_claims(data.converge) + gate_bias_claims(data.converge, data.carry)
             + lesion_claims(data.analyses, data.converge) + throughput_claims(data.throughput)
-            + stack_claims(data.throughput) + population_claims(data.population) + study_time_claims(data.study_times))
+            + stack_claims(data.throughput) + population_claims(data.population) + study_time_claims(data.study_times)
+            + compile_claims(data.compile_check))
     return pd.DataFrame(rows, columns=["claim", "measured", "verdict", "basis"])
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from highway.bench.schema import ANALYSIS_META_FILE, CARRY_FILE, CONVERGE_FILE, GATES_FILE, LESION_FILE, \
-    POPULATION_FILE, RESULTS_FILE, RUNS_FILE, STORE_FILE, STUDY_TIMES_FILE, TABLES, read_csv_rows, read_store_rows, \
-    table_name, typed_frame
+from highway.bench.schema import ANALYSIS_META_FILE, CARRY_FILE, COMPILE_CHECK_FILE, CONVERGE_FILE, GATES_FILE, \
+    LESION_FILE, POPULATION_FILE, RESULTS_FILE, RUNS_FILE, STORE_FILE, STUDY_TIMES_FILE, TABLES, read_csv_rows, \
+    read_store_rows, table_name, typed_frame
 
 
 @dataclass
@@ -37,10 +37,12 @@ class ReportData:
     runs: list = field(default_factory=list)  # the environments of the runs behind the data
     study_times: pd.DataFrame = field(default_factory=pd.DataFrame)  # convergence runs' wall times
     sources: list = field(default_factory=list)
+    compile_check: pd.DataFrame = field(default_factory=pd.DataFrame)  # compiled kernel configs, judged
 
     @property
     def empty(self) -> bool:
-        return self.throughput.empty and self.converge.empty and self.population.empty and not self.analyses
+        return self.throughput.empty and self.converge.empty and self.population.empty and not self.analyses \
+            and self.compile_check.empty
 
 
 def _files(paths, name):
@@ -128,6 +130,18 @@ def read_study_times(paths) -> pd.DataFrame:
     return pd.DataFrame(records).drop_duplicates(subset=["run_id", "study"], keep="last") if records else pd.DataFrame()
 
 
+def read_compile_checks(paths) -> pd.DataFrame:
+    """Every compile-check CSV under `paths`, each row with its `source` folder; `triton` says which version
+    compiled it (empty in files written before that column)."""
+    frames = [pd.read_csv(f, keep_default_na=False, na_values={"regs": [""], "spill_bytes": [""]})
+              .assign(source=str(f.parent)) for f in _files(paths, COMPILE_CHECK_FILE)]
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)  # a column one file lacks is NaN in its rows
+    return df.assign(triton=df["triton"].fillna("").astype(str) if "triton" in df else "",
+                     blocks_per_sm=df["blocks_per_sm"].fillna(-1).astype(int) if "blocks_per_sm" in df else -1)
+
+
 def load_results(paths) -> ReportData:
     paths = list(paths)
     missing = [str(p) for p in paths if not Path(p).exists()]
@@ -135,5 +149,5 @@ def load_results(paths) -> ReportData:
         raise FileNotFoundError(f"no such results: {', '.join(missing)}")
     return ReportData(throughput=read_throughput(paths), converge=read_converge(paths), analyses=read_analyses(paths),
                       carry=read_carry(paths), population=read_population(paths), runs=read_runs(paths),
-                      study_times=read_study_times(paths),
+                      study_times=read_study_times(paths), compile_check=read_compile_checks(paths),
                       sources=[str(p) for p in paths])

@@ -13,6 +13,7 @@ from highway.reports.figures import carry_figures, convergence_figures, gate_bia
     kernel_count_figures, per_layer_figures, population_figures, precision_figures, report_style, \
     stack_target_figures, throughput_figures, weight_streaming_figures
 from highway.reports.loading import load_results
+from highway.reports.summaries import compile_summary
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 h1{border-bottom:2px solid #0072b2}figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}
@@ -42,7 +43,8 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
     With `progress`, a line per figure as it is drawn and saved."""
     data = load_results(paths)
     if data.empty:
-        raise ValueError(f"no results.csv, converge.csv or gates.npz under {', '.join(map(str, paths))}")
+        raise ValueError(f"no results.csv, converge.csv, population.csv, gates.npz or compile_check.csv under "
+                         f"{', '.join(map(str, paths))}")
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *a, **k: None)
@@ -67,11 +69,14 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
 
         sections = [(heading, figures) for heading, figures in sections if figures]
         tally = _verdict_tally(claims)
-        md = [f"# {title}", "", f"Made from: {', '.join(data.sources)}", "", *_contents_md(sections), "",
+        kernels = compile_summary(data.compile_check)
+        tables = [("compile-check", COMPILE_HEADING)] if len(kernels) else []
+        md = [f"# {title}", "", f"Made from: {', '.join(data.sources)}", "", *_contents_md(sections, tables), "",
               "## Claims", "", f"**{tally}**", "", CLAIMS_NOTE, "", _md_table(claims), ""]
         body = [f"<h1>{html.escape(title)}</h1>", f"<p>Made from: {html.escape(', '.join(data.sources))}</p>",
-                _contents_html(sections), "<h2 id='claims'>Claims</h2>", f"<p><strong>{html.escape(tally)}</strong></p>",
-                f"<p>{html.escape(CLAIMS_NOTE)}</p>", _claims_html(claims)]
+                _contents_html(sections, tables), "<h2 id='claims'>Claims</h2>",
+                f"<p><strong>{html.escape(tally)}</strong></p>", f"<p>{html.escape(CLAIMS_NOTE)}</p>",
+                _claims_html(claims)]
         for heading, figures in sections:
             md += [f"## {heading}", ""]
             body.append(f"<h2>{html.escape(heading)}</h2>")
@@ -86,6 +91,10 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
                 body.append(f"<figure id='{f.slug}'><h3>{html.escape(f.title)}</h3><img alt='{html.escape(f.title)}' "
                             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
                             f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
+    if len(kernels):
+        md += ['<a id="compile-check"></a>', "", f"## {COMPILE_HEADING}", "", COMPILE_NOTE, "", _md_table(kernels), ""]
+        body += [f"<h2 id='compile-check'>{html.escape(COMPILE_HEADING)}</h2>", f"<p>{html.escape(COMPILE_NOTE)}</p>",
+                 kernels.to_html(index=False, escape=True)]
     if not env.empty:
         md += ["## Environment", "", _md_table(env), ""]
         body += ["<h2>Environment</h2>", env.to_html(index=False, escape=True)]
@@ -117,19 +126,28 @@ def _verdict_tally(claims: pd.DataFrame) -> str:
     return f"{len(claims)} claims: " + ", ".join(parts)
 
 
-def _contents_md(sections) -> list[str]:
+COMPILE_HEADING = "GPU readiness: every kernel compiled for sm_80 and sm_90"
+COMPILE_NOTE = ("From `highway-bench compile-check`, which compiles every autotune config of every kernel in bf16, tf32 "
+                "and fp32 with the ptxas in the triton wheel, no GPU needed. Per kernel, over the configs its "
+                "autotuner may try on both archs and in every dtype: the most registers a thread, the most bytes "
+                "spilled (in which dtypes), the blocks an SM holds at once and the share of its 64 warps that fills, "
+                "the tensor-core instructions of the bf16 configs, and the configs compile-check flagged.")
+
+
+def _contents_md(sections, tables=()) -> list[str]:
     lines = ["- [Claims](#claims)"]
     for heading, figures in sections:
         lines.append(f"- {heading}")
         lines += [f"  - [{f.title}](#{f.slug})" for f in figures]
-    return lines
+    return lines + [f"- [{heading}](#{anchor})" for anchor, heading in tables]
 
 
-def _contents_html(sections) -> str:
+def _contents_html(sections, tables=()) -> str:
     items = ["<li><a href='#claims'>Claims</a></li>"]
     for heading, figures in sections:
         links = "".join(f"<li><a href='#{f.slug}'>{html.escape(f.title)}</a></li>" for f in figures)
         items.append(f"<li>{html.escape(heading)}<ul>{links}</ul></li>")
+    items += [f"<li><a href='#{anchor}'>{html.escape(heading)}</a></li>" for anchor, heading in tables]
     return f"<nav><ul>{''.join(items)}</ul></nav>"
 
 

@@ -1,4 +1,5 @@
-"""Summaries of convergence results that figures, claims and the CLI print: arm names, best runs."""
+"""Summaries of results that figures, claims, the report and the CLI print: arm names, best runs, and
+compile-check's kernels at a glance."""
 import numpy as np
 import pandas as pd
 
@@ -36,3 +37,28 @@ def chance_loss(df: pd.DataFrame) -> float | None:
         return None
     classes = pd.to_numeric(df["num_classes"], errors="coerce").dropna().unique()
     return float(np.log(classes[0])) if len(classes) == 1 and classes[0] > 1 else None
+
+
+def compile_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per compile-check run and kernel, over the configs its autotuner may try on every arch and in
+    every dtype: how many, the most registers a thread, the most bytes spilled (and in which dtypes), the blocks
+    an SM holds at once (fewest to most, and the share of its 64 warps), the tensor-core instructions of the
+    bf16 configs, and how many configs compile-check flagged."""
+    if df.empty:
+        return pd.DataFrame()
+    rows = []
+    tried = df[df["autotuner_tries"].astype(str) == "True"]
+    for (source, kernel), g in tried.groupby(["source", "kernel"], sort=False):
+        spilled = g[g["spill_bytes"] > 0]
+        occupancy = (g["blocks_per_sm"] * g["warps"] / 64)[g["blocks_per_sm"] >= 0]
+        blocks = g["blocks_per_sm"][g["blocks_per_sm"] >= 0]
+        rows.append({
+            "triton": ", ".join(sorted(set(g["triton"]) - {""})) or source.rstrip("/").split("/")[-1],
+            "kernel": kernel, "configs": len(g), "registers": int(g["regs"].max()),
+            "spills": f"{int(spilled['spill_bytes'].max())} B ({'/'.join(sorted(set(spilled['dtype'])))})"
+                      if len(spilled) else "none",
+            "blocks / SM": f"{blocks.min()}-{blocks.max()} ({occupancy.min():.0%}-{occupancy.max():.0%} of the warps)"
+                           if len(blocks) else "-",
+            "bf16 tensor cores": "/".join(sorted(set(g.loc[g["dtype"] == "bf16", "tensor_cores"]) - {""})) or "-",
+            "flagged": int((g["problem"] != "").sum())})
+    return pd.DataFrame(rows)

@@ -355,6 +355,53 @@ def test_figures_speak_plainly(tmp_path):
     assert dict(matplotlib.rcParams) == before  # the report's style does not leak
 
 
+def _compile_check_csv(path, triton="3.9.0", archs=(80, 90), problem=""):
+    """A compile-check CSV of two kernels, written as `highway-bench compile-check --out` writes it."""
+    rows = [dict(kernel=kernel, arch=arch, dtype=dtype, tile="64x64x32", warps=warps, stages=3, regs=regs,
+                 spill_bytes=spill, shared_bytes=32768, shared_bound=40000, shared_limit=166912,
+                 autotuner_tries=True, tensor_cores="wgmma" if arch == 90 else "mma", waits_on_loads="",
+                 blocks_per_sm=blocks, triton=triton, seconds=1.0, problem="")
+            for kernel, warps, regs, blocks in (("_fwd", 4, 128, 4), ("_bwd", 8, 255, 1)) for arch in archs
+            for dtype, spill in (("bf16", 0), ("tf32", 24), ("fp32", 0))]
+    rows[0]["problem"] = problem
+    path.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path / "compile_check.csv", index=False)
+    return path
+
+
+def test_compile_check_results_make_a_claim_and_a_table_of_kernels(tmp_path):
+    from highway.reports.claims import compile_claims
+    from highway.reports.loading import read_compile_checks
+    from highway.reports.summaries import compile_summary
+
+    clean = _compile_check_csv(tmp_path / "clean")
+    (claim,) = compile_claims(read_compile_checks([clean]))
+    assert claim["verdict"] == "holds" and claim["basis"] == "compile-check, triton 3.9.0"
+    assert claim["measured"] == "12 configs of 2 kernels on sm_80/sm_90: none flagged"
+    flagged = _compile_check_csv(tmp_path / "flagged", problem="spills 8 bytes")
+    (claim,) = compile_claims(read_compile_checks([flagged]))
+    assert claim["verdict"] == "does not hold" and "1 flagged, e.g. _fwd sm_80 bf16 64x64x32: spills 8 bytes" in \
+        claim["measured"]
+    part = _compile_check_csv(tmp_path / "part", archs=(90,))
+    assert compile_claims(read_compile_checks([part]))[0]["verdict"] == "no data"  # sm_90 alone: not the claim
+    assert compile_claims(read_compile_checks([tmp_path / "nothing-here"])) == []  # a study's report: no row
+    # a file from before the triton and blocks_per_sm columns: its folder names it, its occupancy is unknown
+    old = _compile_check_csv(tmp_path / "triton-3.6")
+    pd.read_csv(old / "compile_check.csv").drop(columns=["triton", "blocks_per_sm"]).to_csv(
+        old / "compile_check.csv", index=False)
+    both = read_compile_checks([clean, old])
+    assert [c["basis"] for c in compile_claims(both)] == ["compile-check, triton 3.9.0",
+                                                           f"compile-check in {old}"]
+    table = compile_summary(both).set_index(["triton", "kernel"])
+    assert table.loc[("3.9.0", "_bwd"), "registers"] == 255 and table.loc[("3.9.0", "_bwd"), "configs"] == 6
+    assert table.loc[("3.9.0", "_fwd"), "spills"] == "24 B (tf32)"
+    assert table.loc[("3.9.0", "_fwd"), "blocks / SM"] == "4-4 (25%-25% of the warps)"  # 4 blocks of 4 warps
+    assert table.loc[("triton-3.6", "_fwd"), "blocks / SM"] == "-"
+    assert table.loc[("3.9.0", "_fwd"), "bf16 tensor cores"] == "mma/wgmma"
+    page = build_report([clean], tmp_path / "report", progress=False)
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "href='#compile-check'" in page.read_text() and "](#compile-check)" in md and "| 3.9.0 | _bwd |" in md
+
 def test_the_memory_figure_draws_a_roofline_panel_only_where_there_is_a_roofline(tmp_path):
     from highway.reports.figures import report_style, throughput_figures
 

@@ -25,8 +25,8 @@ from highway.bench.harness.environment import resolve_device
 from highway.bench.harness.executors import EXECUTORS
 from highway.bench.harness.sweep import PRESETS as SWEEP_PRESETS
 from highway.bench.harness.timing import CPU_THREADS
-from highway.bench.schema import CONVERGE_FILE, GATE_AUTO, GATE_SEARCH, LAYERS, MODELS, MODES, POPULATION_FILE, \
-    RESULTS_FILE, parse_gate_rule
+from highway.bench.schema import COMPILE_CHECK_FILE, CONVERGE_FILE, GATE_AUTO, GATE_SEARCH, LAYERS, MODELS, MODES, \
+    POPULATION_FILE, RESULTS_FILE, parse_gate_rule
 from highway.bench.study.analysis import ANALYSIS_SAMPLES
 from highway.bench.study.convergence import PRESETS as STUDIES
 
@@ -148,7 +148,7 @@ def cmd_compile_check(args) -> int:
     results = compile_check(args.arch, args.dtype, args.kernel, args.jobs, bar)
     print(table(results))
     if args.out:
-        write_csv(results, writable_dir(args.out) / "compile_check.csv")
+        write_csv(results, writable_dir(args.out) / COMPILE_CHECK_FILE)
     failed = [r for r in results if r.problem]
     seconds, processes = time.perf_counter() - start, args.jobs or os.cpu_count()
     print(f"\n{len(results)} compiles in {seconds:.0f} s ({processes} processes): "
@@ -458,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="HTML and Markdown report from results directories; --compare for regressions")
-    p.add_argument("results", nargs="*", help="results directories (searched for results.csv, converge.csv, gates.npz)")
+    p.add_argument("results", nargs="*", help="results directories (searched for results.csv, converge.csv, "
+                                               "population.csv, gates.npz, compile_check.csv)")
     p.add_argument("-o", "--output", help="output directory (default: report)")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two throughput result sets")
     p.add_argument("--threshold", type=float, default=0.1, help="relative change that counts (default 0.1)")

@@ -148,6 +148,7 @@ class Result:
     tensor_cores: str = ""
     waits_on_loads: str = ""  # loads a dot waits for in the same loop iteration (`loads_a_dot_waits_for`)
     blocks_per_sm: int = -1  # resident at once (`blocks_per_sm`); × warps / 64 is the occupancy
+    triton: str = ""  # the version that compiled it: spills and shared memory change with it
     seconds: float = 0.0
     problem: str = ""
 
@@ -284,7 +285,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
     bound = tuner.shared_memory({**spec.constants, **meta}, config.num_stages, element)
     result = Result(spec.label or spec.name, arch, dtype, f"{meta['BLOCK_M']}x{meta['BLOCK_N']}x{meta['BLOCK_K']}",
                     config.num_warps, config.num_stages, shared_bound=bound, shared_limit=limit,
-                    autotuner_tries=bound <= limit)
+                    autotuner_tries=bound <= limit, triton=triton.__version__)
     start = time.perf_counter()
     try:
         signature, constants, attrs = _signature(spec, jitted, dtype, meta)

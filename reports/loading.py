@@ -1,5 +1,6 @@
 """Find and read the results a report is made from: throughput sweeps (`results.csv`), population sweeps
-(`population.csv`), convergence studies (`converge.csv`) and gate analyses (`*/gates.npz` with `lesion.csv`), anywhere under the given paths.
+(`population.csv`), convergence studies (`converge.csv`), gate analyses (`*/gates.npz` with `lesion.csv`) and
+compile-check runs (`compile_check.csv`), anywhere under the given paths.
 
 A results directory's SQLite store is read when it is there (it is the truth; the CSVs are its exports),
 else its CSVs, row by row: a damaged row is left out with a warning, never fatal. A configuration found
@@ -133,8 +134,8 @@ def read_study_times(paths) -> pd.DataFrame:
 def read_compile_checks(paths) -> pd.DataFrame:
     """Every compile-check CSV under `paths`, each row with its `source` folder; `triton` says which version
     compiled it (empty in files written before that column)."""
-    frames = [pd.read_csv(f, keep_default_na=False, na_values={"regs": [""], "spill_bytes": [""]})
-              .assign(source=str(f.parent)) for f in _files(paths, COMPILE_CHECK_FILE)]
+    frames = [pd.read_csv(f, keep_default_na=False).assign(source=str(f.parent))  # an empty problem is ""
+              for f in _files(paths, COMPILE_CHECK_FILE)]
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)  # a column one file lacks is NaN in its rows

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from highway.bench.schema import GATE_AUTO, GATE_SEARCH, MODES, STATUS_OK
+from highway.bench.schema import GATE_AUTO, GATE_SEARCH, MODES, STATUS_OK, THROUGHPUT_KEYS
 from highway.reports.claims import POPULATION_TARGETS, STACK_BASELINES, STACK_TARGETS
 from highway.reports.summaries import TOP, arm_names, best_runs, chance_loss
 
@@ -377,6 +377,13 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
 
             speed = dl.dropna(subset=["speedup_vs_torch"])
             speed = speed[speed["backend"] != "torch"]
+            # a speed-up whose calls' fifths reach both sides of 1 (eager's fastest against the backend's slowest,
+            # and the other way round) is one this run cannot tell from eager's
+            config = [k for k in THROUGHPUT_KEYS if k != "backend"]
+            eager = dl[dl["backend"] == "torch"][config + ["p20_ms", "p80_ms"]].drop_duplicates(config, keep="last")
+            speed = speed.merge(eager, on=config, how="left", suffixes=("", "_eager"))
+            speed = speed.assign(unsure=(speed["p20_ms_eager"] / speed["p80_ms"] < 1)
+                                 & (speed["p80_ms_eager"] / speed["p20_ms"] > 1))
             if not speed.empty:
                 keys = sorted(speed.groupby(["backend", "mode", "model"]).groups)
                 cols = min(3, len(keys))
@@ -385,7 +392,10 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
                 for ax, (backend, mode, model) in zip(axes.flat, keys):
                     sel = speed[(speed["backend"] == backend) & (speed["mode"] == mode) & (speed["model"] == model)]
                     grid = sel.pivot_table(index="width", columns="depth", values="speedup_vs_torch", aggfunc="last")
-                    sns.heatmap(grid, annot=True, fmt=".2f", cmap="RdBu", center=1.0, vmin=0.0, vmax=2.0, ax=ax,
+                    unsure = sel.pivot_table(index="width", columns="depth", values="unsure", aggfunc="last")
+                    unsure = unsure.reindex_like(grid).fillna(False).astype(bool).to_numpy()
+                    text = np.where(unsure, "~", "") + np.vectorize(lambda v: f"{v:.2f}" if np.isfinite(v) else "")(grid)
+                    sns.heatmap(grid, annot=text, fmt="", cmap="RdBu", center=1.0, vmin=0.0, vmax=2.0, ax=ax,
                                 cbar=False, annot_kws={"fontsize": 9})
                     ax.set_title(f"{model} · {backend} · {mode}", fontsize=10)
                 for ax in axes.flat[len(keys):]:
@@ -393,7 +403,10 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
                 fig.suptitle(f"Speed-up over eager PyTorch, {layer} layers — {label}")
                 fig.tight_layout()
                 out.append(Figure(f"Speed-ups, {layer} ({label})", fig, "Eager time ÷ backend time for the same "
-                                  "configuration: blue is faster than eager, red slower (one colour scale, 0 to 2).", f"speedup-{layer}-{slug}"))
+                                  "configuration: blue is faster than eager, red slower (one colour scale, 0 to 2). A ~ "
+                                  "marks a speed-up that the calls' fifths put on both sides of 1 (eager's fastest "
+                                  "fifth against the backend's slowest, and the other way round): this run cannot "
+                                  "tell it from eager.", f"speedup-{layer}-{slug}"))
 
             roof = dl.dropna(subset=["pct_peak_flops"])
             # the roofline share needs a GPU in the peak table: without it, the memory panel alone

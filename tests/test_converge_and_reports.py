@@ -516,6 +516,14 @@ def test_timing_figures_shade_the_spread_of_the_calls(tmp_path):
     assert _spanned(_bands(ax), 10, 128 / (torch10["p80_ms"] * 1e-3), 128 / (torch10["p20_ms"] * 1e-3))
     assert _spanned(_bands(per_layer.fig.axes[0]), 10, 1e3 * torch10["p20_ms"] / 10, 1e3 * torch10["p80_ms"] / 10)
     assert "shaded band" in throughput.caption and "shaded band" in per_layer.caption
+    # the speed-up map marks a speed-up whose fifths reach both sides of 1: at depth 1 compile's 2x has
+    # 0.5·1 / (2·0.5) = 0.5 to 2·1 / (0.5·0.5) = 8, at depth 10 a narrow spread keeps 2x clear of 1
+    narrow = (df["depth"] == 10) & (df["backend"] == "compile")
+    df.loc[narrow, ["p20_ms", "p80_ms"]] = [4.75, 5.25]  # around its median of 5
+    df.loc[(df["depth"] == 10) & (df["backend"] == "torch"), ["p20_ms", "p80_ms"]] = [9.5, 10.5]
+    with report_style():
+        speedup = next(f for f in throughput_figures(df) if f.slug.startswith("speedup"))
+    assert sorted(t.get_text() for t in speedup.fig.axes[0].texts) == ["2.00", "~2.00"] and "~" in speedup.caption
 
     pop = pd.DataFrame([dict(model="highway", depth=20, width=50, dtype="fp32", batch=64, backend="torch",
                              population=p, status="ok", population_ms=2.0 + 0.1 * p,

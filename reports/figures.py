@@ -394,7 +394,8 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
                     grid = sel.pivot_table(index="width", columns="depth", values="speedup_vs_torch", aggfunc="last")
                     unsure = sel.pivot_table(index="width", columns="depth", values="unsure", aggfunc="last")
                     unsure = unsure.reindex_like(grid).fillna(False).astype(bool).to_numpy()
-                    text = np.where(unsure, "~", "") + np.vectorize(lambda v: f"{v:.2f}" if np.isfinite(v) else "")(grid)
+                    values = np.vectorize(lambda v: f"{v:.2f}" if np.isfinite(v) else "")(grid)
+                    text = np.where(unsure, "~", "") + values
                     sns.heatmap(grid, annot=text, fmt="", cmap="RdBu", center=1.0, vmin=0.0, vmax=2.0, ax=ax,
                                 cbar=False, annot_kws={"fontsize": 9})
                     ax.set_title(f"{model} · {backend} · {mode}", fontsize=10)
@@ -403,8 +404,8 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
                 fig.suptitle(f"Speed-up over eager PyTorch, {layer} layers — {label}")
                 fig.tight_layout()
                 out.append(Figure(f"Speed-ups, {layer} ({label})", fig, "Eager time ÷ backend time for the same "
-                                  "configuration: blue is faster than eager, red slower (one colour scale, 0 to 2). A ~ "
-                                  "marks a speed-up that the calls' fifths put on both sides of 1 (eager's fastest "
+                                  "configuration: blue is faster than eager, red slower (one colour scale, 0 to "
+                                  "2). A ~ marks a speed-up that the calls' fifths put on both sides of 1 (eager's fastest "
                                   "fifth against the backend's slowest, and the other way round): this run cannot "
                                   "tell it from eager.", f"speedup-{layer}-{slug}"))
 

@@ -670,6 +670,25 @@ def test_a_lesion_claim_rests_on_the_study_that_trained_its_net():
     assert claim(lesion(1.0, 3.0, 1.0, 1.01), named, small)["verdict"] == "holds"
 
 
+def test_the_fused_layers_speed_claims_count_the_configs_their_spread_leaves_open():
+    from highway.reports.claims import throughput_claims
+
+    rows = [dict(model="highway", layer="dense", depth=10, width=width, dtype="bf16", batch=128, mode=mode,
+                 backend=backend, status="ok", median_ms=ms, p20_ms=ms * low, p80_ms=ms * high, device="H200",
+                 device_type="cuda")
+            for width, low, high in ((64, 0.9, 1.1), (1024, 0.99, 1.01), (4096, 0.99, 1.01))
+            for mode in ("fwd", "train")
+            for backend, ms in (("compile", 14.0), ("triton", 10.0), ("gemm-only", 9.0))]
+    claims = {c["claim"]: c for c in throughput_claims(pd.DataFrame(rows))}
+    narrow = claims["Fused triton at least 1.3x torch.compile for a training step at widths up to 1024 (GPU)"]
+    # 1.4x at both widths; at width 64 the fifths run from 14·0.9 / (10·1.1) = 1.15x to 1.71x, around 1.3x
+    assert narrow["verdict"] == "holds"
+    assert narrow["measured"] == "min 1.40x, median 1.40x over 2 configs; 1 with the target within their calls' fifths"
+    wide = claims["Fused triton never slower than torch.compile for a training step at widths >= 4096 (GPU)"]
+    assert wide["measured"] == "min 1.40x over 1 configs"  # 1.37x to 1.43x: clear of 1
+    assert throughput_claims(pd.DataFrame(rows).drop(columns=["p20_ms", "p80_ms"]))[0]["measured"] == \
+        "min 1.40x, median 1.40x over 2 configs"  # rows without fifths: nothing to say of them
+
 def test_the_depth_fused_stack_claims_read_gpu_rows_only():
     from highway.reports.claims import stack_claims
 

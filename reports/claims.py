@@ -418,30 +418,33 @@ COMPILE_CHECK_ARCHS, COMPILE_CHECK_DTYPES = {80, 90}, {"bf16", "tf32", "fp32"}
 
 
 def compile_claims(df: pd.DataFrame) -> list[dict]:
-    """GPU readiness without a GPU, from each compile-check run under the report's paths (one row each): every
-    config of every kernel compiled for sm_80 and sm_90, as compile-check judged it when it ran. None where the
-    report was given no compile-check results: a study's report does not speak to it."""
-    claim = ("Every kernel config compiles for sm_80 and sm_90 in bf16, tf32 and fp32 with nothing compile-check "
-             "flags (no spill but those a kernel is allowed, shared memory within bounds, tensor cores in bf16 GEMM "
-             "tiles, no load a pipelined dot waits on)")
+    """GPU readiness without a GPU, from each compile-check run under the report's paths (two rows each): every
+    config of every kernel compiles for sm_80 and sm_90; and none has anything compile-check flags, as it judged
+    when it ran. None where the report was given no compile-check results: a study's report does not speak to
+    it."""
+    compiles = "Every kernel config compiles for sm_80 and sm_90 in bf16, tf32 and fp32"
+    clean = (f"{compiles} with nothing compile-check flags (no spill but those a kernel is allowed, shared memory "
+             f"within bounds, tensor cores in bf16 GEMM tiles, no load a pipelined dot waits on)")
     rows = []
     for source, g in (df.groupby("source", sort=False) if not df.empty else ()):
         versions = ", ".join(sorted(set(g["triton"]) - {""}))  # files written before the column: their folder
         basis = f"compile-check, triton {versions}" if versions else f"compile-check in {source}"
         archs = "/".join(f"sm_{a}" for a in sorted(g["arch"].unique()))
-        measured = f"{len(g)} configs of {g['kernel'].nunique()} kernels on {archs}"
-        flagged = g[g["problem"] != ""]
+        configs = f"{len(g)} configs of {g['kernel'].nunique()} kernels on {archs}"
         if set(g["arch"]) != COMPILE_CHECK_ARCHS or set(g["dtype"]) != COMPILE_CHECK_DTYPES:
-            rows.append(_row(claim, f"{measured}, {'/'.join(sorted(set(g['dtype'])))} only: a part of the check",
-                             None, basis))
+            part = f"{configs}, {'/'.join(sorted(set(g['dtype'])))} only: a part of the check"
+            rows += [_row(compiles, part, None, basis), _row(clean, part, None, basis)]
             continue
+        failed = g[g["problem"].str.startswith("compile failed")]
+        rows.append(_row(compiles, f"{len(g) - len(failed)} of {configs} compile", failed.empty, basis))
+        flagged = g[g["problem"] != ""]
         if len(flagged):
             first = flagged.iloc[0]
-            measured += (f": {len(flagged)} flagged, e.g. {first['kernel']} sm_{first['arch']} {first['dtype']} "
-                         f"{first['tile']}: {first['problem']}")
+            measured = (f"{configs}: {len(flagged)} flagged, e.g. {first['kernel']} sm_{first['arch']} "
+                        f"{first['dtype']} {first['tile']}: {first['problem']}")
         else:
-            measured += ": none flagged"
-        rows.append(_row(claim, measured, flagged.empty, basis))
+            measured = f"{configs}: none flagged"
+        rows.append(_row(clean, measured, flagged.empty, basis))
     return rows
 
 

@@ -375,23 +375,29 @@ def test_compile_check_results_make_a_claim_and_a_table_of_kernels(tmp_path):
     from highway.reports.summaries import compile_summary
 
     clean = _compile_check_csv(tmp_path / "clean")
-    (claim,) = compile_claims(read_compile_checks([clean]))
-    assert claim["verdict"] == "holds" and claim["basis"] == "compile-check, triton 3.9.0"
-    assert claim["measured"] == "12 configs of 2 kernels on sm_80/sm_90: none flagged"
-    flagged = _compile_check_csv(tmp_path / "flagged", problem="spills 8 bytes")
-    (claim,) = compile_claims(read_compile_checks([flagged]))
-    assert claim["verdict"] == "does not hold" and "1 flagged, e.g. _fwd sm_80 bf16 64x64x32: spills 8 bytes" in \
-        claim["measured"]
+    compiles, unflagged = compile_claims(read_compile_checks([clean]))
+    assert compiles["verdict"] == unflagged["verdict"] == "holds"
+    assert compiles["basis"] == "compile-check, triton 3.9.0"
+    assert compiles["measured"] == "12 of 12 configs of 2 kernels on sm_80/sm_90 compile"
+    assert unflagged["measured"] == "12 configs of 2 kernels on sm_80/sm_90: none flagged"
+    # a spill is flagged, and everything still compiles
+    spill = _compile_check_csv(tmp_path / "spill", problem="spills 8 bytes")
+    compiles, flagged = compile_claims(read_compile_checks([spill]))
+    assert compiles["verdict"] == "holds" and flagged["verdict"] == "does not hold"
+    assert "1 flagged, e.g. _fwd sm_80 bf16 64x64x32: spills 8 bytes" in flagged["measured"]
+    broken = _compile_check_csv(tmp_path / "broken", problem="compile failed: CompilationError: out of resource")
+    compiles, _ = compile_claims(read_compile_checks([broken]))
+    assert compiles["verdict"] == "does not hold" and compiles["measured"].startswith("11 of 12 configs")
     part = _compile_check_csv(tmp_path / "part", archs=(90,))
-    assert compile_claims(read_compile_checks([part]))[0]["verdict"] == "no data"  # sm_90 alone: not the claim
+    assert {c["verdict"] for c in compile_claims(read_compile_checks([part]))} == {"no data"}  # sm_90 alone
     assert compile_claims(read_compile_checks([tmp_path / "nothing-here"])) == []  # a study's report: no row
     # a file from before the triton and blocks_per_sm columns: its folder names it, its occupancy is unknown
     old = _compile_check_csv(tmp_path / "triton-3.6")
     pd.read_csv(old / "compile_check.csv").drop(columns=["triton", "blocks_per_sm"]).to_csv(
         old / "compile_check.csv", index=False)
     both = read_compile_checks([clean, old])
-    assert [c["basis"] for c in compile_claims(both)] == ["compile-check, triton 3.9.0",
-                                                           f"compile-check in {old}"]
+    assert [c["basis"] for c in compile_claims(both)] == ["compile-check, triton 3.9.0"] * 2 + \
+        [f"compile-check in {old}"] * 2
     table = compile_summary(both).set_index(["triton", "kernel"])
     assert table.loc[("3.9.0", "_bwd"), "registers"] == 255 and table.loc[("3.9.0", "_bwd"), "configs"] == 6
     assert table.loc[("3.9.0", "_fwd"), "spills"] == "24 B (tf32)"

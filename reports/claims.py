@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from highway.bench.schema import DTYPE_BYTES, GATE_AUTO, GATE_SEARCH, NO_GATE, STATUS_OK
-from highway.reports.summaries import best_runs
+from highway.reports.summaries import best_runs, ratio_range, straddles, triton_versions
 
 
 PAPER_TRIALS = 100  # random-search trials per (model, depth) in the paper's Figure 1
@@ -24,7 +24,7 @@ def _speedup(value, low, high, target=None) -> str:
     that range, where a noisier or a quieter run could have given the other verdict."""
     if not (np.isfinite(low) and np.isfinite(high)):
         return f"{value:.2f}x"
-    inside = "; the target lies within that spread" if target is not None and low < target <= high else ""
+    inside = "; the target lies within that spread" if target is not None and straddles(low, high, target) else ""
     return f"{value:.2f}x (calls' fifths: {low:.2f}-{high:.2f}x{inside})"
 
 
@@ -242,9 +242,9 @@ def _unsure(gpu: pd.DataFrame, over: str, under: str, configs, target: float) ->
     """How many of `configs` have `target` inside the range their calls allow for `over`'s time over `under`'s
     (as `_speedup` reads it): those a noisier or a quieter run could have put on the other side. '' if none."""
     a, b = (gpu[gpu["backend"] == name].set_index(SHAPE) for name in (over, under))
-    low = (_times(a, "p20_ms") / _times(b, "p80_ms")).reindex(configs)
-    high = (_times(a, "p80_ms") / _times(b, "p20_ms")).reindex(configs)
-    inside = int(((low < target) & (target <= high)).sum())
+    low, high = (r.reindex(configs) for r in ratio_range(_times(a, "p20_ms"), _times(a, "p80_ms"),
+                                                         _times(b, "p20_ms"), _times(b, "p80_ms")))
+    inside = int(straddles(low, high, target).sum())
     return f"; {inside} with the target within their calls' fifths" if inside else ""
 
 
@@ -308,7 +308,8 @@ def stack_claims(df: pd.DataFrame) -> list[dict]:
         for kind, (backend, index) in enumerate(STACK_BASELINES):
             other = sel[sel["backend"] == backend].set_index(keys)
             ratio = (other["median_ms"] / stack["median_ms"]).dropna()
-            low, high = (_times(other, a) / _times(stack, b) for a, b in (("p20_ms", "p80_ms"), ("p80_ms", "p20_ms")))
+            low, high = ratio_range(_times(other, "p20_ms"), _times(other, "p80_ms"), _times(stack, "p20_ms"),
+                                    _times(stack, "p80_ms"))
             for key, value in ratio.items():
                 mode, width, dtype = key[6], key[3], key[4]
                 if mode not in STACK_TARGETS:
@@ -376,8 +377,8 @@ def population_claims(df: pd.DataFrame) -> list[dict]:
             rows.append(_row(claim, f"no {where} population sweep at this shape", None, ""))
             continue
         for r in sel.itertuples():
-            speedup = _speedup(r.speedup, r.one_by_one_p20_ms / r.population_p80_ms,
-                               r.one_by_one_p80_ms / r.population_p20_ms, target)
+            speedup = _speedup(r.speedup, *ratio_range(r.one_by_one_p20_ms, r.one_by_one_p80_ms, r.population_p20_ms,
+                                                       r.population_p80_ms), target)
             rows.append(_row(claim, f"{speedup}; {r.one_by_one_ms:.3g} ms one by one, {r.population_ms:.3g} ms as a "
                                     f"population; dtype {r.dtype}, batch {r.batch}", r.speedup >= target,
                              f"population sweep on {r.device}"))
@@ -427,7 +428,7 @@ def compile_claims(df: pd.DataFrame) -> list[dict]:
              f"within bounds, tensor cores in bf16 GEMM tiles, no load a pipelined dot waits on)")
     rows = []
     for source, g in (df.groupby("source", sort=False) if not df.empty else ()):
-        versions = ", ".join(sorted(set(g["triton"]) - {""}))  # files written before the column: their folder
+        versions = triton_versions(g)  # files written before the column: their folder
         basis = f"compile-check, triton {versions}" if versions else f"compile-check in {source}"
         archs = "/".join(f"sm_{a}" for a in sorted(g["arch"].unique()))
         configs = f"{len(g)} configs of {g['kernel'].nunique()} kernels on {archs}"

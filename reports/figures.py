@@ -18,7 +18,7 @@ import seaborn as sns
 
 from highway.bench.schema import GATE_AUTO, GATE_SEARCH, MODES, STATUS_OK, THROUGHPUT_KEYS
 from highway.reports.claims import POPULATION_TARGETS, STACK_BASELINES, STACK_TARGETS
-from highway.reports.summaries import TOP, arm_names, best_runs, chance_loss
+from highway.reports.summaries import TOP, arm_names, best_runs, chance_loss, ratio_range, straddles
 
 MODEL_COLORS = {"plain": "#d55e00", "highway": "#0072b2"}
 
@@ -350,16 +350,17 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
         for layer, dl in d.groupby("layer"):
             dl = dl.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(dl["width"], dl["dtype"], dl["batch"])])
             modes = sorted(dl["mode"].unique(), key=MODES.index)
+            colors = backend_palette(dl["backend"])
             g = sns.relplot(dl, x="depth", y="samples_per_s", hue="backend", style="model", col="mode",
                             col_order=modes, row="shape", kind="line", markers=True, height=3.4, aspect=1.35,
-                            errorbar=None, facet_kws=dict(sharey=False), **backend_palette(dl["backend"]))
+                            errorbar=None, facet_kws=dict(sharey=False), **colors)
             _log_y(g.axes)
             g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
             noisy = dl[dl["noisy"].fillna(False).astype(bool)] if "noisy" in dl else dl.iloc[:0]
             spread = dl.assign(slowest=dl["batch"] / (dl["p80_ms"] * 1e-3), fastest=dl["batch"] / (dl["p20_ms"] * 1e-3))
             for (row_name, col_name), ax in g.axes_dict.items():
                 _spread_band(ax, spread[(spread["shape"] == row_name) & (spread["mode"] == col_name)], "depth",
-                             "slowest", "fastest", backend_palette(dl["backend"])["palette"], by=["backend", "model"])
+                             "slowest", "fastest", colors["palette"], by=["backend", "model"])
                 sel = noisy[(noisy["shape"] == row_name) & (noisy["mode"] == col_name)]
                 ax.scatter(sel["depth"], sel["samples_per_s"], s=120, facecolors="none", edgecolors="crimson",
                            linewidths=1.2, zorder=5)
@@ -382,8 +383,8 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
             config = [k for k in THROUGHPUT_KEYS if k != "backend"]
             eager = dl[dl["backend"] == "torch"][config + ["p20_ms", "p80_ms"]].drop_duplicates(config, keep="last")
             speed = speed.merge(eager, on=config, how="left", suffixes=("", "_eager"))
-            speed = speed.assign(unsure=(speed["p20_ms_eager"] / speed["p80_ms"] < 1)
-                                 & (speed["p80_ms_eager"] / speed["p20_ms"] > 1))
+            speed = speed.assign(unsure=straddles(*ratio_range(speed["p20_ms_eager"], speed["p80_ms_eager"],
+                                                               speed["p20_ms"], speed["p80_ms"]), 1.0))
             if not speed.empty:
                 keys = sorted(speed.groupby(["backend", "mode", "model"]).groups)
                 cols = min(3, len(keys))
@@ -516,8 +517,8 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
                 ratio = t[backend] / t["triton-stack"]
                 # the whisker: the baseline's fastest fifth of calls against the stack's slowest, and the other
                 # way round
-                low = fastest.loc[mode, backend] / slowest.loc[mode, "triton-stack"]
-                high = slowest.loc[mode, backend] / fastest.loc[mode, "triton-stack"]
+                low, high = ratio_range(fastest.loc[mode, backend], slowest.loc[mode, backend],
+                                        fastest.loc[mode, "triton-stack"], slowest.loc[mode, "triton-stack"])
                 x = np.arange(len(t)) + (j - (len(baselines) - 1) / 2) * bar
                 what = "eager" if backend == "torch" else backend
                 ax.bar(x, ratio, bar, color=BACKEND_COLORS[backend], label=f"over {what}",
@@ -571,9 +572,9 @@ def precision_figures(df: pd.DataFrame) -> list[Figure]:
                                   values=f"{q}_ms", aggfunc="last") for q in ("median", "p20", "p80")}
         if not {"fp32", "tf32"} <= set(times["median"].columns):
             continue
-        ratio = pd.DataFrame({"tf32_speedup": times["median"]["fp32"] / times["median"]["tf32"],
-                              "low": times["p20"]["fp32"] / times["p80"]["tf32"],
-                              "high": times["p80"]["fp32"] / times["p20"]["tf32"]})
+        low, high = ratio_range(times["p20"]["fp32"], times["p80"]["fp32"], times["p20"]["tf32"], times["p80"]["tf32"])
+        ratio = pd.DataFrame({"tf32_speedup": times["median"]["fp32"] / times["median"]["tf32"], "low": low,
+                              "high": high})
         ratio = ratio.dropna(subset=["tf32_speedup"]).reset_index()
         if ratio.empty:
             continue
@@ -651,8 +652,9 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
                           zip(d["model"], d["depth"], d["width"], d["dtype"])])
         # the speed-up's band runs from the population's slowest fifth of calls against one by one's fastest
         # fifth to the other way round: what a noisy machine could have made of the same code
-        d = d.assign(speedup_low=d["one_by_one_p20_ms"] / d["population_p80_ms"],
-                     speedup_high=d["one_by_one_p80_ms"] / d["population_p20_ms"])
+        low, high = ratio_range(d["one_by_one_p20_ms"], d["one_by_one_p80_ms"], d["population_p20_ms"],
+                                d["population_p80_ms"])
+        d = d.assign(speedup_low=low, speedup_high=high)
         long = pd.concat([d.assign(arrangement=arrangement, rate=d[rate],
                                    slowest=d["population"] / (d[f"{t}_p80_ms"] * 1e-3),
                                    fastest=d["population"] / (d[f"{t}_p20_ms"] * 1e-3))
@@ -666,16 +668,16 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
         for i, net in enumerate(nets):
             ax_rate, ax_speed = axes.flat[2 * i], axes.flat[2 * i + 1]
             sel = long[long["net"] == net]
+            colors = backend_palette(sel["backend"])
             sns.lineplot(sel, x="population", y="rate", hue="backend", style="arrangement",
-                         style_order=["population", "one by one"], markers=True, ax=ax_rate, errorbar=None,
-                         **backend_palette(sel["backend"]))
-            palette = backend_palette(sel["backend"])["palette"]
-            _spread_band(ax_rate, sel, "population", "slowest", "fastest", palette, by=["backend", "arrangement"])
+                         style_order=["population", "one by one"], markers=True, ax=ax_rate, errorbar=None, **colors)
+            _spread_band(ax_rate, sel, "population", "slowest", "fastest", colors["palette"],
+                         by=["backend", "arrangement"])
             ax_rate.set(xscale="log", yscale="log", title=net, xlabel="trials P", ylabel="trial train steps / s")
             speed = d[d["net"] == net]
             sns.lineplot(speed, x="population", y="speedup", hue="backend", markers=True, marker="o", ax=ax_speed,
                          errorbar=None, legend=False, **backend_palette(speed["backend"]))
-            _spread_band(ax_speed, speed, "population", "speedup_low", "speedup_high", palette)
+            _spread_band(ax_speed, speed, "population", "speedup_low", "speedup_high", colors["palette"])
             ax_speed.axhline(1.0, color="grey", lw=0.8, ls=":")
             first = speed.iloc[0]
             for where, model, depth, width, trials, target in POPULATION_TARGETS:

@@ -14,6 +14,18 @@ def arm_names(df: pd.DataFrame) -> list[str]:
 TOP = 10  # the paper's Figure 1 (right) averages the best 10 of its 100 trials
 
 
+def ratio_range(over_fast, over_slow, under_fast, under_slow):
+    """The range that a ratio of two timings (over ÷ under: a speed-up when `over` is the baseline's time) can take
+    from their calls' fifths: over's fastest against under's slowest, to over's slowest against under's fastest.
+    What a noisier or a quieter run of the same code could have shown."""
+    return over_fast / under_slow, over_slow / under_fast
+
+
+def straddles(low, high, target):
+    """Whether `target` lies within (low, high]: a verdict against it that the calls' spread leaves open."""
+    return (low < target) & (target <= high)
+
+
 def best_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Per (arm, depth): the final training loss of the best trial and the mean of the top `TOP` trials (`top`
     says how many that was: fewer where fewer trials finished)."""
@@ -39,6 +51,11 @@ def chance_loss(df: pd.DataFrame) -> float | None:
     return float(np.log(classes[0])) if len(classes) == 1 and classes[0] > 1 else None
 
 
+def triton_versions(rows: pd.DataFrame) -> str:
+    """The triton versions that compiled compile-check `rows`; '' for files written before that column."""
+    return ", ".join(sorted(set(rows["triton"]) - {""}))
+
+
 def compile_summary(df: pd.DataFrame) -> pd.DataFrame:
     """One row per compile-check run and kernel, over the configs its autotuner may try on every arch and in
     every dtype: how many, the most registers a thread, the most bytes spilled (and in which dtypes), the blocks
@@ -53,7 +70,7 @@ def compile_summary(df: pd.DataFrame) -> pd.DataFrame:
         occupancy = (g["blocks_per_sm"] * g["warps"] / 64)[g["blocks_per_sm"] >= 0]
         blocks = g["blocks_per_sm"][g["blocks_per_sm"] >= 0]
         rows.append({
-            "triton": ", ".join(sorted(set(g["triton"]) - {""})) or source.rstrip("/").split("/")[-1],
+            "triton": triton_versions(g) or source.rstrip("/").split("/")[-1],  # else its folder names it
             "kernel": kernel, "configs": len(g), "registers": int(g["regs"].max()),
             "spills": f"{int(spilled['spill_bytes'].max())} B ({'/'.join(sorted(set(spilled['dtype'])))})"
                       if len(spilled) else "none",

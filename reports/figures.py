@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib import ticker
+from matplotlib.lines import Line2D
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -154,25 +155,38 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         top = final.sort_values("train_loss").groupby(["model", "depth"]).head(TOP)[["model", "depth", "trial"]]
         n_top = int(top.groupby(["model", "depth"]).size().max())
         depths = sorted(d["depth"].unique())
-        arms = sorted(d["model"].unique())
+        arms = sorted(d["model"].unique(), key=lambda a: (a != "plain", a))  # plain on top, as in the paper
         palette = dict(zip(depths, sns.color_palette("viridis", len(depths))))
-        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
-        for ax, trials, title in ((axes[0], best, "best run per depth"), (axes[1], top, f"mean of the top {n_top} runs")):
-            curves = _curves(d, trials).groupby(["model", "depth", "epoch"])["train_loss"].mean().reset_index()
-            sns.lineplot(curves, x="epoch", y="train_loss", hue="depth", style="model", palette=palette,
-                         style_order=sorted(arms, key=lambda a: a == "plain"), ax=ax, marker="o", markersize=4)
-            ax.set(title=title, xlabel="epoch", ylabel="training cross-entropy")
-            _log_y(ax)
-            ax.xaxis.get_major_locator().set_params(integer=True)
-        axes[0].get_legend().remove()
-        sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1), fontsize=9, title=None)
+        # A row per net and a colour per depth, as the paper draws it: depth against depth within a net, and the
+        # nets one above the other on one y scale, where a style per net would tangle the lines of two nets. The
+        # top-N column only where it differs from the best run's.
+        panels = [(best, "best run per depth")] + ([(top, f"mean of the top {n_top} runs")] if n_top > 1 else [])
+        fig, axes = plt.subplots(len(arms), len(panels), figsize=(1.5 + 6 * len(panels), 0.4 + 3.2 * len(arms)),
+                                 sharex=True, sharey=True, squeeze=False)
+        for row, arm in zip(axes, arms):
+            widths = "/".join(str(int(w)) for w in sorted(d.loc[d["model"] == arm, "width"].dropna().unique()))
+            for ax, (trials, title) in zip(row, panels):
+                curves = _curves(d[d["model"] == arm], trials)
+                curves = curves.groupby(["depth", "epoch"])["train_loss"].mean().reset_index()
+                sns.lineplot(curves, x="epoch", y="train_loss", hue="depth", hue_order=depths, palette=palette,
+                             ax=ax, marker="o", markersize=4, legend=False)
+                ax.set(title=f"{arm}{f', width {widths}' if widths else ''}: {title}", xlabel="epoch",
+                       ylabel="training cross-entropy")
+                _log_y(ax)
+                ax.xaxis.get_major_locator().set_params(integer=True)
+        # every depth in the legend, whichever net and panel ran it
+        axes[0, -1].legend([Line2D([], [], color=palette[k], marker="o", markersize=4) for k in depths],
+                           [str(k) for k in depths], title="depth", fontsize=9, loc="upper left",
+                           bbox_to_anchor=(1.01, 1))
         nets = " and ".join(sorted({a.split(" ")[0] for a in arms}, key=lambda a: a != "plain"))  # those it ran
         fig.suptitle(f"Optimization of {nets} nets ({dataset}, study '{study}') — cf. the paper's Figure 1")
         fig.tight_layout()
+        right = (f" Right: mean curve of the best {n_top} trials (fewer where fewer finished)." if n_top > 1 else
+                 " One trial a depth finished, so its run is all there is to show (no mean of the top trials).")
         out.append(Figure(f"Training curves by depth: study '{study}' ({dataset})", fig,
-                          "Training-set cross-entropy per epoch (epoch 0: at initialization). Solid: highway "
-                          "(width 50), dashed: plain (width 71). Left: each depth's best trial by final loss; "
-                          f"right: mean curve of the best {n_top} trials (fewer where fewer finished).",
+                          "Training-set cross-entropy per epoch (epoch 0: at initialization), a row per net and a "
+                          "colour per depth, every panel on one y scale. "
+                          f"{'Left: each' if n_top > 1 else 'Each'} depth's best trial by final loss.{right}",
                           f"curves-{study}"))
 
         if len(depths) < 2:  # a loss against depth needs depths to compare

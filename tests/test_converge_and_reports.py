@@ -344,6 +344,17 @@ def test_figures_speak_plainly(tmp_path):
         assert "CPU numbers" in throughput.fig._suptitle.get_text()
         curves = next(f for f in convergence_figures(data.converge) if f.slug.startswith("curves"))
         assert "study 'fx'" in curves.title and "best 3 trials" in curves.caption  # which study; 3 ran, not 10
+        # a row per net (plain on top, as the paper draws it), a line per depth, each net's lines on their own
+        panels = [ax for ax in curves.fig.axes if ax.get_title()]
+        assert [ax.get_title() for ax in panels] == [
+            "plain, width 71: best run per depth", "plain, width 71: mean of the top 3 runs",
+            "highway, width 50: best run per depth", "highway, width 50: mean of the top 3 runs"]
+        assert all(len(ax.get_lines()) == 2 for ax in panels)
+        plain_best, highway_best = panels[0].get_lines()[1], panels[2].get_lines()[1]  # depth 100's best trial
+        assert plain_best.get_ydata()[-1] == pytest.approx(1.0) and highway_best.get_ydata()[-1] == pytest.approx(2e-3)
+        assert [t.get_text() for t in panels[1].get_legend().get_texts()] == ["10", "100"]
+        one_trial = convergence_figures(data.converge[data.converge["trial"] == 0])[0]
+        assert len(one_trial.fig.axes) == 2 and "top" not in " ".join(ax.get_title() for ax in one_trial.fig.axes)
         one_depth = convergence_figures(data.converge[data.converge["depth"] == 10])
         assert [f.slug for f in one_depth] == ["curves-fx"]  # no loss "against depth" from one depth
         per_layer = per_layer_figures(data.throughput)[0]

@@ -22,6 +22,7 @@ from highway.reports.claims import POPULATION_TARGETS, STACK_BASELINES, STACK_TA
 from highway.reports.summaries import TOP, arm_names, best_runs, chance_loss, ratio_range, straddles
 
 MODEL_COLORS = {"plain": "#d55e00", "highway": "#0072b2"}
+CARRY_FLOOR = 1e-12  # the carry figure's y axis goes no lower
 
 
 @contextlib.contextmanager
@@ -107,13 +108,14 @@ class _PlainLogFormatter(ticker.LogFormatter):
         return _plain_number(x)
 
 
-def _log_y(axes):
-    """Log-scaled y axes labelled in plain numbers (200, 60, 10k, 0.01) rather than 2×10², 6×10¹, 10⁴, 10⁻²:
-    the decades, and within a range under one decade a few steps between them too."""
+def _log_y(axes, axis="y"):
+    """Log-scaled y (or x) axes labelled in plain numbers (200, 60, 10k, 0.01) rather than 2×10², 6×10¹, 10⁴,
+    10⁻²: the decades, and within a range under one decade a few steps between them too."""
     for ax in np.ravel(axes):
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
-        ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+        getattr(ax, f"set_{axis}scale")("log")
+        scale = getattr(ax, f"{axis}axis")
+        scale.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+        scale.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def _spread_band(ax, rows: pd.DataFrame, x: str, lo: str, hi: str, palette: dict, by="backend"):
@@ -257,20 +259,31 @@ def carry_figures(carry: pd.DataFrame) -> list[Figure]:
         rules = sorted(d["gate_rule"].unique())
         depths = sorted(d["depth"].unique())
         palette = dict(zip(depths, sns.color_palette("viridis", len(depths))))
-        fig, axes = plt.subplots(1, len(rules), figsize=(6.2 * len(rules), 4.4), sharey=True, squeeze=False)
+        # The y axis reaches down to what this study's curves reach (and below the 0.5 line), not past 1e-12: a
+        # fixed bias carries 1e-56 to layer 1000, and decades of nothing would flatten every other curve.
+        lowest = d["carried"][d["carried"] > 0].min()
+        bottom = float(np.clip(lowest / 2, CARRY_FLOOR, 0.25))
+        fig, axes = plt.subplots(1, len(rules), figsize=(max(10.0, 1.2 + 5.6 * len(rules)), 4.4), sharey=True,
+                                 squeeze=False)
         for ax, rule in zip(axes.flat, rules):
             sel = d[d["gate_rule"] == rule]
-            sns.lineplot(sel, x="layer", y="carried", hue="depth", palette=palette, ax=ax, errorbar=None)
-            ax.set(xscale="log", yscale="log", ylim=(1e-12, 1.5), xlabel="highway layer",
-                   ylabel="input fraction carried to this layer",
+            sns.lineplot(sel, x="layer", y="carried", hue="depth", hue_order=depths, palette=palette, ax=ax,
+                         errorbar=None, legend=False)
+            _log_y(ax)
+            _log_y(ax, axis="x")
+            ax.set(ylim=(bottom, 1.5), xlabel="highway layer", ylabel="input fraction carried to this layer",
                    title="gate bias drawn by the search (trial 0)" if rule == GATE_SEARCH else f"gate bias: {rule}")
             ax.axhline(0.5, ls=":", color="gray")
+        axes[0, -1].legend([Line2D([], [], color=palette[k]) for k in depths], [str(k) for k in depths],
+                           title="depth", fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
         fig.suptitle(f"Carry path at initialization ({dataset}, study '{study}'): mean of ∏(1 − T) over data")
         fig.tight_layout()
+        below = (f" Curves that fall below {CARRY_FLOOR:g} leave the axis; the lowest reaches {lowest:.2g}."
+                 if lowest < CARRY_FLOOR else "")
         out.append(Figure(f"Signal along the carry path at initialization: study '{study}' ({dataset})", fig,
                           "For each depth, the mean over training samples and blocks of the product of carry "
                           "fractions (1 − T) up to each layer. The dotted line is the `keep` = 0.5 that the auto "
-                          "rule aims the last layer at.", f"carry-{study}"))
+                          f"rule aims the last layer at.{below}", f"carry-{study}"))
     return out
 
 

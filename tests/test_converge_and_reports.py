@@ -366,6 +366,28 @@ def test_figures_speak_plainly(tmp_path):
     assert dict(matplotlib.rcParams) == before  # the report's style does not leak
 
 
+def test_carry_figure_scales_to_its_curves():
+    from highway.reports.figures import CARRY_FLOOR, carry_figures, report_style
+
+    def rows(rule, keep):  # each layer carries `keep` of what reached it
+        return [dict(study="s", dataset="digits", gate_rule=rule, depth=depth, layer=layer, gate_bias=-1.0,
+                     carried=keep ** layer) for depth in (10, 100) for layer in range(1, depth + 1)]
+
+    with report_style():
+        mild = carry_figures(pd.DataFrame(rows("auto", 0.995)))[0]
+        steep = carry_figures(pd.DataFrame(rows("auto", 0.995) + rows("-2", 0.8)))[0]
+    bottom = mild.fig.axes[0].get_ylim()[0]
+    assert 0.995 ** 100 / 3 < bottom < 0.5  # down to the curves and the 0.5 line, not to 1e-12
+    assert "leave the axis" not in mild.caption
+    assert [ax.get_title() for ax in steep.fig.axes] == ["gate bias: -2", "gate bias: auto"]
+    assert 0.8 ** 100 / 3 < steep.fig.axes[0].get_ylim()[0] < 0.8 ** 100  # 2e-10: every curve on the axis
+    assert "leave the axis" not in steep.caption
+    with report_style():
+        vanishing = carry_figures(pd.DataFrame(rows("-2", 0.7)))[0]  # 0.7**100 = 3e-16
+    assert vanishing.fig.axes[0].get_ylim()[0] == pytest.approx(CARRY_FLOOR)
+    assert f"leave the axis; the lowest reaches {0.7 ** 100:.2g}" in vanishing.caption
+
+
 def _compile_check_csv(path, triton="3.9.0", archs=(80, 90), problem=""):
     """A compile-check CSV of two kernels, written as `highway-bench compile-check --out` writes it."""
     rows = [dict(kernel=kernel, arch=arch, dtype=dtype, tile="64x64x32", warps=warps, stages=3, regs=regs,

@@ -439,7 +439,7 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
 
             roof = dl.dropna(subset=["pct_peak_flops"])
             # the roofline share needs a GPU in the peak table: without it, the memory panel alone
-            fig, axes = plt.subplots(1, 2 if len(roof) else 1, figsize=(12 if len(roof) else 6.5, 4), squeeze=False)
+            fig, axes = plt.subplots(1, 2 if len(roof) else 1, figsize=(12 if len(roof) else 8.5, 4), squeeze=False)
             axes = axes.flat
             heaviest = modes[-1]  # memory of the mode that keeps the most alive
             mem = dl[dl["mode"] == heaviest]
@@ -447,6 +447,8 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
                          ax=axes[0], **backend_palette(mem["backend"]))
             axes[0].set(xlabel="depth (layers)", ylabel="peak memory (MB)", title=f"peak memory of one {heaviest} step")
             _depth_axis(axes[0], dl["depth"].unique())
+            if not len(roof):  # one panel: its legend beside it, where it hides no line
+                sns.move_legend(axes[0], "upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
             memory = ("Peak memory a step adds (GPU: allocator peak; CPU: growth of the process's peak RSS), mean over "
                       "shapes.")
             if len(roof):

@@ -691,15 +691,14 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
                                                        ("one by one", "one_by_one_trials_per_s", "one_by_one"))],
                          ignore_index=True)
         nets = sorted(d["net"].unique())
-        cols = min(3, len(nets))
-        rows = int(np.ceil(len(nets) / cols))
-        fig, axes = plt.subplots(rows, 2 * cols, figsize=(5.2 * cols * 2, 3.6 * rows), squeeze=False)
-        for i, net in enumerate(nets):
-            ax_rate, ax_speed = axes.flat[2 * i], axes.flat[2 * i + 1]
+        # a row per net: its rates and its speed-up side by side, each net's x axis under the other's
+        fig, axes = plt.subplots(len(nets), 2, figsize=(12, 0.4 + 3.6 * len(nets)), squeeze=False)
+        for (ax_rate, ax_speed), net in zip(axes, nets):
             sel = long[long["net"] == net]
             colors = backend_palette(sel["backend"])
             sns.lineplot(sel, x="population", y="rate", hue="backend", style="arrangement",
                          style_order=["population", "one by one"], markers=True, ax=ax_rate, errorbar=None, **colors)
+            sns.move_legend(ax_rate, "best", fontsize=8, title=None)
             _spread_band(ax_rate, sel, "population", "slowest", "fastest", colors["palette"],
                          by=["backend", "arrangement"])
             ax_rate.set(xscale="log", yscale="log", title=net, xlabel="trials P", ylabel="trial train steps / s")
@@ -719,15 +718,11 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
             for ax in (ax_rate, ax_speed):
                 ax.set_xticks(sorted(speed["population"].unique()), labels=sorted(speed["population"].unique()))
                 ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-            # rates within one decade get no major tick on a log axis: label them plainly instead
-            ax_rate.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-            ax_rate.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        for ax in axes.flat[2 * len(nets):]:
-            ax.set_visible(False)
+            _log_y(ax_rate)  # rates within one decade get no major tick on a log axis: the steps between labelled
         fig.suptitle(f"Population training: P trials at once against one after another — {label}")
         fig.tight_layout()
         out.append(Figure(f"Population training ({label})", fig,
-                          "Left of each pair: trial train steps per second (fwd + bwd + SGD step of every trial), "
+                          "A row per net. Left: trial train steps per second (fwd + bwd + SGD step of every trial), "
                           "trained as one population (solid) or as P nets one after another (dashed), timed in "
                           "alternation in one run; the shaded bands span the slowest and the fastest fifth of the "
                           "calls. Right: the population's speed-up; its band runs from the population's slowest "

@@ -701,6 +701,10 @@ def test_the_population_axis_times_both_arrangements_side_by_side(tmp_path, caps
     with report_style():
         (figure,) = population_figures(data.population)
     assert figure.slug == "population-cpu"
+    nets = data.population[["model", "depth", "width", "dtype"]].drop_duplicates()
+    titles = [ax.get_title() for ax in figure.fig.axes]  # a row per net: its rates, then its speed-up
+    assert titles[1::2] == ["population ÷ one by one"] * len(nets) and len(titles) == 2 * len(nets)
+    assert len({round(ax.get_position().x0, 3) for ax in figure.fig.axes[0::2]}) == 1  # one column of rates
     assert all(c["verdict"] == "no data" for c in population_claims(data.population))  # not the targets' shapes
     assert not any(ax.get_legend_handles_labels()[1] == ["target: 3x at P = 32"] for ax in figure.fig.axes)
     # at the CPU target's shape its speed-up panel marks the target

@@ -131,6 +131,33 @@ def _spread_band(ax, rows: pd.DataFrame, x: str, lo: str, hi: str, palette: dict
             ax.vlines(band.index, band[lo], band[hi], color=color, alpha=0.5, lw=4, zorder=1)
 
 
+DTYPE_ORDER = ("bf16", "fp16", "tf32", "fp32")  # the order a device's per-dtype figures come in
+SPEEDUP_LOG2_RANGE = 4  # the speed-up heat maps' colours run from 1/16x to 16x
+
+
+def _by_dtype(d: pd.DataFrame):
+    """(dtype, rows) for each dtype in `d`: a figure per dtype keeps a GPU campaign's panels few, and a panel
+    never averages one dtype's timings into another's."""
+    for dtype in sorted(d["dtype"].unique(), key=lambda t: (DTYPE_ORDER + (t,)).index(t)):
+        yield dtype, d[d["dtype"] == dtype]
+
+
+def _shape(d: pd.DataFrame) -> list[str]:
+    """Each row's shape as a panel names it: width and batch (a figure holds one dtype)."""
+    return [f"width {w}, batch {b}" for w, b in zip(d["width"], d["batch"])]
+
+
+def _mark_empty(g, d: pd.DataFrame):
+    """Say so in each (shape, mode) panel of relplot grid `g` that `d` has no row for: a shape one mode ran
+    and another did not."""
+    for key, ax in g.axes_dict.items():
+        shape, mode = key if isinstance(key, tuple) else (None, key)
+        if d[(d["mode"] == mode) & ((d["shape"] == shape) if shape is not None else True)].empty:
+            ax.text(0.5, 0.5, f"no {mode} rows at this shape", transform=ax.transAxes, ha="center", va="center",
+                    color="grey", fontsize=10)
+            ax.tick_params(axis="y", which="both", left=False, labelleft=False)  # holds through a later log scale
+
+
 def _image(ax, values, cmap, **kw):
     ax.grid(False)
     return ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest", **kw)
@@ -368,74 +395,100 @@ def gate_figures(analysis) -> list[Figure]:
 
 # --- throughput ----------------------------------------------------------------------------------------
 
+def _throughput_lines(dt: pd.DataFrame, layer: str, dtype: str, label: str, slug: str, device_type: str,
+                      modes: list) -> Figure:
+    """Samples/s against depth for one layer kind and dtype: a row per shape, a column per mode."""
+    dt = dt.assign(shape=_shape(dt))
+    colors = backend_palette(dt["backend"])
+    g = sns.relplot(dt, x="depth", y="samples_per_s", hue="backend", style="model", col="mode", col_order=modes,
+                    row="shape", kind="line", markers=True, height=3.4, aspect=1.35, errorbar=None,
+                    facet_kws=dict(sharey=False), **colors)
+    _log_y(g.axes)
+    g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
+    noisy = dt[dt["noisy"].fillna(False).astype(bool)] if "noisy" in dt else dt.iloc[:0]
+    spread = dt.assign(slowest=dt["batch"] / (dt["p80_ms"] * 1e-3), fastest=dt["batch"] / (dt["p20_ms"] * 1e-3))
+    for (row_name, col_name), ax in g.axes_dict.items():
+        _spread_band(ax, spread[(spread["shape"] == row_name) & (spread["mode"] == col_name)], "depth",
+                     "slowest", "fastest", colors["palette"], by=["backend", "model"])
+        sel = noisy[(noisy["shape"] == row_name) & (noisy["mode"] == col_name)]
+        ax.scatter(sel["depth"], sel["samples_per_s"], s=120, facecolors="none", edgecolors="crimson",
+                   linewidths=1.2, zorder=5)
+    for ax in g.axes.flat:
+        _depth_axis(ax, dt["depth"].unique())
+    _mark_empty(g, dt)
+    g.set_axis_labels("depth (layers)", "samples / s")
+    g.figure.suptitle(f"Throughput against depth, {layer} layers, {dtype} — {label}", y=1.02)
+    return Figure(f"Throughput, {layer}, {dtype} ({label})", g.figure,
+                  "Samples per second of a stack of `depth` layers (median of the timed calls), per backend; rows "
+                  "are shapes (width, batch), columns are modes. The shaded band spans the rates of the slowest and "
+                  "the fastest fifth of the calls. A red ring marks a noisy point, whose slowest fifth of calls took "
+                  "over 1.3x its fastest fifth: its median is not to be compared with another's."
+                  + _cpu_note(dt, device_type), f"throughput-{layer}-{slug}-{dtype}")
+
+
+def _speedups(dl: pd.DataFrame) -> pd.DataFrame:
+    """Every non-eager row with a speed-up over eager, and `unsure` where the calls' fifths put it on both
+    sides of 1 (eager's fastest against the backend's slowest, and the other way round): a speed-up this run
+    cannot tell from eager's."""
+    speed = dl.dropna(subset=["speedup_vs_torch"])
+    speed = speed[speed["backend"] != "torch"]
+    config = [k for k in THROUGHPUT_KEYS if k != "backend"]
+    eager = dl[dl["backend"] == "torch"][config + ["p20_ms", "p80_ms"]].drop_duplicates(config, keep="last")
+    speed = speed.merge(eager, on=config, how="left", suffixes=("", "_eager"))
+    return speed.assign(unsure=straddles(*ratio_range(speed["p20_ms_eager"], speed["p80_ms_eager"],
+                                                      speed["p20_ms"], speed["p80_ms"]), 1.0))
+
+
+def _speedup_maps(sd: pd.DataFrame, layer: str, dtype: str, label: str, slug: str) -> Figure:
+    """Heat maps of the speed-up over eager, shape against depth, a panel per (model, backend, mode)."""
+    keys = sorted(sd.groupby(["backend", "mode", "model"]).groups)
+    cols = min(3, len(keys))
+    rows = int(np.ceil(len(keys) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
+    for ax, (backend, mode, model) in zip(axes.flat, keys):
+        sel = sd[(sd["backend"] == backend) & (sd["mode"] == mode) & (sd["model"] == model)]
+        sel = sel.assign(shape=[f"{w} (b {b})" for w, b in zip(sel["width"], sel["batch"])])
+        order = sel.sort_values(["width", "batch"])["shape"].unique()
+        grid = sel.pivot_table(index="shape", columns="depth", values="speedup_vs_torch", aggfunc="last")
+        grid = grid.reindex(order)
+        unsure = sel.pivot_table(index="shape", columns="depth", values="unsure", aggfunc="last")
+        unsure = unsure.reindex_like(grid).fillna(False).astype(bool).to_numpy()
+        values = np.vectorize(lambda v: f"{v:.2f}" if np.isfinite(v) else "")(grid)
+        # coloured by log2 of the speed-up, so that 4x and 1/4x lie as far from 1, and a 12x stack stands apart
+        # from a 2x layer where a linear scale would saturate both
+        sns.heatmap(np.log2(grid.astype(float)), annot=np.where(unsure, "~", "") + values, fmt="", cmap="RdBu",
+                    center=0.0, vmin=-SPEEDUP_LOG2_RANGE, vmax=SPEEDUP_LOG2_RANGE, ax=ax, cbar=False,
+                    annot_kws={"fontsize": 9})
+        ax.set(title=f"{model} · {backend} · {mode}", ylabel="width (batch)")
+        ax.title.set_fontsize(10)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(f"Speed-up over eager PyTorch, {layer} layers, {dtype} — {label}")
+    fig.tight_layout()
+    span = 2 ** SPEEDUP_LOG2_RANGE
+    return Figure(f"Speed-ups, {layer}, {dtype} ({label})", fig,
+                  "Eager time ÷ backend time for the same configuration: blue is faster than eager, red slower, on "
+                  f"one logarithmic colour scale from 1/{span:g}x to {span:g}x (the ends hold anything past them). "
+                  "A ~ marks a speed-up that the calls' fifths put on both sides of 1 (eager's fastest fifth against "
+                  "the backend's slowest, and the other way round): this run cannot tell it from eager.",
+                  f"speedup-{layer}-{slug}-{dtype}")
+
+
 def throughput_figures(df: pd.DataFrame) -> list[Figure]:
+    """Per device and layer kind: for each dtype, samples/s against depth and the speed-ups over eager; then
+    memory (and the roofline share on a GPU in the peak table)."""
     ok = df[df["status"] == STATUS_OK] if not df.empty else df
     if ok.empty:
         return []
     out = []
     for label, slug, device_type, d in _by_device(_with_spread(ok)):
         for layer, dl in d.groupby("layer"):
-            dl = dl.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(dl["width"], dl["dtype"], dl["batch"])])
             modes = sorted(dl["mode"].unique(), key=MODES.index)
-            colors = backend_palette(dl["backend"])
-            g = sns.relplot(dl, x="depth", y="samples_per_s", hue="backend", style="model", col="mode",
-                            col_order=modes, row="shape", kind="line", markers=True, height=3.4, aspect=1.35,
-                            errorbar=None, facet_kws=dict(sharey=False), **colors)
-            _log_y(g.axes)
-            g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
-            noisy = dl[dl["noisy"].fillna(False).astype(bool)] if "noisy" in dl else dl.iloc[:0]
-            spread = dl.assign(slowest=dl["batch"] / (dl["p80_ms"] * 1e-3), fastest=dl["batch"] / (dl["p20_ms"] * 1e-3))
-            for (row_name, col_name), ax in g.axes_dict.items():
-                _spread_band(ax, spread[(spread["shape"] == row_name) & (spread["mode"] == col_name)], "depth",
-                             "slowest", "fastest", colors["palette"], by=["backend", "model"])
-                sel = noisy[(noisy["shape"] == row_name) & (noisy["mode"] == col_name)]
-                ax.scatter(sel["depth"], sel["samples_per_s"], s=120, facecolors="none", edgecolors="crimson",
-                           linewidths=1.2, zorder=5)
-            for ax in g.axes.flat:
-                _depth_axis(ax, dl["depth"].unique())
-            g.set_axis_labels("depth (layers)", "samples / s")
-            g.figure.suptitle(f"Throughput against depth, {layer} layers — {label}", y=1.02)
-            out.append(Figure(f"Throughput, {layer} ({label})", g.figure,
-                              "Samples per second of a stack of `depth` layers (median of the timed calls), per "
-                              "backend; rows are shapes (width, dtype, batch), columns are modes. The shaded band "
-                              "spans the rates of the slowest and the fastest fifth of the calls. A red ring marks a "
-                              "noisy point, whose slowest fifth of calls took over 1.3x its fastest fifth: its "
-                              "median is not to be compared with another's." + _cpu_note(dl, device_type),
-                              f"throughput-{layer}-{slug}"))
-
-            speed = dl.dropna(subset=["speedup_vs_torch"])
-            speed = speed[speed["backend"] != "torch"]
-            # a speed-up whose calls' fifths reach both sides of 1 (eager's fastest against the backend's slowest,
-            # and the other way round) is one this run cannot tell from eager's
-            config = [k for k in THROUGHPUT_KEYS if k != "backend"]
-            eager = dl[dl["backend"] == "torch"][config + ["p20_ms", "p80_ms"]].drop_duplicates(config, keep="last")
-            speed = speed.merge(eager, on=config, how="left", suffixes=("", "_eager"))
-            speed = speed.assign(unsure=straddles(*ratio_range(speed["p20_ms_eager"], speed["p80_ms_eager"],
-                                                               speed["p20_ms"], speed["p80_ms"]), 1.0))
-            if not speed.empty:
-                keys = sorted(speed.groupby(["backend", "mode", "model"]).groups)
-                cols = min(3, len(keys))
-                rows = int(np.ceil(len(keys) / cols))
-                fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
-                for ax, (backend, mode, model) in zip(axes.flat, keys):
-                    sel = speed[(speed["backend"] == backend) & (speed["mode"] == mode) & (speed["model"] == model)]
-                    grid = sel.pivot_table(index="width", columns="depth", values="speedup_vs_torch", aggfunc="last")
-                    unsure = sel.pivot_table(index="width", columns="depth", values="unsure", aggfunc="last")
-                    unsure = unsure.reindex_like(grid).fillna(False).astype(bool).to_numpy()
-                    values = np.vectorize(lambda v: f"{v:.2f}" if np.isfinite(v) else "")(grid)
-                    text = np.where(unsure, "~", "") + values
-                    sns.heatmap(grid, annot=text, fmt="", cmap="RdBu", center=1.0, vmin=0.0, vmax=2.0, ax=ax,
-                                cbar=False, annot_kws={"fontsize": 9})
-                    ax.set_title(f"{model} · {backend} · {mode}", fontsize=10)
-                for ax in axes.flat[len(keys):]:
-                    ax.axis("off")
-                fig.suptitle(f"Speed-up over eager PyTorch, {layer} layers — {label}")
-                fig.tight_layout()
-                out.append(Figure(f"Speed-ups, {layer} ({label})", fig, "Eager time ÷ backend time for the same "
-                                  "configuration: blue is faster than eager, red slower (one colour scale, 0 to "
-                                  "2). A ~ marks a speed-up that the calls' fifths put on both sides of 1 (eager's fastest "
-                                  "fifth against the backend's slowest, and the other way round): this run cannot "
-                                  "tell it from eager.", f"speedup-{layer}-{slug}"))
+            speed = _speedups(dl)
+            for dtype, dt in _by_dtype(dl):
+                out.append(_throughput_lines(dt, layer, dtype, label, slug, device_type, modes))
+                if (speed["dtype"] == dtype).any():
+                    out.append(_speedup_maps(speed[speed["dtype"] == dtype], layer, dtype, label, slug))
 
             roof = dl.dropna(subset=["pct_peak_flops"])
             # the roofline share needs a GPU in the peak table: without it, the memory panel alone
@@ -481,10 +534,11 @@ def _dense_highway(df: pd.DataFrame, *columns) -> pd.DataFrame:
 
 def _against_depth(d: pd.DataFrame, y: str, ylabel: str, title: str, by_shape: bool = True, band=None, **line):
     """`y` against depth (log), a line per backend with every point marked, a column per mode and, with
-    `by_shape`, a row per shape (width, dtype, batch). `band`, two columns, shades each line's spread."""
+    `by_shape`, a row per shape (width, batch: `d` holds one dtype). `band`, two columns, shades each line's
+    spread."""
     modes = sorted(d["mode"].unique(), key=MODES.index)
     if by_shape:
-        d = d.assign(shape=[f"width {w}, {t}, batch {b}" for w, t, b in zip(d["width"], d["dtype"], d["batch"])])
+        d = d.assign(shape=_shape(d))
         line.update(row="shape", facet_kws=dict(sharey=False))
     g = sns.relplot(d, x="depth", y=y, hue="backend", col="mode", col_order=modes, kind="line", marker="o",
                     height=3.2, aspect=1.3, errorbar=None, **backend_palette(d["backend"]), **line)
@@ -495,6 +549,8 @@ def _against_depth(d: pd.DataFrame, y: str, ylabel: str, title: str, by_shape: b
             shape, mode = key if by_shape else (None, key)
             _spread_band(ax, d[(d["mode"] == mode) & ((d["shape"] == shape) if by_shape else True)], "depth", *band,
                          backend_palette(d["backend"])["palette"])
+    if by_shape:
+        _mark_empty(g, d)
     g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
     g.set_axis_labels("depth (layers)", ylabel)
     g.figure.suptitle(title, y=1.02 if by_shape else 1.04)
@@ -508,18 +564,19 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
     if ok.empty or ok["depth"].nunique() < 2:
         return []
     out = []
-    for label, slug, device_type, d in _by_device(ok):
-        d = d.assign(us_per_layer=1e3 * d["median_ms"] / d["depth"], fastest=1e3 * d["p20_ms"] / d["depth"],
-                     slowest=1e3 * d["p80_ms"] / d["depth"])
-        g = _against_depth(d, "us_per_layer", "µs per layer", f"Time per layer against depth — {label}",
-                           band=("fastest", "slowest"))
-        _log_y(g.axes)
-        out.append(Figure(f"Time per layer ({label})", g.figure,
-                          "Median time of a stack divided by its depth, per backend; the shaded band spans the "
-                          "slowest and the fastest fifth of the calls. Per-layer backends flatten at "
-                          "their launches' cost; the depth-fused stack (triton-stack) at one layer's dependent "
-                          "chain of weight load, GEMM and epilogue." + _cpu_note(d, device_type),
-                          f"per-layer-{slug}"))
+    for label, slug, device_type, dd in _by_device(ok):
+        for dtype, d in _by_dtype(dd):
+            d = d.assign(us_per_layer=1e3 * d["median_ms"] / d["depth"], fastest=1e3 * d["p20_ms"] / d["depth"],
+                         slowest=1e3 * d["p80_ms"] / d["depth"])
+            g = _against_depth(d, "us_per_layer", "µs per layer", f"Time per layer against depth, {dtype} — {label}",
+                               band=("fastest", "slowest"))
+            _log_y(g.axes)
+            out.append(Figure(f"Time per layer, {dtype} ({label})", g.figure,
+                              "Median time of a stack divided by its depth, per backend; the shaded band spans the "
+                              "slowest and the fastest fifth of the calls. Per-layer backends flatten at "
+                              "their launches' cost; the depth-fused stack (triton-stack) at one layer's dependent "
+                              "chain of weight load, GEMM and epilogue." + _cpu_note(d, device_type),
+                              f"per-layer-{slug}-{dtype}"))
     return out
 
 
@@ -607,7 +664,7 @@ def precision_figures(df: pd.DataFrame) -> list[Figure]:
         ratio = ratio.dropna(subset=["tf32_speedup"]).reset_index()
         if ratio.empty:
             continue
-        g = _against_depth(ratio.assign(dtype="IEEE ÷ TF32"), "tf32_speedup", "IEEE time ÷ TF32 time",
+        g = _against_depth(ratio, "tf32_speedup", "IEEE time ÷ TF32 time",
                            f"What TF32 buys over IEEE fp32 — {label}", band=("low", "high"))
         _log_y(g.axes)
         for ax in g.axes.flat:
@@ -647,23 +704,26 @@ def weight_streaming_figures(df: pd.DataFrame) -> list[Figure]:
     if "pct_peak_bw_weights" not in df.columns:
         return []
     out = []
-    for label, slug, device_type, d in _by_device(_dense_highway(df, "weight_gbps")):
-        peak = d["pct_peak_bw_weights"].notna().all()
+    for label, slug, device_type, dd in _by_device(_dense_highway(df, "weight_gbps")):
+        peak = dd["pct_peak_bw_weights"].notna().all()
         y, ylabel = ("pct_peak_bw_weights", "% of peak bandwidth") if peak else ("weight_gbps", "weight GB/s")
-        # bytes over time: the slowest fifth of calls streams at median/p80 of the median's rate
-        d = d.assign(slowest=d[y] * d["median_ms"] / d["p80_ms"], fastest=d[y] * d["median_ms"] / d["p20_ms"])
-        g = _against_depth(d, y, ylabel, f"Weight streaming against depth — {label}", band=("slowest", "fastest"))
-        if peak:
-            for ax in g.axes.flat:
-                ax.set_ylim(0, 100)
         what = ("as a share of the device's peak memory bandwidth (the vendor's figure)" if peak else
                 "in GB/s (no peak bandwidth is known for this device)")
-        out.append(Figure(f"Weight streaming ({label})", g.figure,
-                          "The bytes of [W_H | W_T] and the biases a step must move (fwd: once; fwd + bwd: read twice, "
-                          "dW written once; train: and the SGD update), divided by the step's median time, " + what
-                          + "; the shaded band spans the slowest and the fastest fifth of the calls. The depth-fused "
-                          "stack (triton-stack) keeps activations on chip, so its weights are nearly all it moves."
-                          + _cpu_note(d, device_type), f"weight-streaming-{slug}"))
+        for dtype, d in _by_dtype(dd):
+            # bytes over time: the slowest fifth of calls streams at median/p80 of the median's rate
+            d = d.assign(slowest=d[y] * d["median_ms"] / d["p80_ms"], fastest=d[y] * d["median_ms"] / d["p20_ms"])
+            g = _against_depth(d, y, ylabel, f"Weight streaming against depth, {dtype} — {label}",
+                               band=("slowest", "fastest"))
+            if peak:  # from 0, and up to 100% only where a line comes near it: narrow stacks stream a few percent
+                top = min(100.0, 1.15 * float(np.nanmax(d[["fastest", y]].to_numpy())))
+                for ax in g.axes.flat:
+                    ax.set_ylim(0, top)
+            out.append(Figure(f"Weight streaming, {dtype} ({label})", g.figure,
+                              "The bytes of [W_H | W_T] and the biases a step must move (fwd: once; fwd + bwd: read "
+                              "twice, dW written once; train: and the SGD update), divided by the step's median time, "
+                              + what + "; the shaded band spans the slowest and the fastest fifth of the calls. The "
+                              "depth-fused stack (triton-stack) keeps activations on chip, so its weights are nearly "
+                              "all it moves." + _cpu_note(d, device_type), f"weight-streaming-{slug}-{dtype}"))
     return out
 
 

@@ -98,6 +98,11 @@ def build_report(paths, out, title: str = "Highway networks: depth, speed and ga
     if not env.empty:
         md += ["## Environment", "", _md_table(env), ""]
         body += ["<h2>Environment</h2>", env.to_html(index=False, escape=True)]
+    # a figure of an earlier draw into this folder that this one did not draw is gone from the page: drop its PNG
+    drawn = {f"{f.slug}.png" for _, figures in sections for f in figures}
+    for stale in (out / "figures").glob("*.png"):
+        if stale.name not in drawn:
+            stale.unlink()
     (out / "report.md").write_text("\n".join(md))
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \
            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"

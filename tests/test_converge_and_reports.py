@@ -265,8 +265,8 @@ def test_report_renders_every_figure_from_a_fixture_store(tmp_path):
     figures = sorted((tmp_path / "report" / "figures").glob("*.png"))
     names = {f.stem for f in figures}
     assert {"curves-fx", "final-loss-fx", "gates-digits-highway-d3", "class-gates-digits-highway-d3",
-            "lesion-digits-highway-d3", "throughput-dense-cpu", "speedup-dense-cpu", "memory-dense-cpu",
-            "per-layer-cpu", "weight-streaming-cpu"} <= names
+            "lesion-digits-highway-d3", "throughput-dense-cpu-fp32", "speedup-dense-cpu-fp32", "memory-dense-cpu",
+            "per-layer-cpu-fp32", "weight-streaming-cpu-fp32"} <= names
     assert all(f.stat().st_size > 5000 for f in figures)
     images = re.findall(r"<img [^>]*src='([^']*)'", html)
     assert len(images) == len(figures) and all(src.startswith("data:image/png;base64,") and len(src) > 1000
@@ -510,7 +510,10 @@ def test_weight_streaming_is_a_share_of_peak_bandwidth_on_a_known_gpu_and_gb_per
         (on_cpu,), (on_gpu,) = weight_streaming_figures(cpu), weight_streaming_figures(gpu)
         assert on_cpu.fig.axes[0].get_ylabel() == "weight GB/s" and "CPU numbers" in on_cpu.fig._suptitle.get_text()
         assert on_gpu.fig.axes[0].get_ylabel() == "% of peak bandwidth"
-        assert on_gpu.fig.axes[0].get_ylim() == (0, 100)
+        # from 0 to a little above the highest share (50% here), never past 100%
+        assert on_gpu.fig.axes[0].get_ylim() == pytest.approx((0, 1.15 * 50))
+        (near_peak,) = weight_streaming_figures(gpu.assign(pct_peak_bw_weights=gpu["depth"] * 9.5))
+        assert near_peak.fig.axes[0].get_ylim() == pytest.approx((0, 100))
         assert "peak memory bandwidth" in on_gpu.caption
         # results written before the column existed draw nothing, rather than a wrong figure
         assert weight_streaming_figures(cpu.drop(columns=["weight_gbps", "pct_peak_bw_weights"])) == []
@@ -538,6 +541,58 @@ def _spanned(bands, x, low, high) -> bool:
     """Whether some band runs from `low` to `high` at `x`."""
     return any(np.isclose(v[v[:, 0] == x, 1].min(), low) and np.isclose(v[v[:, 0] == x, 1].max(), high)
                for v in bands if (v[:, 0] == x).any())
+
+
+def test_throughput_figures_come_a_dtype_at_a_time_and_colour_speed_ups_by_their_log():
+    from highway.reports.figures import SPEEDUP_LOG2_RANGE, per_layer_figures, report_style, throughput_figures
+
+    # a GPU campaign's variety in miniature: two dtypes; bf16 trains at width 128 and fp32 does not
+    rows = [dict(model="highway", layer="dense", depth=depth, width=width, dtype=dtype, batch=128, mode=mode,
+                 spatial=1, backend=backend, status="ok", median_ms=ms * depth * (3 if dtype == "fp32" else 1),
+                 p20_ms=np.nan, p80_ms=np.nan, samples_per_s=np.nan, peak_mem_mb=1.0, pct_peak_flops=np.nan,
+                 device="NVIDIA H200", device_type="cuda")
+            for dtype in ("fp32", "bf16") for width in (50, 128) for mode in ("fwd", "train") for depth in (1, 10)
+            for backend, ms in (("torch", 1.0), ("triton", 0.25), ("triton-stack", 1 / 16))
+            if not (dtype == "fp32" and width == 128 and mode == "train")]
+    df = pd.DataFrame(rows)
+    df = df.assign(samples_per_s=128 / (df["median_ms"] * 1e-3),
+                   speedup_vs_torch=df.groupby(["width", "dtype", "mode", "depth"])["median_ms"].transform(
+                       lambda t: t.iloc[0] / t))  # each shape's torch row comes first
+    with report_style():
+        figures = throughput_figures(df)
+        per_layer = per_layer_figures(df)
+    slugs = [f.slug for f in figures]
+    assert [s for s in slugs if not s.startswith("memory")] == [
+        "throughput-dense-NVIDIA-H200-bf16", "speedup-dense-NVIDIA-H200-bf16",
+        "throughput-dense-NVIDIA-H200-fp32", "speedup-dense-NVIDIA-H200-fp32"]
+    assert [f.slug for f in per_layer] == ["per-layer-NVIDIA-H200-bf16", "per-layer-NVIDIA-H200-fp32"]
+    lines = {f.slug: f for f in figures}
+    # bf16's lines are bf16's alone: its fastest stack, 16x eager's rate, and never fp32's 3x slower one
+    bf16 = lines["throughput-dense-NVIDIA-H200-bf16"]
+    rates = {round(float(y)) for ax in bf16.fig.axes for line in ax.get_lines() for y in line.get_ydata()}
+    assert round(128 / (1 / 16 * 1e-3)) in rates and round(128 / (3 * 1e-3)) not in rates
+    # the panel fp32 never ran says so, where the others plot
+    fp32 = lines["throughput-dense-NVIDIA-H200-fp32"]
+    said = [ax.get_title() for ax in fp32.fig.axes if any("no train rows" in t.get_text() for t in ax.texts)]
+    assert said == ["width 128, batch 128 | train"]
+    # colours by log2: 16x is the scale's end, 4x halfway, the same distance from 1 as 1/4x would be
+    maps = lines["speedup-dense-NVIDIA-H200-bf16"]
+    mesh = {ax.get_title(): ax.collections[0] for ax in maps.fig.axes if ax.collections}
+    assert set(mesh) == {"highway · triton · fwd", "highway · triton · train", "highway · triton-stack · fwd",
+                         "highway · triton-stack · train"}
+    assert np.allclose(mesh["highway · triton-stack · fwd"].get_array().compressed(), np.log2(16))
+    assert np.allclose(mesh["highway · triton · fwd"].get_array().compressed(), np.log2(4))
+    assert mesh["highway · triton · fwd"].norm.vmax == SPEEDUP_LOG2_RANGE == -mesh["highway · triton · fwd"].norm.vmin
+    assert "logarithmic" in maps.caption
+
+
+def test_a_report_redrawn_into_its_folder_drops_the_figures_it_no_longer_draws(tmp_path):
+    root = fixture_results(tmp_path / "results")
+    (tmp_path / "report" / "figures").mkdir(parents=True)
+    (tmp_path / "report" / "figures" / "throughput-dense-cpu.png").write_bytes(b"an earlier draw's name")
+    build_report([root], tmp_path / "report", progress=False)
+    names = {f.name for f in (tmp_path / "report" / "figures").glob("*.png")}
+    assert "throughput-dense-cpu.png" not in names and "throughput-dense-cpu-fp32.png" in names
 
 
 def test_timing_figures_shade_the_spread_of_the_calls(tmp_path):

@@ -474,6 +474,53 @@ def _speedup_maps(sd: pd.DataFrame, layer: str, dtype: str, label: str, slug: st
                   f"speedup-{layer}-{slug}-{dtype}")
 
 
+def _memory_figure(dl: pd.DataFrame, layer: str, label: str, slug: str, mode: str) -> Figure:
+    """Peak memory of a `mode` step against depth as a share of eager's at the same shape (which averages over
+    shapes, where megabytes of width 50 and 8192 would not), and on a GPU in the peak table the roofline share
+    against width."""
+    config = [k for k in THROUGHPUT_KEYS if k != "backend"]
+    steps = dl[dl["mode"] == mode]
+    eager = steps[steps["backend"] == "torch"][config + ["peak_mem_mb"]].drop_duplicates(config, keep="last")
+    mem = steps[steps["backend"] != "torch"].merge(eager, on=config, suffixes=("", "_eager"))
+    mem = mem[(mem["peak_mem_mb"] > 0) & (mem["peak_mem_mb_eager"] > 0)]
+    mem = mem.assign(share=mem["peak_mem_mb"] / mem["peak_mem_mb_eager"])
+    roof = dl.dropna(subset=["pct_peak_flops"])
+    fig, axes = plt.subplots(1, 2 if len(roof) else 1, figsize=(14 if len(roof) else 8.5, 4.2), squeeze=False)
+    ax = axes[0, 0]
+    if len(mem):
+        # a geometric mean over the shapes at each depth: shares multiply, and 0.5 and 2 should average to 1
+        sns.lineplot(mem, x="depth", y="share", hue="backend", style="model", markers=True, ax=ax,
+                     estimator=lambda v: float(np.exp(np.mean(np.log(v)))), errorbar=None,
+                     **backend_palette(mem["backend"]))
+        _log_y(ax)
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.axhline(1.0, color="black", lw=1.0, ls="--")
+    ax.annotate("eager", (1.0, 1.0), xycoords=("axes fraction", "data"), xytext=(-4, 3), textcoords="offset points",
+                ha="right", fontsize=8)
+    ax.set(xlabel="depth (layers)", ylabel="peak memory ÷ eager's", title=f"peak memory of one {mode} step")
+    _depth_axis(ax, dl["depth"].unique())
+    caption = (f"Left: the peak memory a {mode} step adds (GPU: the allocator's peak; CPU: growth of the process's "
+               "peak RSS) over eager's at the same shape, a geometric mean over shapes; below the dashed line a "
+               "backend needs less than eager.")
+    what = "Memory"
+    if len(roof):
+        sns.lineplot(roof, x="width", y="pct_peak_flops", hue="backend", style="mode", markers=True,
+                     estimator="median", errorbar=None, ax=axes[0, 1], **backend_palette(roof["backend"]))
+        axes[0, 1].set(xscale="log", xlabel="width", ylabel="% of peak TFLOP/s", title="roofline share")
+        axes[0, 1].set_xticks(sorted(roof["width"].unique()), [str(w) for w in sorted(roof["width"].unique())])
+        axes[0, 1].xaxis.set_minor_locator(ticker.NullLocator())
+        sns.move_legend(axes[0, 1], "upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+        what = "Memory and roofline"
+        caption += (" Right: achieved TFLOP/s as a share of the device's peak for the row's dtype, against width "
+                    "(the median over depths, dtypes and batches): the narrow layers' launches leave the tensor "
+                    "cores idle, the wide ones' GEMMs fill them.")
+    else:
+        caption += " (The roofline share needs a GPU in the peak table.)"
+    fig.suptitle(f"{what}, {layer} layers — {label}")
+    fig.tight_layout()
+    return Figure(f"{what}, {layer} ({label})", fig, caption, f"memory-{layer}-{slug}")
+
+
 def throughput_figures(df: pd.DataFrame) -> list[Figure]:
     """Per device and layer kind: for each dtype, samples/s against depth and the speed-ups over eager; then
     memory (and the roofline share on a GPU in the peak table)."""
@@ -489,33 +536,7 @@ def throughput_figures(df: pd.DataFrame) -> list[Figure]:
                 out.append(_throughput_lines(dt, layer, dtype, label, slug, device_type, modes))
                 if (speed["dtype"] == dtype).any():
                     out.append(_speedup_maps(speed[speed["dtype"] == dtype], layer, dtype, label, slug))
-
-            roof = dl.dropna(subset=["pct_peak_flops"])
-            # the roofline share needs a GPU in the peak table: without it, the memory panel alone
-            fig, axes = plt.subplots(1, 2 if len(roof) else 1, figsize=(12 if len(roof) else 8.5, 4), squeeze=False)
-            axes = axes.flat
-            heaviest = modes[-1]  # memory of the mode that keeps the most alive
-            mem = dl[dl["mode"] == heaviest]
-            sns.lineplot(mem, x="depth", y="peak_mem_mb", hue="backend", style="model", markers=True, errorbar=None,
-                         ax=axes[0], **backend_palette(mem["backend"]))
-            axes[0].set(xlabel="depth (layers)", ylabel="peak memory (MB)", title=f"peak memory of one {heaviest} step")
-            _depth_axis(axes[0], dl["depth"].unique())
-            if not len(roof):  # one panel: its legend beside it, where it hides no line
-                sns.move_legend(axes[0], "upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
-            memory = ("Peak memory a step adds (GPU: allocator peak; CPU: growth of the process's peak RSS), mean over "
-                      "shapes.")
-            if len(roof):
-                sns.lineplot(roof, x="depth", y="pct_peak_flops", hue="backend", style="mode", markers=True,
-                             errorbar=None, ax=axes[1], **backend_palette(roof["backend"]))
-                axes[1].set(xlabel="depth (layers)", ylabel="% of peak TFLOP/s", title="roofline share")
-                _depth_axis(axes[1], roof["depth"].unique())
-                what, caption = "Memory and roofline", f"Left: {memory[0].lower()}{memory[1:]} Right: achieved " \
-                                                       "TFLOP/s as a share of the device's peak."
-            else:
-                what, caption = "Memory", memory + " (The roofline share needs a GPU in the peak table.)"
-            fig.suptitle(f"{what}, {layer} layers — {label}")
-            fig.tight_layout()
-            out.append(Figure(f"{what}, {layer} ({label})", fig, caption, f"memory-{layer}-{slug}"))
+            out.append(_memory_figure(dl, layer, label, slug, modes[-1]))
     return out
 
 
@@ -594,7 +615,17 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
         modes = [m for m in STACK_TARGETS if m in times.index.get_level_values("mode")]
         if "triton-stack" not in times or not baselines or not modes:
             continue
-        fig, axes = plt.subplots(1, len(modes), figsize=(6.2 * len(modes), 4.2), squeeze=False)
+        # the shapes the stack ran (a shape past its width has baselines alone), width by width, bf16 first
+        ran = times["triton-stack"].dropna().index
+        ran = sorted(ran, key=lambda k: (MODES.index(k[0]), k[1], (DTYPE_ORDER + (k[2],)).index(k[2])))
+        times, fastest, slowest = (v.reindex(pd.MultiIndex.from_tuples(ran, names=v.index.names))
+                                   for v in (times, fastest, slowest))
+        # a panel per mode, side by side while few shapes share a panel, one above the other past that
+        most = max(len(times.loc[m]) for m in modes) * len(baselines)
+        wide = most > 9
+        panel = (max(6.2, 1.2 + 0.5 * most), 4.2)
+        fig, axes = plt.subplots(len(modes) if wide else 1, 1 if wide else len(modes), squeeze=False,
+                                 figsize=(panel[0], panel[1] * len(modes)) if wide else (panel[0] * len(modes), panel[1]))
         for ax, mode in zip(axes.flat, modes):
             t = times.loc[mode]
             shapes = [f"width {w}\n{dt}" for w, dt in t.index]
@@ -633,7 +664,7 @@ def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) 
             ax.set(title=mode, ylabel="speed-up of the depth-fused stack")
         handles, labels = axes.flat[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
-        fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+        fig.tight_layout(rect=(0, 0.08 / axes.shape[0], 1, 1 - 0.08 / axes.shape[0]))
         fig.suptitle(f"The depth-fused stack at its targets: depth {depth}, batch {batch} — {label}")
         out.append(Figure(f"Depth-fused stack against its targets ({label})", fig,
                           f"How many times faster one step of a {depth}-layer stack runs fused (triton-stack) than "

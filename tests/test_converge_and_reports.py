@@ -441,6 +441,7 @@ def test_compile_check_results_make_a_claim_and_a_table_of_kernels(tmp_path):
     md = (tmp_path / "report" / "report.md").read_text()
     assert "href='#compile-check'" in page.read_text() and "](#compile-check)" in md and "| 3.9.0 | _bwd |" in md
 
+
 def test_the_memory_figure_draws_a_roofline_panel_only_where_there_is_a_roofline(tmp_path):
     from highway.reports.figures import report_style, throughput_figures
 
@@ -452,6 +453,24 @@ def test_the_memory_figure_draws_a_roofline_panel_only_where_there_is_a_roofline
     assert len(on_cpu.fig.axes) == 1 and on_cpu.title.startswith("Memory,") and "needs a GPU" in on_cpu.caption
     assert len(on_gpu.fig.axes) == 2 and on_gpu.title.startswith("Memory and roofline")
     assert on_gpu.fig.axes[1].get_ylabel() == "% of peak TFLOP/s"
+
+
+def test_memory_is_a_share_of_eagers_at_the_same_shape_averaged_geometrically():
+    from highway.reports.figures import report_style, throughput_figures
+
+    # the stack needs half of eager's at width 50 and twice at width 8192 (made up): 1 on average, where
+    # megabytes averaged would follow width 8192's alone
+    share = {50: 0.5, 8192: 2.0}
+    rows = [dict(model="highway", layer="dense", depth=depth, width=width, dtype="bf16", batch=128, mode="train",
+                 spatial=1, backend=backend, status="ok", median_ms=1.0, p20_ms=1.0, p80_ms=1.0, samples_per_s=1.0,
+                 peak_mem_mb=width * depth * (share[width] if backend == "triton" else 1.0), pct_peak_flops=np.nan,
+                 speedup_vs_torch=np.nan,
+                 device="CPU: test", device_type="cpu")
+            for depth in (1, 10) for width in share for backend in ("torch", "triton")]
+    with report_style():
+        (memory,) = [f for f in throughput_figures(pd.DataFrame(rows)) if f.slug.startswith("memory")]
+    (line,) = [ln for ln in memory.fig.axes[0].get_lines() if list(ln.get_xdata()) == [1, 10]]  # triton's
+    assert np.allclose(line.get_ydata(), 1.0) and "over eager's at the same shape" in memory.caption
 
 
 def test_every_backend_keeps_one_colour_of_its_own_across_figures(tmp_path):
@@ -482,10 +501,13 @@ def test_the_stacks_targets_are_drawn_as_bars_against_their_lines_from_gpu_rows_
                  device_type="cuda")
             for width in (50, 128) for mode in ("fwd", "train")
             for backend, ms in (("torch", 100.0), ("compile-layers-cudagraphs", 20.0), ("triton-stack", 4.0))]
+    # a width past the stack's, its baselines timed in another block: no group of bars without the stack
+    rows += [dict(rows[0], width=1024, backend=backend) for backend in ("torch", "compile-layers-cudagraphs")]
     df = pd.DataFrame(rows)
     with report_style():
         (figure,) = stack_target_figures(df)
         fwd, train = figure.fig.axes
+        assert [t.get_text() for t in fwd.get_xticklabels()] == ["width 50\nbf16", "width 128\nbf16"]
         assert [fwd.get_title(), train.get_title()] == ["fwd", "train"]
         heights = sorted(round(b.get_height(), 6) for b in fwd.patches)
         assert heights == [5.0, 5.0, 25.0, 25.0]  # eager ÷ stack and graphs ÷ stack, at two widths

@@ -143,8 +143,12 @@ def _by_dtype(d: pd.DataFrame):
 
 
 def _shape(d: pd.DataFrame) -> list[str]:
-    """Each row's shape as a panel names it: width and batch (a figure holds one dtype)."""
-    return [f"width {w}, batch {b}" for w, b in zip(d["width"], d["batch"])]
+    """Each row's shape as a panel names it: width (a conv layer's channels and image side) and batch (a figure
+    holds one dtype)."""
+    conv = d["layer"] == "conv" if "layer" in d else pd.Series(False, index=d.index)
+    side = d["spatial"] if "spatial" in d else pd.Series(0, index=d.index)
+    return [f"{w} channels, {int(s)}×{int(s)}, batch {b}" if c else f"width {w}, batch {b}"
+            for w, b, c, s in zip(d["width"], d["batch"], conv, side)]
 
 
 def _mark_empty(g, d: pd.DataFrame):
@@ -459,7 +463,7 @@ def _speedup_maps(sd: pd.DataFrame, layer: str, dtype: str, label: str, slug: st
         sns.heatmap(np.log2(grid.astype(float)), annot=np.where(unsure, "~", "") + values, fmt="", cmap="RdBu",
                     center=0.0, vmin=-SPEEDUP_LOG2_RANGE, vmax=SPEEDUP_LOG2_RANGE, ax=ax, cbar=False,
                     annot_kws={"fontsize": 9})
-        ax.set(title=f"{model} · {backend} · {mode}", ylabel="width (batch)")
+        ax.set(title=f"{model} · {backend} · {mode}", ylabel=f"{'channels' if layer == 'conv' else 'width'} (batch)")
         ax.title.set_fontsize(10)
     for ax in axes.flat[len(keys):]:
         ax.axis("off")

@@ -108,7 +108,7 @@ class _PlainLogFormatter(ticker.LogFormatter):
         return _plain_number(x)
 
 
-def _log_y(axes, axis="y"):
+def _log_scale(axes, axis="y"):
     """Log-scaled y (or x) axes labelled in plain numbers (200, 60, 10k, 0.01) rather than 2×10², 6×10¹, 10⁴,
     10⁻²: the decades, and within a range under one decade a few steps between them too."""
     for ax in np.ravel(axes):
@@ -205,7 +205,7 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
                              ax=ax, marker="o", markersize=4, legend=False)
                 ax.set(title=f"{arm}{f', width {widths}' if widths else ''}: {title}", xlabel="epoch",
                        ylabel="training cross-entropy")
-                _log_y(ax)
+                _log_scale(ax)
                 ax.xaxis.get_major_locator().set_params(integer=True)
         # every depth in the legend, whichever net and panel ran it
         axes[0, -1].legend([Line2D([], [], color=palette[k], marker="o", markersize=4) for k in depths],
@@ -235,7 +235,7 @@ def convergence_figures(df: pd.DataFrame) -> list[Figure]:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, fontsize=9)
         ax.set(xlabel="depth (hidden layers)", ylabel="final training cross-entropy",
                title=f"Final training loss against depth ({dataset})")
-        _log_y(ax)
+        _log_scale(ax)
         _depth_axis(ax, depths)
         fig.tight_layout()
         out.append(Figure(f"Final loss against depth: study '{study}' ({dataset})", fig,
@@ -267,7 +267,7 @@ def gate_bias_figures(df: pd.DataFrame) -> list[Figure]:
             ax.scatter([r.depth], [ok["train_loss"].max() * 1.3], marker="x", color=palette.get(r.arm, "k"), s=60)
         ax.set(xlabel="depth (hidden layers)", ylabel=f"training cross-entropy after epoch {epoch}",
                title=f"Transform-gate bias rules against depth ({dataset}, study '{study}')")
-        _log_y(ax)
+        _log_scale(ax)
         _depth_axis(ax, sorted(rows["depth"].unique()))
         chance = chance_loss(arms)
         if chance is not None:
@@ -300,8 +300,8 @@ def carry_figures(carry: pd.DataFrame) -> list[Figure]:
             sel = d[d["gate_rule"] == rule]
             sns.lineplot(sel, x="layer", y="carried", hue="depth", hue_order=depths, palette=palette, ax=ax,
                          errorbar=None, legend=False)
-            _log_y(ax)
-            _log_y(ax, axis="x")
+            _log_scale(ax)
+            _log_scale(ax, axis="x")
             ax.set(ylim=(bottom, 1.5), xlabel="highway layer", ylabel="input fraction carried to this layer",
                    title="gate bias drawn by the search (trial 0)" if rule == GATE_SEARCH else f"gate bias: {rule}")
             ax.axhline(0.5, ls=":", color="gray")
@@ -389,7 +389,7 @@ def gate_figures(analysis) -> list[Figure]:
         if spread <= 3:  # from zero, so that a change of a few percent looks like one
             ax.set_ylim(0, 1.15 * max(les["train_loss"].max(), base))
         else:
-            _log_y(ax)
+            _log_scale(ax)
         ax.legend()
         fig.tight_layout()
         out.append(Figure(f"Lesions of {name}", fig, "Training loss with all transform gates of one layer closed "
@@ -407,7 +407,7 @@ def _throughput_lines(dt: pd.DataFrame, layer: str, dtype: str, label: str, slug
     g = sns.relplot(dt, x="depth", y="samples_per_s", hue="backend", style="model", col="mode", col_order=modes,
                     row="shape", kind="line", markers=True, height=3.4, aspect=1.35, errorbar=None,
                     facet_kws=dict(sharey=False), **colors)
-    _log_y(g.axes)
+    _log_scale(g.axes)
     g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
     noisy = dt[dt["noisy"].fillna(False).astype(bool)] if "noisy" in dt else dt.iloc[:0]
     spread = dt.assign(slowest=dt["batch"] / (dt["p80_ms"] * 1e-3), fastest=dt["batch"] / (dt["p20_ms"] * 1e-3))
@@ -496,7 +496,7 @@ def _memory_figure(dl: pd.DataFrame, layer: str, label: str, slug: str, mode: st
         sns.lineplot(mem, x="depth", y="share", hue="backend", style="model", markers=True, ax=ax,
                      estimator=lambda v: float(np.exp(np.mean(np.log(v)))), errorbar=None,
                      **backend_palette(mem["backend"]))
-        _log_y(ax)
+        _log_scale(ax)
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.axhline(1.0, color="black", lw=1.0, ls="--")
     ax.annotate("eager", (1.0, 1.0), xycoords=("axes fraction", "data"), xytext=(-4, 3), textcoords="offset points",
@@ -595,7 +595,7 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
                          slowest=1e3 * d["p80_ms"] / d["depth"])
             g = _against_depth(d, "us_per_layer", "µs per layer", f"Time per layer against depth, {dtype} — {label}",
                                band=("fastest", "slowest"))
-            _log_y(g.axes)
+            _log_scale(g.axes)
             out.append(Figure(f"Time per layer, {dtype} ({label})", g.figure,
                               "Median time of a stack divided by its depth, per backend; the shaded band spans the "
                               "slowest and the fastest fifth of the calls. Per-layer backends flatten at "
@@ -701,7 +701,7 @@ def precision_figures(df: pd.DataFrame) -> list[Figure]:
             continue
         g = _against_depth(ratio, "tf32_speedup", "IEEE time ÷ TF32 time",
                            f"What TF32 buys over IEEE fp32 — {label}", band=("low", "high"))
-        _log_y(g.axes)
+        _log_scale(g.axes)
         for ax in g.axes.flat:
             ax.axhline(1.0, color="0.4", linewidth=0.8, linestyle="--")
         out.append(Figure(f"TF32 against IEEE fp32 ({label})", g.figure,
@@ -722,7 +722,7 @@ def kernel_count_figures(df: pd.DataFrame) -> list[Figure]:
     for label, slug, _, d in _by_device(_dense_highway(df, "kernels_per_step")):
         g = _against_depth(d, "kernels_per_step", "GPU kernels per step", f"Kernels per step against depth — {label}",
                            by_shape=False, estimator="max")
-        _log_y(g.axes)
+        _log_scale(g.axes)
         out.append(Figure(f"Kernels per step ({label})", g.figure,
                           "GPU kernels one step runs (torch.profiler; the most over widths and dtypes), per backend. "
                           "Per-layer backends grow with depth; the depth-fused stack stays flat. Under CUDA graphs "
@@ -815,7 +815,7 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
             for ax in (ax_rate, ax_speed):
                 ax.set_xticks(sizes, labels=sizes, rotation=45 if crowded else 0)
                 ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-            _log_y(ax_rate)  # rates within one decade get no major tick on a log axis: the steps between labelled
+            _log_scale(ax_rate)  # rates within one decade get no major tick on a log axis: the steps between labelled
         fig.suptitle(f"Population training: P trials at once against one after another — {label}")
         fig.tight_layout()
         out.append(Figure(f"Population training ({label})", fig,

@@ -13,8 +13,8 @@ from PIL import Image
 from highway.bench.cli.campaign import POPULATION_BLOCK, THROUGHPUT_BLOCKS
 from highway.bench.harness.sweep import expand
 from highway.bench.schema import POPULATION_COLUMNS, THROUGHPUT_COLUMNS
-from highway.reports.loading import load_results
 from highway.reports.claims import claims_table
+from highway.reports.loading import load_results
 from highway.reports.render import build_report
 
 GPU = dict(device="NVIDIA H200", device_type="cuda", commit="rehearsal", run_id="r", host="gpu")

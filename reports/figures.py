@@ -469,6 +469,11 @@ def _speedup_maps(sd: pd.DataFrame, layer: str, dtype: str, label: str, slug: st
         ax.axis("off")
     fig.suptitle(f"Speed-up over eager PyTorch, {layer} layers, {dtype} — {label}")
     fig.tight_layout()
+    # one key for every panel, in speed-ups rather than their logarithms
+    ticks = range(-SPEEDUP_LOG2_RANGE, SPEEDUP_LOG2_RANGE + 1, 2)
+    bar = fig.colorbar(axes.flat[0].collections[0], ax=axes, fraction=0.02, pad=0.02, ticks=list(ticks))
+    bar.ax.set_yticklabels([f"{2.0 ** t:g}x" if t >= 0 else f"1/{2 ** -t}x" for t in ticks])
+    bar.set_label("speed-up over eager")
     span = 2 ** SPEEDUP_LOG2_RANGE
     return Figure(f"Speed-ups, {layer}, {dtype} ({label})", fig,
                   "Eager time ÷ backend time for the same configuration: blue is faster than eager, red slower, on "

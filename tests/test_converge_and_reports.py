@@ -599,13 +599,15 @@ def test_throughput_figures_come_a_dtype_at_a_time_and_colour_speed_ups_by_their
     assert said == ["width 128, batch 128 | train"]
     # colours by log2: 16x is the scale's end, 4x halfway, the same distance from 1 as 1/4x would be
     maps = lines["speedup-dense-NVIDIA-H200-bf16"]
-    mesh = {ax.get_title(): ax.collections[0] for ax in maps.fig.axes if ax.collections}
+    mesh = {ax.get_title(): ax.collections[0] for ax in maps.fig.axes if ax.collections and ax.get_title()}
     assert set(mesh) == {"highway · triton · fwd", "highway · triton · train", "highway · triton-stack · fwd",
                          "highway · triton-stack · train"}
     assert np.allclose(mesh["highway · triton-stack · fwd"].get_array().compressed(), np.log2(16))
     assert np.allclose(mesh["highway · triton · fwd"].get_array().compressed(), np.log2(4))
     assert mesh["highway · triton · fwd"].norm.vmax == SPEEDUP_LOG2_RANGE == -mesh["highway · triton · fwd"].norm.vmin
     assert "logarithmic" in maps.caption
+    key = maps.fig.axes[-1]  # the colour bar, read in speed-ups
+    assert [t.get_text() for t in key.get_yticklabels()] == ["1/16x", "1/4x", "1x", "4x", "16x"]
 
 
 def test_a_report_redrawn_into_its_folder_drops_the_figures_it_no_longer_draws(tmp_path):

@@ -262,9 +262,18 @@ def gate_bias_figures(df: pd.DataFrame) -> list[Figure]:
         failed = failed.merge(ok[["arm", "depth"]], how="left", indicator=True).query("_merge == 'left_only'")
         fig, ax = plt.subplots(figsize=(8.5, 4.8))
         palette = arm_palette(ok["arm"].unique())
-        sns.lineplot(ok, x="depth", y="train_loss", hue="arm", palette=palette, marker="o", ax=ax)
+        # a line per arm over the depths it ran, broken where every run of it diverged: no line through a
+        # depth that has no loss, and an x there above the rest
+        depths = sorted(rows["depth"].unique())
+        for arm, color in palette.items():
+            loss = ok[ok["arm"] == arm].set_index("depth")["train_loss"]
+            ran = rows.loc[rows["arm"] == arm, "depth"].unique()
+            ax.plot([k for k in depths if k in ran], [loss.get(k, np.nan) for k in depths if k in ran], marker="o",
+                    color=color, label=arm)
         for r in failed.itertuples():
-            ax.scatter([r.depth], [ok["train_loss"].max() * 1.3], marker="x", color=palette.get(r.arm, "k"), s=60)
+            ax.scatter([r.depth], [ok["train_loss"].max() * 1.3], marker="x", color=palette.get(r.arm, "k"), s=60,
+                       label="every run diverged" if r.Index == failed.index[0] else None)
+        ax.legend()
         ax.set(xlabel="depth (hidden layers)", ylabel=f"training cross-entropy after epoch {epoch}",
                title=f"Transform-gate bias rules against depth ({dataset}, study '{study}')")
         _log_scale(ax)
@@ -276,8 +285,9 @@ def gate_bias_figures(df: pd.DataFrame) -> list[Figure]:
         fig.tight_layout()
         out.append(Figure(f"Gate-bias rules against depth: study '{study}' ({dataset})", fig,
                           f"Training loss after {epoch} epochs with one fixed learning rate and momentum. The dotted "
-                          "line is chance (ln of the number of classes); an x marks a depth where every run of that arm diverged. The random search's best is at "
-                          "the same epoch, where it ran.", f"gate-bias-{study}"))
+                          "line is chance (ln of the number of classes); an x marks a depth where every run of that "
+                          "arm diverged, and its line breaks there. The random search's best is at the same epoch, "
+                          "where it ran.", f"gate-bias-{study}"))
     return out
 
 

@@ -366,6 +366,24 @@ def test_figures_speak_plainly(tmp_path):
     assert dict(matplotlib.rcParams) == before  # the report's style does not leak
 
 
+def test_the_gate_bias_figure_breaks_a_line_where_every_run_diverged():
+    from highway.reports.figures import gate_bias_figures, report_style
+
+    loss = {("none", 10): 0.6, ("none", 50): 1.5, ("none", 100): 2.3,
+            ("-2", 10): 0.5, ("-2", 50): np.nan, ("-2", 100): 2.3, ("auto", 10): 0.45, ("auto", 50): 0.5, ("auto", 100): 0.5}
+    rows = [dict(study="g", dataset="digits", model="plain" if rule == "none" else "highway", gate_rule=rule, depth=depth,
+                 trial=0, epoch=2, train_loss=value, status="diverged" if np.isnan(value) else "ok", num_classes=10)
+            for (rule, depth), value in loss.items()]
+    with report_style():
+        (figure,) = gate_bias_figures(pd.DataFrame(rows))
+    ax = figure.fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    fixed = lines["highway (gate bias -2)"]
+    assert list(fixed.get_xdata()) == [10, 50, 100] and np.isnan(fixed.get_ydata()[1])  # no line through 50
+    assert not np.isnan(lines["highway (gate bias auto)"].get_ydata()).any()
+    assert "every run diverged" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_carry_figure_scales_to_its_curves():
     from highway.reports.figures import CARRY_FLOOR, carry_figures, report_style
 

@@ -440,15 +440,18 @@ def _throughput_lines(dt: pd.DataFrame, layer: str, dtype: str, label: str, slug
                   + _cpu_note(dt, device_type), f"throughput-{layer}-{slug}-{dtype}")
 
 
+def _beside_eager(rows: pd.DataFrame, columns: list, how: str = "inner") -> pd.DataFrame:
+    """The non-eager rows of `rows`, each with eager's `columns` at the same configuration, suffixed `_eager`."""
+    config = [k for k in THROUGHPUT_KEYS if k != "backend"]
+    eager = rows[rows["backend"] == "torch"][config + columns].drop_duplicates(config, keep="last")
+    return rows[rows["backend"] != "torch"].merge(eager, on=config, how=how, suffixes=("", "_eager"))
+
+
 def _speedups(dl: pd.DataFrame) -> pd.DataFrame:
     """Every non-eager row with a speed-up over eager, and `unsure` where the calls' fifths put it on both
     sides of 1 (eager's fastest against the backend's slowest, and the other way round): a speed-up this run
     cannot tell from eager's."""
-    speed = dl.dropna(subset=["speedup_vs_torch"])
-    speed = speed[speed["backend"] != "torch"]
-    config = [k for k in THROUGHPUT_KEYS if k != "backend"]
-    eager = dl[dl["backend"] == "torch"][config + ["p20_ms", "p80_ms"]].drop_duplicates(config, keep="last")
-    speed = speed.merge(eager, on=config, how="left", suffixes=("", "_eager"))
+    speed = _beside_eager(dl, ["p20_ms", "p80_ms"], how="left").dropna(subset=["speedup_vs_torch"])
     return speed.assign(unsure=straddles(*ratio_range(speed["p20_ms_eager"], speed["p80_ms_eager"],
                                                       speed["p20_ms"], speed["p80_ms"]), 1.0))
 
@@ -497,10 +500,7 @@ def _memory_figure(dl: pd.DataFrame, layer: str, label: str, slug: str, mode: st
     """Peak memory of a `mode` step against depth as a share of eager's at the same shape (which averages over
     shapes, where megabytes of width 50 and 8192 would not), and on a GPU in the peak table the roofline share
     against width."""
-    config = [k for k in THROUGHPUT_KEYS if k != "backend"]
-    steps = dl[dl["mode"] == mode]
-    eager = steps[steps["backend"] == "torch"][config + ["peak_mem_mb"]].drop_duplicates(config, keep="last")
-    mem = steps[steps["backend"] != "torch"].merge(eager, on=config, suffixes=("", "_eager"))
+    mem = _beside_eager(dl[dl["mode"] == mode], ["peak_mem_mb"])
     mem = mem[(mem["peak_mem_mb"] > 0) & (mem["peak_mem_mb_eager"] > 0)]
     mem = mem.assign(share=mem["peak_mem_mb"] / mem["peak_mem_mb_eager"])
     roof = dl.dropna(subset=["pct_peak_flops"])

@@ -9,10 +9,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from highway.reports.claims import NOT_TESTED, claims_table
-from highway.reports.figures import carry_figures, convergence_figures, gate_bias_figures, gate_figures, \
-    kernel_count_figures, per_layer_figures, population_figures, precision_figures, report_style, \
-    stack_target_figures, throughput_figures, weight_streaming_figures
+from highway.reports.figure_style import report_style
+from highway.reports.harness_figures import kernel_count_figures, per_layer_figures, population_figures, \
+    precision_figures, stack_target_figures, throughput_figures, weight_streaming_figures
 from highway.reports.loading import load_results
+from highway.reports.study_figures import carry_figures, convergence_figures, gate_bias_figures, gate_figures
 from highway.reports.summaries import compile_summary
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}

@@ -677,7 +677,8 @@ POPULATION_TINY = dict(model=["highway", "plain"], depth=[3], width=[8], dtype=[
 def test_the_population_axis_times_both_arrangements_side_by_side(tmp_path, capsys):
     from highway.bench.harness.population_sweep import population_sweep, population_table
     from highway.reports.claims import population_claims
-    from highway.reports.figures import population_figures, report_style
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import population_figures
     from highway.reports.loading import load_results
 
     df = population_sweep(tmp_path, progress=False, device="cpu", **POPULATION_TINY)

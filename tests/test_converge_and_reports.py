@@ -150,8 +150,9 @@ def test_a_net_is_analysed_on_the_images_it_was_trained_on(tmp_path):
 
 def test_the_per_class_gates_name_the_classes_where_the_data_set_is_known(tmp_path):
     from highway.bench.study.datasets import ImageData, class_names
-    from highway.reports.figures import gate_figures, report_style
+    from highway.reports.figure_style import report_style
     from highway.reports.loading import Analysis
+    from highway.reports.study_figures import gate_figures
 
     def data(name, classes):
         images, labels = torch.zeros(1, 1, 2, 2), torch.zeros(1)
@@ -326,8 +327,9 @@ def test_compare_ignores_a_change_within_the_runs_spread(tmp_path):
 def test_figures_speak_plainly(tmp_path):
     import matplotlib
 
-    from highway.reports.figures import convergence_figures, gate_figures, per_layer_figures, report_style, \
-        throughput_figures
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import per_layer_figures, throughput_figures
+    from highway.reports.study_figures import convergence_figures, gate_figures
 
     before = dict(matplotlib.rcParams)
     data = load_results([fixture_results(tmp_path)])
@@ -367,7 +369,8 @@ def test_figures_speak_plainly(tmp_path):
 
 
 def test_the_gate_bias_figure_breaks_a_line_where_every_run_diverged():
-    from highway.reports.figures import gate_bias_figures, report_style
+    from highway.reports.figure_style import report_style
+    from highway.reports.study_figures import gate_bias_figures
 
     loss = {("none", 10): 0.6, ("none", 50): 1.5, ("none", 100): 2.3,
             ("-2", 10): 0.5, ("-2", 50): np.nan, ("-2", 100): 2.3, ("auto", 10): 0.45, ("auto", 50): 0.5, ("auto", 100): 0.5}
@@ -385,7 +388,8 @@ def test_the_gate_bias_figure_breaks_a_line_where_every_run_diverged():
 
 
 def test_carry_figure_scales_to_its_curves():
-    from highway.reports.figures import CARRY_FLOOR, carry_figures, report_style
+    from highway.reports.figure_style import report_style
+    from highway.reports.study_figures import CARRY_FLOOR, carry_figures
 
     def rows(rule, keep):  # each layer carries `keep` of what reached it
         return [dict(study="s", dataset="digits", gate_rule=rule, depth=depth, layer=layer, gate_bias=-1.0,
@@ -461,7 +465,8 @@ def test_compile_check_results_make_a_claim_and_a_table_of_kernels(tmp_path):
 
 
 def test_the_memory_figure_draws_a_roofline_panel_only_where_there_is_a_roofline(tmp_path):
-    from highway.reports.figures import report_style, throughput_figures
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import throughput_figures
 
     cpu = load_results([fixture_results(tmp_path)]).throughput
     gpu = cpu.assign(device="NVIDIA H200", device_type="cuda", pct_peak_flops=1.5)
@@ -474,7 +479,8 @@ def test_the_memory_figure_draws_a_roofline_panel_only_where_there_is_a_roofline
 
 
 def test_memory_is_a_share_of_eagers_at_the_same_shape_averaged_geometrically():
-    from highway.reports.figures import report_style, throughput_figures
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import throughput_figures
 
     # the stack needs half of eager's at width 50 and twice at width 8192 (made up): 1 on average, where
     # megabytes averaged would follow width 8192's alone
@@ -495,7 +501,8 @@ def test_every_backend_keeps_one_colour_of_its_own_across_figures(tmp_path):
     import matplotlib
 
     from highway.bench.harness.backends import BACKENDS
-    from highway.reports.figures import BACKEND_COLORS, backend_palette, per_layer_figures, report_style
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import BACKEND_COLORS, backend_palette, per_layer_figures
 
     assert set(BACKENDS) <= set(BACKEND_COLORS)  # a new backend needs a colour here
     assert len(set(BACKEND_COLORS.values())) == len(BACKEND_COLORS)
@@ -512,7 +519,8 @@ def test_every_backend_keeps_one_colour_of_its_own_across_figures(tmp_path):
 
 
 def test_the_stacks_targets_are_drawn_as_bars_against_their_lines_from_gpu_rows_only():
-    from highway.reports.figures import report_style, stack_target_figures
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import stack_target_figures
 
     rows = [dict(model="highway", layer="dense", depth=1000, width=width, dtype="bf16", batch=128, mode=mode,
                  backend=backend, status="ok", median_ms=ms * (2 if mode == "train" else 1), device="NVIDIA H200",
@@ -542,7 +550,8 @@ def test_the_stacks_targets_are_drawn_as_bars_against_their_lines_from_gpu_rows_
 
 
 def test_weight_streaming_is_a_share_of_peak_bandwidth_on_a_known_gpu_and_gb_per_s_elsewhere(tmp_path):
-    from highway.reports.figures import report_style, weight_streaming_figures
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import weight_streaming_figures
 
     cpu = load_results([fixture_results(tmp_path)]).throughput
     gpu = cpu.assign(device="NVIDIA H100 80GB HBM3", device_type="cuda", pct_peak_bw_weights=cpu["depth"] * 5.0)
@@ -560,7 +569,8 @@ def test_weight_streaming_is_a_share_of_peak_bandwidth_on_a_known_gpu_and_gb_per
 
 
 def test_a_depth_seen_once_is_still_a_visible_point(tmp_path):
-    from highway.reports.figures import per_layer_figures, report_style, weight_streaming_figures
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import per_layer_figures, weight_streaming_figures
 
     df = load_results([fixture_results(tmp_path)]).throughput
     lone = df[(df["backend"] == "torch") & (df["status"] == "ok")].iloc[[0]].assign(backend="triton-stack")
@@ -584,7 +594,8 @@ def _spanned(bands, x, low, high) -> bool:
 
 
 def test_throughput_figures_come_a_dtype_at_a_time_and_colour_speed_ups_by_their_log():
-    from highway.reports.figures import SPEEDUP_LOG2_RANGE, per_layer_figures, report_style, throughput_figures
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import SPEEDUP_LOG2_RANGE, per_layer_figures, throughput_figures
 
     # a GPU campaign's variety in miniature: two dtypes; bf16 trains at width 128 and fp32 does not
     rows = [dict(model="highway", layer="dense", depth=depth, width=width, dtype=dtype, batch=128, mode=mode,
@@ -638,7 +649,8 @@ def test_a_report_redrawn_into_its_folder_drops_the_figures_it_no_longer_draws(t
 
 
 def test_timing_figures_shade_the_spread_of_the_calls(tmp_path):
-    from highway.reports.figures import per_layer_figures, population_figures, precision_figures, report_style, \
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import per_layer_figures, population_figures, precision_figures, \
         stack_target_figures, throughput_figures
 
     df = load_results([fixture_results(tmp_path)]).throughput
@@ -698,7 +710,8 @@ def test_timing_figures_shade_the_spread_of_the_calls(tmp_path):
     assert _spanned(_bands(precision.fig.axes[0]), 100, 3 * 0.9 / 1.5, 3 * 1.5 / 0.9)  # IEEE over TF32
 
 def test_kernels_per_step_are_drawn_for_gpu_rows_only(tmp_path):
-    from highway.reports.figures import kernel_count_figures, report_style
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import kernel_count_figures
 
     cpu = load_results([fixture_results(tmp_path)]).throughput
     assert kernel_count_figures(cpu) == []  # NaN on a CPU: nothing to draw
@@ -710,7 +723,8 @@ def test_kernels_per_step_are_drawn_for_gpu_rows_only(tmp_path):
 
 
 def test_tf32_against_ieee_is_drawn_where_a_gpu_ran_both(tmp_path):
-    from highway.reports.figures import precision_figures, report_style
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import precision_figures
 
     rows = [dict(model="highway", layer="dense", depth=depth, width=width, dtype=dtype, batch=128, mode="train",
                  backend=backend, status="ok", median_ms=depth * (3.0 if dtype == "fp32" else 1.0),

@@ -1,40 +1,20 @@
-"""The report's figures, each from a results table, never from typed-in numbers. Every function returns
-a list of `Figure(title, fig, caption)`, empty when the data for it is missing. Throughput figures are
-drawn per device, so CPU and GPU numbers never share a panel.
-
-Importing this module changes no matplotlib or seaborn setting: figures are drawn inside `report_style()`,
-which applies the report's theme for as long as the `with` block lasts. With no display, matplotlib
-draws off screen by itself.
+"""The throughput harness's figures: samples/s and speed-ups against depth, memory, time per layer, the
+depth-fused stack against its targets, TF32 against IEEE, kernels per step, weight streaming, and population
+training against one by one. Every function returns a list of `Figure`, drawn from a results table and never
+from typed-in numbers, and empty when the data for it is missing. Figures are drawn per device, so that CPU
+and GPU numbers never share a panel, and per dtype, so that no panel averages bf16 into fp32.
 """
-import contextlib
-from dataclasses import dataclass
-
 import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib import ticker
-from matplotlib.lines import Line2D
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from highway.bench.schema import GATE_AUTO, GATE_SEARCH, MODES, STATUS_OK, THROUGHPUT_KEYS
+from highway.bench.schema import MODES, STATUS_OK, THROUGHPUT_KEYS
 from highway.reports.claims import POPULATION_TARGETS, STACK_BASELINES, STACK_TARGETS
-from highway.reports.summaries import TOP, arm_names, best_runs, chance_loss, ratio_range, straddles
-
-MODEL_COLORS = {"plain": "#d55e00", "highway": "#0072b2"}
-CARRY_FLOOR = 1e-12  # the carry figure's y axis goes no lower
-
-
-@contextlib.contextmanager
-def report_style():
-    """The report's look (seaborn's whitegrid theme, colour-blind palette), restored on exit."""
-    theme = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook"),
-             "axes.prop_cycle": matplotlib.cycler(color=sns.color_palette("colorblind")),
-             # a report draws all its figures before it saves (and closes) each: two dozen open is expected
-             "figure.max_open_warning": 0}
-    with matplotlib.rc_context(theme):
-        yield
-
+from highway.reports.figure_style import Figure, depth_axis, log_scale
+from highway.reports.summaries import ratio_range, straddles
 
 # One colour per throughput backend in every figure, by family: eager black; the compiler blues; the per-layer
 # kernels orange; the depth-fused stack greens; the bare GEMM grey. Listed in the order legends show them.
@@ -54,20 +34,6 @@ def backend_palette(backends) -> dict:
     return dict(hue_order=order, palette={b: BACKEND_COLORS.get(b) or next(extra) for b in order})
 
 
-def arm_palette(arms) -> dict:
-    """plain orange, searched highway blue, other highway arms (fixed or auto gate bias) in further colours."""
-    extra = iter(["#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#999999"])
-    return {a: MODEL_COLORS.get(a) or next(extra) for a in sorted(arms, key=lambda a: (a != "plain", a))}
-
-
-@dataclass
-class Figure:
-    title: str
-    fig: plt.Figure
-    caption: str
-    slug: str
-
-
 def _device_label(device: str, device_type: str) -> str:
     return f"{device} (CPU numbers)" if device_type == "cpu" else f"{device} (GPU)"
 
@@ -85,37 +51,6 @@ def _cpu_note(d: pd.DataFrame, device_type: str) -> str:
     threads = sorted(int(t) for t in d["threads"].dropna().unique()) if "threads" in d else []
     on = f" on {'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''}" if threads else ""
     return f" Timed{on}: these compare backends on this machine and say nothing about a GPU."
-
-
-def _depth_axis(ax, depths):
-    ax.set_xscale("log")
-    ax.set_xticks(sorted(depths), [str(d) for d in sorted(depths)])
-    ax.xaxis.set_minor_locator(ticker.NullLocator())  # the depths alone; the y axis keeps its minor ticks
-
-
-def _plain_number(value: float) -> str:
-    """200, 60, 0.5, 10k, 1M: how a person writes a time or a rate on an axis."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:g}{suffix}"
-    return f"{value:g}"
-
-
-class _PlainLogFormatter(ticker.LogFormatter):
-    """matplotlib's choice of which log ticks to label, each label written as `_plain_number` writes it."""
-
-    def _num_to_string(self, x, vmin, vmax):
-        return _plain_number(x)
-
-
-def _log_scale(axes, axis="y"):
-    """Log-scaled y (or x) axes labelled in plain numbers (200, 60, 10k, 0.01) rather than 2×10², 6×10¹, 10⁴,
-    10⁻²: the decades, and within a range under one decade a few steps between them too."""
-    for ax in np.ravel(axes):
-        getattr(ax, f"set_{axis}scale")("log")
-        scale = getattr(ax, f"{axis}axis")
-        scale.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
-        scale.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def _spread_band(ax, rows: pd.DataFrame, x: str, lo: str, hi: str, palette: dict, by="backend"):
@@ -162,251 +97,6 @@ def _mark_empty(g, d: pd.DataFrame):
             ax.tick_params(axis="y", which="both", left=False, labelleft=False)  # holds through a later log scale
 
 
-def _image(ax, values, cmap, **kw):
-    ax.grid(False)
-    return ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest", **kw)
-
-
-# --- convergence ---------------------------------------------------------------------------------------
-
-def _curves(df: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    keep = df.merge(trials, on=["model", "depth", "trial"])
-    return keep[keep["status"] == STATUS_OK]
-
-
-def convergence_figures(df: pd.DataFrame) -> list[Figure]:
-    if df.empty:
-        return []
-    out = []
-    for (study, dataset), raw in df.groupby(["study", "dataset"]):
-        d = raw.assign(model=arm_names(raw))
-        final = d.sort_values("epoch").groupby(["model", "depth", "trial"]).tail(1)
-        final = final[final["status"] == STATUS_OK]
-        if final.empty:
-            continue
-        best = final.loc[final.groupby(["model", "depth"])["train_loss"].idxmin(), ["model", "depth", "trial"]]
-        top = final.sort_values("train_loss").groupby(["model", "depth"]).head(TOP)[["model", "depth", "trial"]]
-        n_top = int(top.groupby(["model", "depth"]).size().max())
-        depths = sorted(d["depth"].unique())
-        arms = sorted(d["model"].unique(), key=lambda a: (a != "plain", a))  # plain on top, as in the paper
-        palette = dict(zip(depths, sns.color_palette("viridis", len(depths))))
-        # A row per net and a colour per depth, as the paper draws it: depth against depth within a net, and the
-        # nets one above the other on one y scale, where a style per net would tangle the lines of two nets. The
-        # top-N column only where it differs from the best run's.
-        panels = [(best, "best run per depth")] + ([(top, f"mean of the top {n_top} runs")] if n_top > 1 else [])
-        fig, axes = plt.subplots(len(arms), len(panels), figsize=(1.5 + 6 * len(panels), 0.4 + 3.2 * len(arms)),
-                                 sharex=True, sharey=True, squeeze=False)
-        for row, arm in zip(axes, arms):
-            widths = "/".join(str(int(w)) for w in sorted(d.loc[d["model"] == arm, "width"].dropna().unique()))
-            for ax, (trials, title) in zip(row, panels):
-                curves = _curves(d[d["model"] == arm], trials)
-                curves = curves.groupby(["depth", "epoch"])["train_loss"].mean().reset_index()
-                sns.lineplot(curves, x="epoch", y="train_loss", hue="depth", hue_order=depths, palette=palette,
-                             ax=ax, marker="o", markersize=4, legend=False)
-                ax.set(title=f"{arm}{f', width {widths}' if widths else ''}: {title}", xlabel="epoch",
-                       ylabel="training cross-entropy")
-                _log_scale(ax)
-                ax.xaxis.get_major_locator().set_params(integer=True)
-        # every depth in the legend, whichever net and panel ran it
-        axes[0, -1].legend([Line2D([], [], color=palette[k], marker="o", markersize=4) for k in depths],
-                           [str(k) for k in depths], title="depth", fontsize=9, loc="upper left",
-                           bbox_to_anchor=(1.01, 1))
-        nets = " and ".join(sorted({a.split(" ")[0] for a in arms}, key=lambda a: a != "plain"))  # those it ran
-        fig.suptitle(f"Optimization of {nets} nets ({dataset}, study '{study}') — cf. the paper's Figure 1")
-        fig.tight_layout()
-        right = (f" Right: mean curve of the best {n_top} trials (fewer where fewer finished)." if n_top > 1 else
-                 " One trial a depth finished, so its run is all there is to show (no mean of the top trials).")
-        out.append(Figure(f"Training curves by depth: study '{study}' ({dataset})", fig,
-                          "Training-set cross-entropy per epoch (epoch 0: at initialization), a row per net and a "
-                          "colour per depth, every panel on one y scale. "
-                          f"{'Left: each' if n_top > 1 else 'Each'} depth's best trial by final loss.{right}",
-                          f"curves-{study}"))
-
-        if len(depths) < 2:  # a loss against depth needs depths to compare
-            continue
-        best = best_runs(raw)
-        top = int(best["top"].max()) if len(best) else TOP
-        summary = best.rename(columns={"best_loss": "best trial", "top_mean_loss": f"mean of the top {top}"}).melt(
-            id_vars=["model", "depth"], value_vars=["best trial", f"mean of the top {top}"], var_name="statistic",
-            value_name="final_loss")
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        sns.lineplot(summary, x="depth", y="final_loss", hue="model", style="statistic", markers=True,
-                     palette=arm_palette(arms), ax=ax)
-        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, fontsize=9)
-        ax.set(xlabel="depth (hidden layers)", ylabel="final training cross-entropy",
-               title=f"Final training loss against depth ({dataset})")
-        _log_scale(ax)
-        _depth_axis(ax, depths)
-        fig.tight_layout()
-        out.append(Figure(f"Final loss against depth: study '{study}' ({dataset})", fig,
-                          f"Final training loss of the best trial and the mean of the best {top}, per depth. Diverged "
-                          "trials are left out of both.", f"final-loss-{study}"))
-    return out
-
-
-def gate_bias_figures(df: pd.DataFrame) -> list[Figure]:
-    """Final training loss against depth for plain, fixed and auto gate biases, with the best of any random
-    search on the same data at the same epoch."""
-    if df.empty or not (df["gate_rule"] == GATE_AUTO).any():
-        return []
-    out = []
-    for (study, dataset), d in df[df["gate_rule"] == GATE_AUTO].groupby(["study", "dataset"]):
-        arms = df[(df["study"] == study) & (df["dataset"] == dataset)]
-        epoch = int(arms["epoch"].max())
-        rows = arms[arms["epoch"] == epoch].assign(arm=lambda t: arm_names(t))
-        search = df[(df["dataset"] == dataset) & (df["gate_rule"] == GATE_SEARCH) & (df["epoch"] == epoch)]
-        if not search.empty:
-            rows = pd.concat([rows, search.assign(arm=f"highway (best of search, {search['study'].iloc[0]})")])
-        ok = rows[rows["status"] == STATUS_OK].groupby(["arm", "depth"])["train_loss"].min().reset_index()
-        failed = rows[rows["status"] != STATUS_OK][["arm", "depth"]].drop_duplicates()
-        failed = failed.merge(ok[["arm", "depth"]], how="left", indicator=True).query("_merge == 'left_only'")
-        fig, ax = plt.subplots(figsize=(8.5, 4.8))
-        palette = arm_palette(ok["arm"].unique())
-        # a line per arm over the depths it ran, broken where every run of it diverged: no line through a
-        # depth that has no loss, and an x there above the rest
-        depths = sorted(rows["depth"].unique())
-        for arm, color in palette.items():
-            loss = ok[ok["arm"] == arm].set_index("depth")["train_loss"]
-            ran = rows.loc[rows["arm"] == arm, "depth"].unique()
-            ax.plot([k for k in depths if k in ran], [loss.get(k, np.nan) for k in depths if k in ran], marker="o",
-                    color=color, label=arm)
-        for r in failed.itertuples():
-            ax.scatter([r.depth], [ok["train_loss"].max() * 1.3], marker="x", color=palette.get(r.arm, "k"), s=60,
-                       label="every run diverged" if r.Index == failed.index[0] else None)
-        ax.legend()
-        ax.set(xlabel="depth (hidden layers)", ylabel=f"training cross-entropy after epoch {epoch}",
-               title=f"Transform-gate bias rules against depth ({dataset}, study '{study}')")
-        _log_scale(ax)
-        _depth_axis(ax, sorted(rows["depth"].unique()))
-        chance = chance_loss(arms)
-        if chance is not None:
-            ax.axhline(chance, ls=":", color="gray")
-        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, fontsize=9)
-        fig.tight_layout()
-        out.append(Figure(f"Gate-bias rules against depth: study '{study}' ({dataset})", fig,
-                          f"Training loss after {epoch} epochs with one fixed learning rate and momentum. The dotted "
-                          "line is chance (ln of the number of classes); an x marks a depth where every run of that "
-                          "arm diverged, and its line breaks there. The random search's best is at the same epoch, "
-                          "where it ran.", f"gate-bias-{study}"))
-    return out
-
-
-def carry_figures(carry: pd.DataFrame) -> list[Figure]:
-    """The signal that reaches each layer at initialization, per gate-bias rule: the product of carry fractions."""
-    if carry.empty:
-        return []
-    out = []
-    for (study, dataset), d in carry.groupby(["study", "dataset"]):
-        rules = sorted(d["gate_rule"].unique())
-        depths = sorted(d["depth"].unique())
-        palette = dict(zip(depths, sns.color_palette("viridis", len(depths))))
-        # The y axis reaches down to what this study's curves reach (and below the 0.5 line), not past 1e-12: a
-        # fixed bias carries 1e-56 to layer 1000, and decades of nothing would flatten every other curve.
-        lowest = d["carried"][d["carried"] > 0].min()
-        bottom = float(np.clip(lowest / 2, CARRY_FLOOR, 0.25))
-        fig, axes = plt.subplots(1, len(rules), figsize=(max(10.0, 1.2 + 5.6 * len(rules)), 4.4), sharey=True,
-                                 squeeze=False)
-        for ax, rule in zip(axes.flat, rules):
-            sel = d[d["gate_rule"] == rule]
-            sns.lineplot(sel, x="layer", y="carried", hue="depth", hue_order=depths, palette=palette, ax=ax,
-                         errorbar=None, legend=False)
-            _log_scale(ax)
-            _log_scale(ax, axis="x")
-            ax.set(ylim=(bottom, 1.5), xlabel="highway layer", ylabel="input fraction carried to this layer",
-                   title="gate bias drawn by the search (trial 0)" if rule == GATE_SEARCH else f"gate bias: {rule}")
-            ax.axhline(0.5, ls=":", color="gray")
-        axes[0, -1].legend([Line2D([], [], color=palette[k]) for k in depths], [str(k) for k in depths],
-                           title="depth", fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
-        fig.suptitle(f"Carry path at initialization ({dataset}, study '{study}'): mean of ∏(1 − T) over data")
-        fig.tight_layout()
-        below = (f" Curves that fall below {CARRY_FLOOR:g} leave the axis; the lowest reaches {lowest:.2g}."
-                 if lowest < CARRY_FLOOR else "")
-        out.append(Figure(f"Signal along the carry path at initialization: study '{study}' ({dataset})", fig,
-                          "For each depth, the mean over training samples and blocks of the product of carry "
-                          "fractions (1 − T) up to each layer. The dotted line is the `keep` = 0.5 that the auto "
-                          f"rule aims the last layer at.{below}", f"carry-{study}"))
-    return out
-
-
-# --- gates and lesions ---------------------------------------------------------------------------------
-
-def trained_net(meta: dict) -> str:
-    """A sentence on the analysed net, from what its checkpoint recorded (older ones name no study or epochs)."""
-    if not {"model", "depth"} <= meta.keys():
-        return ""
-    details = []
-    if "trial" in meta:
-        details.append(f"trial {meta['trial']}")
-    if "activation" in meta:
-        details.append(str(meta["activation"]))
-    if isinstance(meta.get("gate_bias"), (int, float)):
-        details.append(f"gate bias {meta['gate_bias']:.2f}")
-    sentence = f" The net: the best {meta['model']} trial at depth {meta['depth']}"
-    if "study" in meta:
-        sentence += f" of study '{meta['study']}'"
-    if details:
-        sentence += f" ({', '.join(details)})"
-    if "epochs" in meta:
-        sentence += f", trained {meta['epochs']} epochs"
-    if "train_loss" in meta:
-        sentence += f", final training loss {meta['train_loss']:.3g}"
-    return sentence + "."
-
-
-def gate_figures(analysis) -> list[Figure]:
-    g, name = analysis.gates, analysis.name
-    net = trained_net(analysis.meta)
-    panels = [("biases", "transform gate biases", "cividis", None), ("mean_gate", "mean transform gate", "viridis",
-              (0, 1)), ("sample_gate", "transform gate, one sample", "viridis", (0, 1)),
-              ("sample_output", "block output, one sample", "magma", None)]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 5.2), sharey=True)
-    for ax, (key, title, cmap, lim) in zip(axes, panels):
-        im = _image(ax, g[key], cmap, **(dict(vmin=lim[0], vmax=lim[1]) if lim else {}))
-        ax.set(title=title, xlabel="block")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-    axes[0].set_ylabel("highway layer")
-    fig.suptitle(f"Inside the trained highway net {name} — cf. the paper's Figure 2")
-    fig.tight_layout()
-    out = [Figure(f"Gates of {name}", fig, "Rows are highway layers (first at the top), columns are blocks. The mean "
-                  "gate is over the analysed training samples; the single-sample columns use the first one." + net,
-                  f"gates-{name}")]
-
-    diffs, classes = g["class_gate_diff"], g.get("class_names", g["classes"])  # names where the analysis knew them
-    cols = min(5, len(classes))
-    rows = int(np.ceil(len(classes) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), sharex=True, sharey=True, squeeze=False)
-    bound = np.abs(diffs).max() or 1.0
-    for ax, c, d in zip(axes.flat, classes, diffs):
-        im = _image(ax, d, "RdBu_r", vmin=-bound, vmax=bound)
-        ax.set_title(str(c) if "class_names" in g else f"class {c}", fontsize=10)
-    for ax in axes.flat[len(classes):]:
-        ax.axis("off")
-    fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label="class mean − overall mean")
-    fig.suptitle(f"Per-class transform-gate activity, {name} — cf. the paper's Figure 3")
-    out.append(Figure(f"Per-class gates of {name}", fig, "Each class's mean transform-gate activity minus the mean "
-                      "over all samples (layers down, blocks across)." + net, f"class-gates-{name}"))
-
-    lesion = analysis.lesion
-    if not lesion.empty:
-        fig, ax = plt.subplots(figsize=(8, 4))
-        les = lesion[lesion["lesioned"]]
-        base = lesion.loc[~lesion["lesioned"], "train_loss"].iloc[0]
-        ax.plot(les["layer"], les["train_loss"], marker="o", color=MODEL_COLORS["highway"], label="one layer lesioned")
-        ax.axhline(base, ls="--", color="gray", label="not lesioned")
-        spread = les["train_loss"].max() / max(min(les["train_loss"].min(), base), 1e-12)
-        ax.set(xlabel="lesioned highway layer", ylabel="training cross-entropy",
-               title=f"Lesioning one layer at a time, {name} — cf. the paper's Figure 4")
-        if spread <= 3:  # from zero, so that a change of a few percent looks like one
-            ax.set_ylim(0, 1.15 * max(les["train_loss"].max(), base))
-        else:
-            _log_scale(ax)
-        ax.legend()
-        fig.tight_layout()
-        out.append(Figure(f"Lesions of {name}", fig, "Training loss with all transform gates of one layer closed "
-                          "(T = 0, the layer copies its input)." + net, f"lesion-{name}"))
-    return out
-
-
 # --- throughput ----------------------------------------------------------------------------------------
 
 def _throughput_lines(dt: pd.DataFrame, layer: str, dtype: str, label: str, slug: str, device_type: str,
@@ -417,7 +107,7 @@ def _throughput_lines(dt: pd.DataFrame, layer: str, dtype: str, label: str, slug
     g = sns.relplot(dt, x="depth", y="samples_per_s", hue="backend", style="model", col="mode", col_order=modes,
                     row="shape", kind="line", markers=True, height=3.4, aspect=1.35, errorbar=None,
                     facet_kws=dict(sharey=False), **colors)
-    _log_scale(g.axes)
+    log_scale(g.axes)
     g.set_titles(row_template="{row_name}", col_template="{col_name}", size=10)
     noisy = dt[dt["noisy"].fillna(False).astype(bool)] if "noisy" in dt else dt.iloc[:0]
     spread = dt.assign(slowest=dt["batch"] / (dt["p80_ms"] * 1e-3), fastest=dt["batch"] / (dt["p20_ms"] * 1e-3))
@@ -428,7 +118,7 @@ def _throughput_lines(dt: pd.DataFrame, layer: str, dtype: str, label: str, slug
         ax.scatter(sel["depth"], sel["samples_per_s"], s=120, facecolors="none", edgecolors="crimson",
                    linewidths=1.2, zorder=5)
     for ax in g.axes.flat:
-        _depth_axis(ax, dt["depth"].unique())
+        depth_axis(ax, dt["depth"].unique())
     _mark_empty(g, dt)
     g.set_axis_labels("depth (layers)", "samples / s")
     g.figure.suptitle(f"Throughput against depth, {layer} layers, {dtype} — {label}", y=1.02)
@@ -511,13 +201,13 @@ def _memory_figure(dl: pd.DataFrame, layer: str, label: str, slug: str, mode: st
         sns.lineplot(mem, x="depth", y="share", hue="backend", style="model", markers=True, ax=ax,
                      estimator=lambda v: float(np.exp(np.mean(np.log(v)))), errorbar=None,
                      **backend_palette(mem["backend"]))
-        _log_scale(ax)
+        log_scale(ax)
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.axhline(1.0, color="black", lw=1.0, ls="--")
     ax.annotate("eager", (1.0, 1.0), xycoords=("axes fraction", "data"), xytext=(-4, 3), textcoords="offset points",
                 ha="right", fontsize=8)
     ax.set(xlabel="depth (layers)", ylabel="peak memory ÷ eager's", title=f"peak memory of one {mode} step")
-    _depth_axis(ax, dl["depth"].unique())
+    depth_axis(ax, dl["depth"].unique())
     caption = (f"Left: the peak memory a {mode} step adds (GPU: the allocator's peak; CPU: growth of the process's "
                "peak RSS) over eager's at the same shape, a geometric mean over shapes; below the dashed line a "
                "backend needs less than eager.")
@@ -583,7 +273,7 @@ def _against_depth(d: pd.DataFrame, y: str, ylabel: str, title: str, by_shape: b
     g = sns.relplot(d, x="depth", y=y, hue="backend", col="mode", col_order=modes, kind="line", marker="o",
                     height=3.2, aspect=1.3, errorbar=None, **backend_palette(d["backend"]), **line)
     for ax in g.axes.flat:
-        _depth_axis(ax, d["depth"].unique())
+        depth_axis(ax, d["depth"].unique())
     if band:
         for key, ax in g.axes_dict.items():
             shape, mode = key if by_shape else (None, key)
@@ -610,7 +300,7 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
                          slowest=1e3 * d["p80_ms"] / d["depth"])
             g = _against_depth(d, "us_per_layer", "µs per layer", f"Time per layer against depth, {dtype} — {label}",
                                band=("fastest", "slowest"))
-            _log_scale(g.axes)
+            log_scale(g.axes)
             out.append(Figure(f"Time per layer, {dtype} ({label})", g.figure,
                               "Median time of a stack divided by its depth, per backend; the shaded band spans the "
                               "slowest and the fastest fifth of the calls. Per-layer backends flatten at "
@@ -716,7 +406,7 @@ def precision_figures(df: pd.DataFrame) -> list[Figure]:
             continue
         g = _against_depth(ratio, "tf32_speedup", "IEEE time ÷ TF32 time",
                            f"What TF32 buys over IEEE fp32 — {label}", band=("low", "high"))
-        _log_scale(g.axes)
+        log_scale(g.axes)
         for ax in g.axes.flat:
             ax.axhline(1.0, color="0.4", linewidth=0.8, linestyle="--")
         out.append(Figure(f"TF32 against IEEE fp32 ({label})", g.figure,
@@ -737,7 +427,7 @@ def kernel_count_figures(df: pd.DataFrame) -> list[Figure]:
     for label, slug, _, d in _by_device(_dense_highway(df, "kernels_per_step")):
         g = _against_depth(d, "kernels_per_step", "GPU kernels per step", f"Kernels per step against depth — {label}",
                            by_shape=False, estimator="max")
-        _log_scale(g.axes)
+        log_scale(g.axes)
         out.append(Figure(f"Kernels per step ({label})", g.figure,
                           "GPU kernels one step runs (torch.profiler; the most over widths and dtypes), per backend. "
                           "Per-layer backends grow with depth; the depth-fused stack stays flat. Under CUDA graphs "
@@ -830,7 +520,7 @@ def population_figures(df: pd.DataFrame) -> list[Figure]:
             for ax in (ax_rate, ax_speed):
                 ax.set_xticks(sizes, labels=sizes, rotation=45 if crowded else 0)
                 ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-            _log_scale(ax_rate)  # rates within one decade get no major tick on a log axis: the steps between labelled
+            log_scale(ax_rate)  # rates within one decade get no major tick on a log axis: the steps between labelled
         fig.suptitle(f"Population training: P trials at once against one after another — {label}")
         fig.tight_layout()
         out.append(Figure(f"Population training ({label})", fig,

@@ -150,28 +150,33 @@ def highway_linear_population(x, weight, bias, activation: str = "relu", backend
 _FELL_BACK: set = set()  # (width, dtype, reason)s whose "auto" fallback to the per-layer kernels has been said
 
 
-def stack_backend(backend: str, width: int, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+def stack_backend(backend: str, width: int, device: torch.device, dtype: torch.dtype = torch.float32, *,
+                  rows: int = 0, depth: int = 0, backward: bool = False, recompute: bool = False,
+                  weight_grads: str = "gemm", layer_stride: int = 0) -> str:
     """What runs a stack: "torch", "triton" (a launch per layer) or "triton-stack" (all layers in one).
     "auto" takes triton-stack on a GPU where the stack fits on chip (widths up to 128, within the GPU's
-    shared memory) and the per-layer kernels elsewhere, said once with a warning; a forced "triton-stack"
-    that does not fit is a ValueError (never a wrong answer or a launch failure)."""
+    shared memory) and its kernels' int32 offsets (`rows` a trial, `depth` layers `layer_stride` apart, what
+    a `backward` saves, `recompute` and `weight_grads` as `highway_linear_stack` takes them), and the
+    per-layer kernels elsewhere, said once with a warning; a forced "triton-stack" that does not fit is a
+    ValueError (never a wrong answer or a launch failure)."""
     if backend not in STACK_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {list(STACK_BACKENDS)}")
     wants_stack = backend == "triton-stack"
     resolved = resolve_backend("triton" if wants_stack else backend, device)
     if resolved == "torch":
         return "torch"
-    from highway.kernels.highway_stack import why_the_stack_does_not_fit
+    from highway.kernels.highway_stack import saved_every, why_the_stack_cannot_index, why_the_stack_does_not_fit
 
-    reason = why_the_stack_does_not_fit(width, dtype, device)
+    reason = why_the_stack_does_not_fit(width, dtype, device) or why_the_stack_cannot_index(
+        rows, width, depth, saved_every(backward, recompute), weight_grads, dtype, layer_stride)
     if reason is None:
         return "triton-stack" if wants_stack or backend == "auto" else "triton"
     if wants_stack:
-        raise ValueError(f"backend='triton-stack' cannot hold this stack on chip: {reason}; use backend='triton' "
+        raise ValueError(f"backend='triton-stack' cannot hold this stack: {reason}; use backend='triton' "
                          f"(a launch per layer) or 'auto'")
     if backend == "auto" and (width, dtype, reason) not in _FELL_BACK:
         _FELL_BACK.add((width, dtype, reason))
-        warnings.warn(f"HighwayStack of width {width} in {dtype}: the depth-fused kernels cannot hold it on chip "
+        warnings.warn(f"HighwayStack of width {width} in {dtype}: the depth-fused kernels cannot hold it "
                       f"({reason}); running the per-layer triton kernels, a launch per layer", stacklevel=3)
     return "triton"
 
@@ -206,7 +211,10 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
     check_activation(activation)
     check_weight_grads(weight_grads)
-    resolved = stack_backend(backend, n, x.device, x.dtype)
+    backward = needs_grad(x, weight, bias)
+    rows = x.shape[1] if population else x.numel() // max(n, 1)
+    resolved = stack_backend(backend, n, x.device, x.dtype, rows=rows, depth=depth, backward=backward,
+                             recompute=recompute, weight_grads=weight_grads, layer_stride=weight.stride(-3))
     if under_functorch(x, weight, bias) or depth == 0 or (resolved == "torch" and not population):
         return highway_stack_reference(x, weight, bias, activation)
     if resolved == "torch":
@@ -215,12 +223,11 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
     if resolved == "triton":
         layer = highway_linear_population if population else highway_linear
         return layer_by_layer(lambda *args: layer(*args, "triton"), x, weight, bias, activation)
-    from highway.kernels.highway_stack import STACK_RECOMPUTE_EVERY
+    from highway.kernels.highway_stack import saved_every
     from highway.ops import stack_fwd
 
-    rows = x if population else x.reshape(-1, n)
-    save_every = (STACK_RECOMPUTE_EVERY if recompute else 1) if needs_grad(x, weight, bias) else 0
-    y, _ = stack_fwd(rows, weight, bias, activation, save_every, weight_grads)
+    y, _ = stack_fwd(x if population else x.reshape(-1, n), weight, bias, activation, saved_every(backward, recompute),
+                     weight_grads)
     return y.reshape(x.shape)
 
 

@@ -389,6 +389,61 @@ STACK_BWD_CHUNK = 128
 STACK_RECOMPUTE_EVERY = 32
 
 
+def saved_every(backward: bool, recompute: bool) -> int:
+    """`highway_stack_fwd`'s save_every: each layer's input for a backward, every STACK_RECOMPUTE_EVERY-th
+    one when it recomputes the rest, none without a backward."""
+    return (STACK_RECOMPUTE_EVERY if recompute else 1) if backward else 0
+
+
+def backward_chunk(depth: int, save_every: int, weight_grads: str, dtype: torch.dtype) -> int:
+    """Layers one backward launch covers (`highway_stack_bwd`): those between two saved inputs when
+    recomputing; all of them when atomics add dW straight into fp32 gradients; else `STACK_BWD_CHUNK`."""
+    if save_every > 1:
+        return min(depth, save_every)
+    return depth if weight_grads == "atomic" and dtype == torch.float32 else min(depth, STACK_BWD_CHUNK)
+
+
+INT32_OFFSETS = 2**31  # the stack kernels' per-layer offsets are int32: every one must stay below this
+
+
+def _values_per_row(depth: int, width: int, save_every: int, weight_grads: str, dtype: torch.dtype):
+    """(values a row adds to the largest buffer the stack kernels index in int32 from its first layer, its name)."""
+    if not save_every:  # no backward: nothing saved
+        return 0, ""
+    chunk = backward_chunk(depth, save_every, weight_grads, dtype)
+    atomic = weight_grads == "atomic"
+    return max((-(-depth // save_every) * width, "saved inputs"),
+               (chunk * width * (1 if atomic else 2), f"{'inputs' if atomic else 'dZ'} of a backward launch"))
+
+
+def why_the_stack_cannot_index(rows: int, width: int, depth: int, save_every: int, weight_grads: str,
+                               dtype: torch.dtype, layer_stride: int) -> str | None:
+    """None when every offset the stack kernels form in int32 stays below 2³¹; else why not, and the most rows
+    (or layers) that fit. They reach a layer of the saved inputs, of dZ and of the weights from the first in
+    int32: the saved inputs hold ⌈depth / save_every⌉·rows·width values (none without a backward,
+    `save_every` = 0), a backward launch's inputs and dZ chunk·rows·width and chunk·rows·2·width, the weights
+    depth·`layer_stride`. (Made int64 three ways, those offsets spilled 8 to 288 bytes in 6 to 10 of the
+    kernels' configs for sm_80 and sm_90, where none spills now (`highway-bench compile-check`); 2³¹ values
+    of bf16 is a 4 GiB buffer, past what a narrow stack's small batches need.)"""
+    if depth * layer_stride >= INT32_OFFSETS:
+        return (f"its weights hold {depth * layer_stride:,} values, past the 2**31 its kernels index in int32: at "
+                f"most {(INT32_OFFSETS - 1) // layer_stride:,} layers a stack at width {width}")
+    if rows <= most_stack_rows(depth, width, save_every, weight_grads, dtype):
+        return None
+    per_row, what = _values_per_row(depth, width, save_every, weight_grads, dtype)
+    most = most_stack_rows(depth, width, save_every, weight_grads, dtype)
+    recompute = save_every == 1 and rows <= most_stack_rows(depth, width, STACK_RECOMPUTE_EVERY, weight_grads, dtype)
+    return (f"at {rows:,} rows its {what} hold {rows * per_row:,} values, past the 2**31 its kernels index in "
+            f"int32: split the batch into calls of at most {most:,} rows at depth {depth} and width {width}"
+            + (", or pass recompute=True" if recompute else ""))
+
+
+def most_stack_rows(depth: int, width: int, save_every: int, weight_grads: str, dtype: torch.dtype) -> float:
+    """The most rows (a trial) whose saved inputs and backward scratch the stack kernels index in int32."""
+    per_row, _ = _values_per_row(depth, width, save_every, weight_grads, dtype)
+    return (INT32_OFFSETS - 1) // per_row if per_row else float("inf")
+
+
 def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1, weight_grads: str = "gemm"):
     """The backward of `highway_stack_fwd` from what it saved (`save_every` as it was called with), per
     chunk of layers from the top: with save_every > 1 one forward launch first recomputes the chunk's layer
@@ -407,7 +462,7 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
     recompute = save_every > 1
     atomic = weight_grads == "atomic"
     fp32_grads = atomic and weight.dtype == torch.float32  # the atomics add straight into the gradients
-    chunk = min(depth, save_every if recompute else depth if fp32_grads else STACK_BWD_CHUNK)
+    chunk = backward_chunk(depth, save_every, weight_grads, weight.dtype)
     new = lambda *shape, dtype=dy.dtype: torch.empty((*lead, *shape), device=dy.device, dtype=dtype)  # noqa: E731
     dz = None if atomic else new(chunk, M, 2 * N)
     inputs = new(chunk, M, N) if recompute else None

@@ -122,6 +122,39 @@ def test_the_backward_that_autotunes_returns_what_the_next_one_does(weight_grads
         torch.testing.assert_close(a, c, rtol=1e-2, atol=1e-3, msg=name)  # the atomics' order varies
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("weight_grads, save_every", [("gemm", 1), ("atomic", 1), ("gemm", 32)])
+def test_a_stack_at_the_edge_of_its_int32_offsets_gives_what_its_parts_give(weight_grads, save_every, device):
+    """The kernels index a layer of the saved inputs and of dZ in int32. At the most rows that
+    `why_the_stack_cannot_index` lets through (8 layers of width 16: 8 or 17 M rows), their offsets come to
+    just below 2³¹; the same rows in four runs must give the same y and dx, and dW and db that add up to the
+    whole run's. One row more is refused."""
+    depth, width, dtype = 8, 16, torch.float16
+    rows = stack_kernels.most_stack_rows(depth, width, save_every, weight_grads, dtype)
+    edge = [stack_kernels.why_the_stack_cannot_index(r, width, depth, save_every, weight_grads, dtype, 2 * width**2)
+            for r in (rows, rows + 1)]
+    assert edge[0] is None and "past the 2**31" in edge[1]
+    x, w, b = stack_inputs(depth, width, dtype, device, rows=rows, seed=5)
+    dy = torch.randn(x.shape, device=device, dtype=dtype)
+    y, xs = stack_kernels.highway_stack_fwd(x, w, b, "tanh", save_every)
+    dx, dw, db = stack_kernels.highway_stack_bwd(dy, xs, w, b, "tanh", save_every, weight_grads)
+    del xs
+    dw_sum, db_sum = torch.zeros_like(dw, dtype=torch.float32), torch.zeros_like(db, dtype=torch.float32)
+    for part in torch.arange(rows).tensor_split(4):
+        lo, hi = int(part[0]), int(part[-1]) + 1
+        y_p, xs_p = stack_kernels.highway_stack_fwd(x[lo:hi], w, b, "tanh", save_every)
+        dx_p, dw_p, db_p = stack_kernels.highway_stack_bwd(dy[lo:hi], xs_p, w, b, "tanh", save_every, weight_grads)
+        for name, whole, piece in (("y", y[lo:hi], y_p), ("dx", dx[lo:hi], dx_p)):
+            torch.testing.assert_close(whole, piece, rtol=1e-2, atol=1e-2, msg=f"{name}, rows {lo} to {hi}")
+        dw_sum += dw_p
+        db_sum += db_p
+        del xs_p
+    # the same sums in another order differ by fp16's rounding, where an offset that wraps puts a whole layer's
+    # rows in the wrong place
+    torch.testing.assert_close(dw.float(), dw_sum, rtol=2e-2, atol=1e-2 * float(dw_sum.abs().max()))
+    torch.testing.assert_close(db.float(), db_sum, rtol=2e-2, atol=1e-2 * float(db_sum.abs().max()))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize("width", [16, 50, 71, 128])
 def test_atomic_weight_gradients_match_the_reference_at_every_width(width, dtype, device):
@@ -283,6 +316,63 @@ def test_a_stack_that_does_not_fit_a_gpus_shared_memory_falls_back_or_is_refused
     with pytest.raises(ValueError, match="this GPU gives 101376"):
         functional.stack_backend("triton-stack", 128, cuda, torch.float32)
     assert stack_kernels.why_the_stack_does_not_fit(50, torch.float32, cuda) is None
+
+
+def test_a_stack_past_its_int32_offsets_falls_back_or_is_refused(monkeypatch):
+    """1000 layers of width 128 save 2³¹ input values from 16,778 rows: their kernels' int32 offsets would wrap
+    there, so "auto" runs the per-layer kernels and says why, and a forced "triton-stack" is refused before
+    anything runs, naming the rows that fit. Without a backward nothing is saved; recomputing saves a 32nd."""
+    import highway.functional as functional
+
+    monkeypatch.setattr(stack_kernels, "max_shared_memory", lambda: 232448)  # an sm_90 GPU: room for any width
+    monkeypatch.setattr(functional, "resolve_backend", lambda backend, device: "triton")
+    monkeypatch.setattr(functional, "_FELL_BACK", set())
+    cuda, bf16, stride = torch.device("cuda"), torch.bfloat16, 2 * 128 * 128
+    shape = dict(depth=1000, layer_stride=stride, backward=True)
+    assert functional.stack_backend("auto", 128, cuda, bf16, rows=16_777, **shape) == "triton-stack"
+    with pytest.warns(UserWarning, match=r"at 16,778 rows its saved inputs hold 2,147,584,000 values.*at most "
+                                         r"16,777 rows.*recompute=True"):
+        assert functional.stack_backend("auto", 128, cuda, bf16, rows=16_778, **shape) == "triton"
+    assert functional.stack_backend("auto", 128, cuda, bf16, rows=16_778, **shape, recompute=True) == "triton-stack"
+    assert functional.stack_backend("auto", 128, cuda, bf16, rows=10**7, depth=1000, layer_stride=stride) == \
+        "triton-stack"  # no backward
+    with pytest.raises(ValueError, match="its weights hold 2,293,760,000 values"):
+        functional.stack_backend("triton-stack", 128, cuda, bf16, rows=128, depth=70_000, layer_stride=stride)
+    # through the functional API, on the CPU's interpreter, refused before a launch
+    monkeypatch.undo()
+    x = torch.empty(16_778, 128, requires_grad=True)
+    weight, bias = torch.empty(1000, 256, 128), torch.empty(1000, 256)
+    with pytest.raises(ValueError, match="split the batch into calls of at most 16,777 rows"):
+        highway_linear_stack(x, weight, bias, backend="triton-stack")
+
+
+@pytest.mark.parametrize("weight_grads, recompute, dtype", [("gemm", False, torch.float32),
+                                                             ("atomic", False, torch.float32),
+                                                             ("atomic", False, torch.float16),
+                                                             ("gemm", True, torch.float16),
+                                                             ("atomic", True, torch.float32)], ids=str)
+def test_the_int32_bound_counts_the_largest_buffer_the_launches_index(weight_grads, recompute, dtype, device,
+                                                                      monkeypatch):
+    """`why_the_stack_cannot_index` bounds the values a row adds to the largest row-indexed buffer a stack
+    launch takes (saved inputs, a backward chunk's inputs or dZ): counted here in the launches themselves, 7
+    layers in backward chunks of 3, so that a change to how the launchers lay their buffers out cannot leave
+    the bound behind."""
+    monkeypatch.setattr(stack_kernels, "STACK_BWD_CHUNK", 3)
+    monkeypatch.setattr(stack_kernels, "STACK_RECOMPUTE_EVERY", 3)
+    depth, width, rows = 7, 16, 20
+    seen = []
+    launch = stack_kernels._launch
+
+    def counting(kernel, m, trials, args, *rest):
+        seen.extend(a.numel() // m for a in args if isinstance(a, torch.Tensor) and a.dim() >= 2 and a.shape[-2] == m)
+        return launch(kernel, m, trials, args, *rest)
+
+    monkeypatch.setattr(stack_kernels, "_launch", counting)
+    x, w, b = stack_inputs(depth, width, dtype, device, rows=rows)
+    x.requires_grad_()
+    highway_linear_stack(x, w, b, "relu", "triton-stack", recompute=recompute, weight_grads=weight_grads).sum().backward()
+    save_every = stack_kernels.saved_every(True, recompute)
+    assert max(seen) == stack_kernels._values_per_row(depth, width, save_every, weight_grads, dtype)[0]
 
 
 def test_ieee_fp32_past_width_64_takes_the_per_layer_kernels(monkeypatch):

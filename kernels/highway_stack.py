@@ -428,10 +428,10 @@ def why_the_stack_cannot_index(rows: int, width: int, depth: int, save_every: in
     if depth * layer_stride >= INT32_OFFSETS:
         return (f"its weights hold {depth * layer_stride:,} values, past the 2**31 its kernels index in int32: at "
                 f"most {(INT32_OFFSETS - 1) // layer_stride:,} layers a stack at width {width}")
-    if rows <= most_stack_rows(depth, width, save_every, weight_grads, dtype):
+    most = most_stack_rows(depth, width, save_every, weight_grads, dtype)
+    if rows <= most:
         return None
     per_row, what = _values_per_row(depth, width, save_every, weight_grads, dtype)
-    most = most_stack_rows(depth, width, save_every, weight_grads, dtype)
     recompute = save_every == 1 and rows <= most_stack_rows(depth, width, STACK_RECOMPUTE_EVERY, weight_grads, dtype)
     return (f"at {rows:,} rows its {what} hold {rows * per_row:,} values, past the 2**31 its kernels index in "
             f"int32: split the batch into calls of at most {most:,} rows at depth {depth} and width {width}"

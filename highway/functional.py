@@ -151,12 +151,10 @@ _FELL_BACK: set = set()  # (width, dtype, reason)s whose "auto" fallback to the 
 
 
 def stack_backend(backend: str, width: int, device: torch.device, dtype: torch.dtype = torch.float32, *,
-                  rows: int = 0, depth: int = 0, backward: bool = False, recompute: bool = False,
-                  weight_grads: str = "gemm", layer_stride: int = 0) -> str:
+                  depth: int = 0, layer_stride: int = 0) -> str:
     """What runs a stack: "torch", "triton" (a launch per layer) or "triton-stack" (all layers in one).
     "auto" takes triton-stack on a GPU where the stack fits on chip (widths up to 128, within the GPU's
-    shared memory) and its kernels' int32 offsets (`rows` a trial, `depth` layers `layer_stride` apart, what
-    a `backward` saves, `recompute` and `weight_grads` as `highway_linear_stack` takes them), and the
+    shared memory, and `depth` layers `layer_stride` values apart within its kernels' int32 offsets) and the
     per-layer kernels elsewhere, said once with a warning; a forced "triton-stack" that does not fit is a
     ValueError (never a wrong answer or a launch failure)."""
     if backend not in STACK_BACKENDS:
@@ -165,10 +163,9 @@ def stack_backend(backend: str, width: int, device: torch.device, dtype: torch.d
     resolved = resolve_backend("triton" if wants_stack else backend, device)
     if resolved == "torch":
         return "torch"
-    from highway.kernels.highway_stack import saved_every, why_the_stack_cannot_index, why_the_stack_does_not_fit
+    from highway.kernels.highway_stack import why_the_stack_cannot_index, why_the_stack_does_not_fit
 
-    reason = why_the_stack_does_not_fit(width, dtype, device) or why_the_stack_cannot_index(
-        rows, width, depth, saved_every(backward, recompute), weight_grads, dtype, layer_stride)
+    reason = why_the_stack_does_not_fit(width, dtype, device) or why_the_stack_cannot_index(width, depth, layer_stride)
     if reason is None:
         return "triton-stack" if wants_stack or backend == "auto" else "triton"
     if wants_stack:
@@ -211,10 +208,7 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
     check_activation(activation)
     check_weight_grads(weight_grads)
-    backward = needs_grad(x, weight, bias)
-    rows = x.shape[1] if population else x.numel() // max(n, 1)
-    resolved = stack_backend(backend, n, x.device, x.dtype, rows=rows, depth=depth, backward=backward,
-                             recompute=recompute, weight_grads=weight_grads, layer_stride=weight.stride(-3))
+    resolved = stack_backend(backend, n, x.device, x.dtype, depth=depth, layer_stride=weight.stride(-3))
     if under_functorch(x, weight, bias) or depth == 0 or (resolved == "torch" and not population):
         return highway_stack_reference(x, weight, bias, activation)
     if resolved == "torch":
@@ -223,11 +217,18 @@ def highway_linear_stack(x, weight, bias, activation: str = "relu", backend: str
     if resolved == "triton":
         layer = highway_linear_population if population else highway_linear
         return layer_by_layer(lambda *args: layer(*args, "triton"), x, weight, bias, activation)
-    from highway.kernels.highway_stack import saved_every
+    from highway.kernels.highway_stack import most_stack_rows, saved_every
     from highway.ops import stack_fwd
 
-    y, _ = stack_fwd(x if population else x.reshape(-1, n), weight, bias, activation, saved_every(backward, recompute),
-                     weight_grads)
+    rows = x if population else x.reshape(-1, n)
+    save_every = saved_every(needs_grad(x, weight, bias), recompute)
+    most = most_stack_rows(depth, n, save_every, weight_grads, x.dtype)
+    if most is None or rows.shape[-2] <= most:
+        y, _ = stack_fwd(rows, weight, bias, activation, save_every, weight_grads)
+    else:  # past the kernels' int32 offsets (from 16,778 rows of 1000 layers of width 128) the batch runs in parts
+        # that stay within them, and autograd adds up their dW and db
+        y = torch.cat([stack_fwd(part, weight, bias, activation, save_every, weight_grads)[0]
+                       for part in rows.split(most, dim=-2)], dim=-2)
     return y.reshape(x.shape)
 
 

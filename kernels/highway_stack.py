@@ -406,43 +406,34 @@ def backward_chunk(depth: int, save_every: int, weight_grads: str, dtype: torch.
 INT32_OFFSETS = 2**31  # the stack kernels' per-layer offsets are int32: every one must stay below this
 
 
-def _values_per_row(depth: int, width: int, save_every: int, weight_grads: str, dtype: torch.dtype):
-    """(values a row adds to the largest buffer the stack kernels index in int32 from its first layer, its name)."""
+def values_per_row(depth: int, width: int, save_every: int, weight_grads: str, dtype: torch.dtype) -> int:
+    """The values a row adds to the largest buffer the stack kernels index from its first layer in int32."""
     if not save_every:  # no backward: nothing saved
-        return 0, ""
+        return 0
     chunk = backward_chunk(depth, save_every, weight_grads, dtype)
-    atomic = weight_grads == "atomic"
-    return max((-(-depth // save_every) * width, "saved inputs"),
-               (chunk * width * (1 if atomic else 2), f"{'inputs' if atomic else 'dZ'} of a backward launch"))
+    return max(-(-depth // save_every), chunk * (1 if weight_grads == "atomic" else 2)) * width
 
 
-def why_the_stack_cannot_index(rows: int, width: int, depth: int, save_every: int, weight_grads: str,
-                               dtype: torch.dtype, layer_stride: int) -> str | None:
-    """None when every offset the stack kernels form in int32 stays below 2³¹; else why not, and the most rows
-    (or layers) that fit. They reach a layer of the saved inputs, of dZ and of the weights from the first in
-    int32: the saved inputs hold ⌈depth / save_every⌉·rows·width values (none without a backward,
-    `save_every` = 0), a backward launch's inputs and dZ chunk·rows·width and chunk·rows·2·width, the weights
-    depth·`layer_stride`. (Made int64 three ways, those offsets spilled 8 to 288 bytes in 6 to 10 of the
-    kernels' configs for sm_80 and sm_90, where none spills now (`highway-bench compile-check`); 2³¹ values
-    of bf16 is a 4 GiB buffer, past what a narrow stack's small batches need.)"""
-    if depth * layer_stride >= INT32_OFFSETS:
-        return (f"its weights hold {depth * layer_stride:,} values, past the 2**31 its kernels index in int32: at "
-                f"most {(INT32_OFFSETS - 1) // layer_stride:,} layers a stack at width {width}")
-    most = most_stack_rows(depth, width, save_every, weight_grads, dtype)
-    if rows <= most:
+def most_stack_rows(depth: int, width: int, save_every: int, weight_grads: str, dtype: torch.dtype) -> int | None:
+    """The most rows (of a trial) one stack call may take, or None for any number: the kernels reach a layer
+    of the saved inputs, of a backward launch's inputs and of its dZ from the first layer's in int32, and
+    those buffers hold ⌈depth / save_every⌉·rows·width, chunk·rows·width and chunk·rows·2·width values
+    (nothing without a backward, `save_every` = 0). `highway_linear_stack` runs a larger batch in parts of
+    this many rows, whose dW and db autograd adds up. (Made int64 three ways, those offsets spilled 8 to 288
+    bytes in 6 to 10 of the kernels' configs for sm_80 and sm_90, where none spills now, `highway-bench
+    compile-check`; in int32 they wrap, and write elsewhere, from 16,778 rows of 1000 layers of width 128.)"""
+    per_row = values_per_row(depth, width, save_every, weight_grads, dtype)
+    return (INT32_OFFSETS - 1) // per_row if per_row else None
+
+
+
+def why_the_stack_cannot_index(width: int, depth: int, layer_stride: int) -> str | None:
+    """None when the stack kernels' int32 offsets reach every layer's weights (`depth` layers `layer_stride`
+    values apart); else why not. (A batch past them runs in parts: `most_stack_rows`.)"""
+    if depth * layer_stride < INT32_OFFSETS:
         return None
-    per_row, what = _values_per_row(depth, width, save_every, weight_grads, dtype)
-    recompute = save_every == 1 and rows <= most_stack_rows(depth, width, STACK_RECOMPUTE_EVERY, weight_grads, dtype)
-    return (f"at {rows:,} rows its {what} hold {rows * per_row:,} values, past the 2**31 its kernels index in "
-            f"int32: split the batch into calls of at most {most:,} rows at depth {depth} and width {width}"
-            + (", or pass recompute=True" if recompute else ""))
-
-
-def most_stack_rows(depth: int, width: int, save_every: int, weight_grads: str, dtype: torch.dtype) -> float:
-    """The most rows (a trial) whose saved inputs and backward scratch the stack kernels index in int32."""
-    per_row, _ = _values_per_row(depth, width, save_every, weight_grads, dtype)
-    return (INT32_OFFSETS - 1) // per_row if per_row else float("inf")
-
+    return (f"its weights hold {depth * layer_stride:,} values, past the 2**31 its kernels index in int32: at most "
+            f"{(INT32_OFFSETS - 1) // layer_stride:,} layers a stack at width {width}")
 
 def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1, weight_grads: str = "gemm"):
     """The backward of `highway_stack_fwd` from what it saved (`save_every` as it was called with), per

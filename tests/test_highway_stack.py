@@ -125,15 +125,11 @@ def test_the_backward_that_autotunes_returns_what_the_next_one_does(weight_grads
 @pytest.mark.gpu
 @pytest.mark.parametrize("weight_grads, save_every", [("gemm", 1), ("atomic", 1), ("gemm", 32)])
 def test_a_stack_at_the_edge_of_its_int32_offsets_gives_what_its_parts_give(weight_grads, save_every, device):
-    """The kernels index a layer of the saved inputs and of dZ in int32. At the most rows that
-    `why_the_stack_cannot_index` lets through (8 layers of width 16: 8 or 17 M rows), their offsets come to
-    just below 2³¹; the same rows in four runs must give the same y and dx, and dW and db that add up to the
-    whole run's. One row more is refused."""
+    """The kernels index a layer of the saved inputs and of dZ in int32. At the most rows one call takes
+    (`most_stack_rows`; 8 layers of width 16: 8 or 17 M rows), their offsets come to just below 2³¹; the same
+    rows in four runs must give the same y and dx, and dW and db that add up to the whole run's."""
     depth, width, dtype = 8, 16, torch.float16
     rows = stack_kernels.most_stack_rows(depth, width, save_every, weight_grads, dtype)
-    edge = [stack_kernels.why_the_stack_cannot_index(r, width, depth, save_every, weight_grads, dtype, 2 * width**2)
-            for r in (rows, rows + 1)]
-    assert edge[0] is None and "past the 2**31" in edge[1]
     x, w, b = stack_inputs(depth, width, dtype, device, rows=rows, seed=5)
     dy = torch.randn(x.shape, device=device, dtype=dtype)
     y, xs = stack_kernels.highway_stack_fwd(x, w, b, "tanh", save_every)
@@ -318,32 +314,46 @@ def test_a_stack_that_does_not_fit_a_gpus_shared_memory_falls_back_or_is_refused
     assert stack_kernels.why_the_stack_does_not_fit(50, torch.float32, cuda) is None
 
 
-def test_a_stack_past_its_int32_offsets_falls_back_or_is_refused(monkeypatch):
-    """1000 layers of width 128 save 2³¹ input values from 16,778 rows: their kernels' int32 offsets would wrap
-    there, so "auto" runs the per-layer kernels and says why, and a forced "triton-stack" is refused before
-    anything runs, naming the rows that fit. Without a backward nothing is saved; recomputing saves a 32nd."""
+def test_a_stack_whose_weights_pass_its_int32_offsets_falls_back_or_is_refused(monkeypatch):
+    """The kernels reach a layer's weights in int32: past 2³¹ values of them (65,536 layers of width 128)
+    "auto" runs the per-layer kernels and says why, a forced "triton-stack" is refused before anything runs."""
     import highway.functional as functional
 
     monkeypatch.setattr(stack_kernels, "max_shared_memory", lambda: 232448)  # an sm_90 GPU: room for any width
     monkeypatch.setattr(functional, "resolve_backend", lambda backend, device: "triton")
     monkeypatch.setattr(functional, "_FELL_BACK", set())
     cuda, bf16, stride = torch.device("cuda"), torch.bfloat16, 2 * 128 * 128
-    shape = dict(depth=1000, layer_stride=stride, backward=True)
-    assert functional.stack_backend("auto", 128, cuda, bf16, rows=16_777, **shape) == "triton-stack"
-    with pytest.warns(UserWarning, match=r"at 16,778 rows its saved inputs hold 2,147,584,000 values.*at most "
-                                         r"16,777 rows.*recompute=True"):
-        assert functional.stack_backend("auto", 128, cuda, bf16, rows=16_778, **shape) == "triton"
-    assert functional.stack_backend("auto", 128, cuda, bf16, rows=16_778, **shape, recompute=True) == "triton-stack"
-    assert functional.stack_backend("auto", 128, cuda, bf16, rows=10**7, depth=1000, layer_stride=stride) == \
-        "triton-stack"  # no backward
-    with pytest.raises(ValueError, match="its weights hold 2,293,760,000 values"):
-        functional.stack_backend("triton-stack", 128, cuda, bf16, rows=128, depth=70_000, layer_stride=stride)
-    # through the functional API, on the CPU's interpreter, refused before a launch
-    monkeypatch.undo()
-    x = torch.empty(16_778, 128, requires_grad=True)
-    weight, bias = torch.empty(1000, 256, 128), torch.empty(1000, 256)
-    with pytest.raises(ValueError, match="split the batch into calls of at most 16,777 rows"):
-        highway_linear_stack(x, weight, bias, backend="triton-stack")
+    assert functional.stack_backend("auto", 128, cuda, bf16, depth=65_535, layer_stride=stride) == "triton-stack"
+    with pytest.warns(UserWarning, match="its weights hold 2,147,483,648 values"):
+        assert functional.stack_backend("auto", 128, cuda, bf16, depth=65_536, layer_stride=stride) == "triton"
+    with pytest.raises(ValueError, match="at most 65,535 layers a stack at width 128"):
+        functional.stack_backend("triton-stack", 128, cuda, bf16, depth=65_536, layer_stride=stride)
+
+
+def test_the_rows_that_fit_one_call_at_the_real_bound():
+    """1000 layers of width 128 save 2³¹ input values from 16,778 rows; recomputing saves a 32nd, and
+    without a backward nothing is saved."""
+    bf16 = torch.bfloat16
+    assert stack_kernels.most_stack_rows(1000, 128, 1, "gemm", bf16) == 16_777
+    assert stack_kernels.most_stack_rows(1000, 128, 32, "gemm", bf16) == 262_143  # dZ of 32 layers bounds it
+    assert stack_kernels.most_stack_rows(1000, 128, 0, "gemm", bf16) is None
+
+
+@pytest.mark.parametrize("weight_grads, recompute, trials", [("gemm", False, None), ("atomic", False, None),
+                                                             ("gemm", True, None), ("gemm", False, 2),
+                                                             ("atomic", True, 2)])
+def test_a_batch_past_the_int32_offsets_runs_in_parts(weight_grads, recompute, trials, device, monkeypatch):
+    """With the rows one call's int32 offsets reach brought down to 12, a batch of 37 rows runs as parts of
+    12, 12, 12 and 1 rows, a forward launch each (and their backwards), and y and every gradient still match
+    float64: autograd adds the parts' dW and db up."""
+    monkeypatch.setattr(stack_kernels, "STACK_RECOMPUTE_EVERY", 3)
+    monkeypatch.setattr(stack_kernels, "most_stack_rows", lambda *args: 12)
+    launches = []
+    monkeypatch.setattr(stack_kernels, "_highway_stack_fwd_kernel",
+                        CountingKernel(stack_kernels._highway_stack_fwd_kernel, launches))
+    check_stack(7, 50, "tanh", torch.float32, device, trials=trials, recompute=recompute, weight_grads=weight_grads)
+    chunks = -(-7 // 3) if recompute else 0  # a recomputing forward per chunk of layers
+    assert len(launches) == 4 * (1 + chunks)
 
 
 @pytest.mark.parametrize("weight_grads, recompute, dtype", [("gemm", False, torch.float32),
@@ -353,8 +363,8 @@ def test_a_stack_past_its_int32_offsets_falls_back_or_is_refused(monkeypatch):
                                                              ("atomic", True, torch.float32)], ids=str)
 def test_the_int32_bound_counts_the_largest_buffer_the_launches_index(weight_grads, recompute, dtype, device,
                                                                       monkeypatch):
-    """`why_the_stack_cannot_index` bounds the values a row adds to the largest row-indexed buffer a stack
-    launch takes (saved inputs, a backward chunk's inputs or dZ): counted here in the launches themselves, 7
+    """`values_per_row`, the bound on a call's rows, counts the values a row adds to the largest row-indexed
+    buffer a stack launch takes (saved inputs, a backward chunk's inputs or dZ): counted here in the launches themselves, 7
     layers in backward chunks of 3, so that a change to how the launchers lay their buffers out cannot leave
     the bound behind."""
     monkeypatch.setattr(stack_kernels, "STACK_BWD_CHUNK", 3)
@@ -372,7 +382,7 @@ def test_the_int32_bound_counts_the_largest_buffer_the_launches_index(weight_gra
     x.requires_grad_()
     highway_linear_stack(x, w, b, "relu", "triton-stack", recompute=recompute, weight_grads=weight_grads).sum().backward()
     save_every = stack_kernels.saved_every(True, recompute)
-    assert max(seen) == stack_kernels._values_per_row(depth, width, save_every, weight_grads, dtype)[0]
+    assert max(seen) == stack_kernels.values_per_row(depth, width, save_every, weight_grads, dtype)
 
 
 def test_ieee_fp32_past_width_64_takes_the_per_layer_kernels(monkeypatch):

@@ -364,8 +364,20 @@ def highway_stack_fwd(x, weight, bias, activation: str, save_every: int):
     return y, xs
 
 
+def _check_int32_reach(what: str, layers: int, layer_values: int):
+    """The kernels reach a layer of a buffer (one trial's) from its first in int32: a ValueError, not a write
+    elsewhere, where the buffer reaches 2³¹ values. `highway_linear_stack` never gets here: it splits the
+    batch (`most_stack_rows`), and takes the per-layer kernels for such weights."""
+    if layers * layer_values >= INT32_OFFSETS:
+        raise ValueError(f"the depth-fused stack's {what} would hold {layers * layer_values:,} values a trial, past "
+                         f"the 2**31 its kernels index in int32: call highway_linear_stack, which splits the batch")
+
+
 def _launch_forward(x, weight, bias, y, xs, activation: str, save_every: int):
     *lead, M, N = x.shape
+    _check_int32_reach("weights", weight.shape[-3], weight.stride(-3))
+    if xs is not None:
+        _check_int32_reach("saved inputs", xs.shape[-3], M * N)
     trials = lead[0] if lead else 1
     bias = bias.contiguous()
     args = (x, weight, bias, y, y if xs is None else xs, M, N, weight.shape[-3], trials,
@@ -484,6 +496,9 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
             dz_c, dw_c, db_c = dy, scratch[0][..., :n, :, :], scratch[1][..., :n, :]
         else:  # dw and db are not written by the kernel; the autotuner zeroes them, before the GEMM fills them
             dz_c, dw_c, db_c = dz[..., :n, :, :], grads[0], grads[1]
+        _check_int32_reach("inputs of a backward launch", n, M * N)
+        if not atomic:
+            _check_int32_reach("dZ of a backward launch", n, M * 2 * N)
         dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
         args = (g, xs_c, w_c, b_c, dx, dz_c, dw_c, db_c, M, N, n, trials, *trial_strides(g, 2),
                 *trial_strides(w_c, 3), *trial_strides(b_c, 2)[:2],  # bias is contiguous: its last stride is 1

@@ -343,17 +343,28 @@ def test_the_rows_that_fit_one_call_at_the_real_bound():
                                                              ("gemm", True, None), ("gemm", False, 2),
                                                              ("atomic", True, 2)])
 def test_a_batch_past_the_int32_offsets_runs_in_parts(weight_grads, recompute, trials, device, monkeypatch):
-    """With the rows one call's int32 offsets reach brought down to 12, a batch of 37 rows runs as parts of
-    12, 12, 12 and 1 rows, a forward launch each (and their backwards), and y and every gradient still match
-    float64: autograd adds the parts' dW and db up."""
+    """With the kernels' int32 bound brought down to just past 7 layers of width 16's weights, a batch of 100
+    rows is past it in every mode: it runs in parts of `most_stack_rows` rows (the launchers refuse any
+    buffer that reaches the bound, so a part too large fails here), a forward launch each, and y and every
+    gradient still match float64: autograd adds the parts' dW and db up."""
     monkeypatch.setattr(stack_kernels, "STACK_RECOMPUTE_EVERY", 3)
-    monkeypatch.setattr(stack_kernels, "most_stack_rows", lambda *args: 12)
+    monkeypatch.setattr(stack_kernels, "INT32_OFFSETS", 7 * 2 * 16 * 16 + 1)
+    most = stack_kernels.most_stack_rows(7, 16, stack_kernels.saved_every(True, recompute), weight_grads,
+                                         torch.float32)
+    parts = -(-100 // most)
+    assert parts > 1
     launches = []
     monkeypatch.setattr(stack_kernels, "_highway_stack_fwd_kernel",
                         CountingKernel(stack_kernels._highway_stack_fwd_kernel, launches))
-    check_stack(7, 50, "tanh", torch.float32, device, trials=trials, recompute=recompute, weight_grads=weight_grads)
+    check_stack(7, 16, "tanh", torch.float32, device, trials=trials, recompute=recompute, weight_grads=weight_grads,
+                rows=100)
     chunks = -(-7 // 3) if recompute else 0  # a recomputing forward per chunk of layers
-    assert len(launches) == 4 * (1 + chunks)
+    assert len(launches) == parts * (1 + chunks)
+    x, w, b = stack_inputs(7, 16, torch.float32, device, rows=most + 1)
+    save_every = stack_kernels.saved_every(True, recompute)
+    with pytest.raises(ValueError, match="would hold .* values a trial, past the 2\\*\\*31"):
+        y, xs = stack_kernels.highway_stack_fwd(x, w, b, "tanh", save_every)  # one row more, to the launchers
+        stack_kernels.highway_stack_bwd(torch.ones_like(y), xs, w, b, "tanh", save_every, weight_grads)
 
 
 @pytest.mark.parametrize("weight_grads, recompute, dtype", [("gemm", False, torch.float32),
@@ -364,9 +375,9 @@ def test_a_batch_past_the_int32_offsets_runs_in_parts(weight_grads, recompute, t
 def test_the_int32_bound_counts_the_largest_buffer_the_launches_index(weight_grads, recompute, dtype, device,
                                                                       monkeypatch):
     """`values_per_row`, the bound on a call's rows, counts the values a row adds to the largest row-indexed
-    buffer a stack launch takes (saved inputs, a backward chunk's inputs or dZ): counted here in the launches themselves, 7
-    layers in backward chunks of 3, so that a change to how the launchers lay their buffers out cannot leave
-    the bound behind."""
+    buffer a stack launch takes (saved inputs, a backward chunk's inputs or dZ): counted here in the launches
+    themselves, 7 layers in backward chunks of 3, so that a change to how the launchers lay their buffers out
+    cannot leave the bound behind."""
     monkeypatch.setattr(stack_kernels, "STACK_BWD_CHUNK", 3)
     monkeypatch.setattr(stack_kernels, "STACK_RECOMPUTE_EVERY", 3)
     depth, width, rows = 7, 16, 20
@@ -380,7 +391,8 @@ def test_the_int32_bound_counts_the_largest_buffer_the_launches_index(weight_gra
     monkeypatch.setattr(stack_kernels, "_launch", counting)
     x, w, b = stack_inputs(depth, width, dtype, device, rows=rows)
     x.requires_grad_()
-    highway_linear_stack(x, w, b, "relu", "triton-stack", recompute=recompute, weight_grads=weight_grads).sum().backward()
+    y = highway_linear_stack(x, w, b, "relu", "triton-stack", recompute=recompute, weight_grads=weight_grads)
+    y.sum().backward()
     save_every = stack_kernels.saved_every(True, recompute)
     assert max(seen) == stack_kernels.values_per_row(depth, width, save_every, weight_grads, dtype)
 

@@ -364,15 +364,6 @@ def highway_stack_fwd(x, weight, bias, activation: str, save_every: int):
     return y, xs
 
 
-def _check_int32_reach(what: str, layers: int, layer_values: int):
-    """The kernels reach a layer of a buffer (one trial's) from its first in int32: a ValueError, not a write
-    elsewhere, where the buffer reaches 2³¹ values. `highway_linear_stack` never gets here: it splits the
-    batch (`most_stack_rows`), and takes the per-layer kernels for such weights."""
-    if layers * layer_values >= INT32_OFFSETS:
-        raise ValueError(f"the depth-fused stack's {what} would hold {layers * layer_values:,} values a trial, past "
-                         f"the 2**31 its kernels index in int32: call highway_linear_stack, which splits the batch")
-
-
 def _launch_forward(x, weight, bias, y, xs, activation: str, save_every: int):
     *lead, M, N = x.shape
     _check_int32_reach("weights", weight.shape[-3], weight.stride(-3))
@@ -438,7 +429,6 @@ def most_stack_rows(depth: int, width: int, save_every: int, weight_grads: str, 
     return (INT32_OFFSETS - 1) // per_row if per_row else None
 
 
-
 def why_the_stack_cannot_index(width: int, depth: int, layer_stride: int) -> str | None:
     """None when the stack kernels' int32 offsets reach every layer's weights (`depth` layers `layer_stride`
     values apart); else why not. (A batch past them runs in parts: `most_stack_rows`.)"""
@@ -446,6 +436,16 @@ def why_the_stack_cannot_index(width: int, depth: int, layer_stride: int) -> str
         return None
     return (f"its weights hold {depth * layer_stride:,} values, past the 2**31 its kernels index in int32: at most "
             f"{(INT32_OFFSETS - 1) // layer_stride:,} layers a stack at width {width}")
+
+
+def _check_int32_reach(what: str, layers: int, layer_values: int):
+    """The kernels reach a layer of a buffer (one trial's) from its first in int32: a ValueError, not a write
+    elsewhere, where the buffer reaches 2³¹ values. `highway_linear_stack` never gets here: it splits the
+    batch (`most_stack_rows`), and takes the per-layer kernels for such weights."""
+    if layers * layer_values >= INT32_OFFSETS:
+        raise ValueError(f"the depth-fused stack's {what} would hold {layers * layer_values:,} values a trial, past "
+                         f"the 2**31 its kernels index in int32: call highway_linear_stack, which splits the batch")
+
 
 def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1, weight_grads: str = "gemm"):
     """The backward of `highway_stack_fwd` from what it saved (`save_every` as it was called with), per

@@ -349,8 +349,8 @@ def test_a_batch_past_the_int32_offsets_runs_in_parts(weight_grads, recompute, t
     gradient still match float64: autograd adds the parts' dW and db up."""
     monkeypatch.setattr(stack_kernels, "STACK_RECOMPUTE_EVERY", 3)
     monkeypatch.setattr(stack_kernels, "INT32_OFFSETS", 7 * 2 * 16 * 16 + 1)
-    most = stack_kernels.most_stack_rows(7, 16, stack_kernels.saved_every(True, recompute), weight_grads,
-                                         torch.float32)
+    save_every = stack_kernels.saved_every(True, recompute)
+    most = stack_kernels.most_stack_rows(7, 16, save_every, weight_grads, torch.float32)
     parts = -(-100 // most)
     assert parts > 1
     launches = []
@@ -361,7 +361,6 @@ def test_a_batch_past_the_int32_offsets_runs_in_parts(weight_grads, recompute, t
     chunks = -(-7 // 3) if recompute else 0  # a recomputing forward per chunk of layers
     assert len(launches) == parts * (1 + chunks)
     x, w, b = stack_inputs(7, 16, torch.float32, device, rows=most + 1)
-    save_every = stack_kernels.saved_every(True, recompute)
     with pytest.raises(ValueError, match="would hold .* values a trial, past the 2\\*\\*31"):
         y, xs = stack_kernels.highway_stack_fwd(x, w, b, "tanh", save_every)  # one row more, to the launchers
         stack_kernels.highway_stack_bwd(torch.ones_like(y), xs, w, b, "tanh", save_every, weight_grads)

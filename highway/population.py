@@ -168,11 +168,12 @@ class PopulationSGD(torch.optim.Optimizer):
     axis is the trial axis. Each step updates every trial with one pass over the parameter tensors (two
     in-place ops a tensor, whatever P is; a `Population` has six tensors, whatever its depth).
 
-    `lr` and `momentum` are sequences or `(P,)` tensors. `decay_lr_(gamma)` multiplies each trial's
-    learning rate by its own factor (the paper's per-epoch exponential decay). `freeze_(mask)` stops the
-    trials in `mask` (diverged ones) for good: their learning rate becomes zero and their gradients are
-    ignored, NaN or not, so their parameters stay as they were. Neither waits on the device: a training
-    loop can freeze every step without a host sync."""
+    `lr` and `momentum` are sequences or `(P,)` tensors, or one number for every trial. `decay_lr_(gamma)`
+    multiplies each trial's learning rate by its own factor, or all by one (the paper's per-epoch exponential
+    decay). `freeze_(mask)`, a `(P,)` bool tensor, stops the trials in `mask` (diverged ones) for good: their
+    learning rate becomes zero and their gradients are ignored, NaN or not, so their parameters stay as they
+    were. Neither waits on the device: a training loop can freeze every step without a host sync (shapes and
+    dtypes are checked always, values only when they are on the host)."""
 
     def __init__(self, params, lr, momentum=0.0, nesterov: bool = False, weight_decay: float = 0.0):
         params = list(params)
@@ -182,6 +183,8 @@ class PopulationSGD(torch.optim.Optimizer):
         device = params[0].device
         lr = torch.as_tensor(lr, dtype=torch.float32, device=device).reshape(-1)
         momentum = torch.as_tensor(momentum, dtype=torch.float32, device=device).reshape(-1)
+        if lr.numel() == 1:
+            lr = lr.expand(trials).clone()
         if momentum.numel() == 1:
             momentum = momentum.expand(trials).clone()
         for name, value in (("lr", lr), ("momentum", momentum)):
@@ -206,10 +209,21 @@ class PopulationSGD(torch.optim.Optimizer):
         self._all_active = True  # kept on the host, so that a step never waits on the device to ask
 
     def decay_lr_(self, gamma):
-        self.lr.mul_(torch.as_tensor(gamma, dtype=self.lr.dtype, device=self.lr.device))
+        gamma = torch.as_tensor(gamma, dtype=self.lr.dtype)
+        if gamma.dim() > 1 or gamma.numel() not in (1, self.trials):
+            raise ValueError(f"gamma must be one factor or one per trial ({self.trials}), "
+                             f"got shape {tuple(gamma.shape)}")
+        # values on the host are checked; a tensor on the GPU is not, since asking would make the host wait
+        if gamma.device.type == "cpu" and not (torch.isfinite(gamma).all() and (gamma >= 0).all()):
+            raise ValueError(f"gamma must be finite and >= 0, got {gamma.tolist()}")
+        self.lr.mul_(gamma.to(self.lr.device))
 
     @torch.no_grad()
     def freeze_(self, mask: torch.Tensor):
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+        if mask.shape != (self.trials,):
+            raise ValueError(f"mask must have one value per trial, shape ({self.trials},), got {tuple(mask.shape)}")
         mask = mask.to(self.active.device)
         if mask.device.type == "cpu" and not mask.any():  # asking is free on a CPU; a GPU would make us wait
             return

@@ -134,6 +134,12 @@ def test_learning_rates_decay_per_trial():
     assert opt.lr.tolist() == pytest.approx([0.05, 0.18, 0.4])
 
 
+def test_one_learning_rate_and_momentum_serve_every_trial():
+    population = stack_population(make_nets())
+    opt = PopulationSGD(population.parameters(), 0.1, 0.9)
+    assert opt.lr.tolist() == pytest.approx([0.1] * 3) and opt.momentum.tolist() == pytest.approx([0.9] * 3)
+
+
 @pytest.mark.parametrize("kwargs,words", [
     (dict(lr=[0.1, 0.2], momentum=0.9), "one value per trial"),
     (dict(lr=[0.1, 0.2, -1.0], momentum=0.9), "lr must be"),
@@ -144,6 +150,25 @@ def test_population_sgd_refuses_bad_settings(kwargs, words):
     population = stack_population(make_nets())
     with pytest.raises(ValueError, match=words):
         PopulationSGD(population.parameters(), **kwargs)
+
+
+@pytest.mark.parametrize("call,error,words", [
+    (lambda opt: opt.decay_lr_([0.9, 0.9]), ValueError, r"one per trial \(3\), got shape \(2,\)"),
+    (lambda opt: opt.decay_lr_([[0.9] * 3]), ValueError, "one factor or one per trial"),
+    (lambda opt: opt.decay_lr_([0.9, -0.5, 1.0]), ValueError, "finite and >= 0"),
+    (lambda opt: opt.decay_lr_(float("nan")), ValueError, "finite and >= 0"),
+    (lambda opt: opt.freeze_(torch.tensor([True, False])), ValueError, r"shape \(3,\), got \(2,\)"),
+    (lambda opt: opt.freeze_(torch.tensor([1.0, 0.0, 0.0])), TypeError, "bool tensor, got torch.float32"),
+    (lambda opt: opt.freeze_([True, False, True]), TypeError, "bool tensor, got list"),
+])
+def test_decay_and_freeze_refuse_what_is_not_one_value_per_trial_and_change_nothing(call, error, words):
+    population = stack_population(make_nets())
+    opt = PopulationSGD(population.parameters(), [0.1, 0.2, 0.4], 0.9)
+    with pytest.raises(error, match=words):
+        call(opt)
+    assert opt.lr.tolist() == pytest.approx([0.1, 0.2, 0.4]) and opt.active.all()
+    opt.decay_lr_(0.5)  # one factor for every trial is fine
+    assert opt.lr.tolist() == pytest.approx([0.05, 0.1, 0.2])
 
 
 def test_a_study_trained_as_populations_matches_one_trial_at_a_time(tmp_path):

@@ -76,8 +76,8 @@ def test_what_cannot_be_stacked_is_named(nets, error, words):
         stack_population(nets())
 
 
-def train_alone(net, lr, momentum, nesterov, data, steps):
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, nesterov=nesterov)
+def train_alone(net, lr, momentum, nesterov, data, steps, weight_decay=0.0):
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     for x, y in data[:steps]:
         opt.zero_grad()
         F.cross_entropy(net(x), y).backward()
@@ -102,13 +102,18 @@ def train_population(population, opt, data, steps, on_step=None):
     return population
 
 
-@pytest.mark.parametrize("nesterov", [False, True])
-def test_each_trial_ends_where_it_would_alone(nesterov):
-    lrs, moms = [0.05, 0.2, 0.01], [0.9, 0.5, 0.99]
+@pytest.mark.parametrize("nesterov,weight_decay", [(False, 0.0), (True, 0.0), (False, 0.05), (True, 0.05)])
+def test_each_trial_ends_where_it_would_alone(nesterov, weight_decay):
+    lrs, moms = [0.05, 0.2, 0.01], [0.9, 0.5, 0.0]  # momentum 0: SGD keeps no buffer, and must agree all the same
     data = batches(6)
-    alone = [train_alone(net, lr, m, nesterov, data, 6) for net, lr, m in zip(make_nets(), lrs, moms)]
+    alone = [train_alone(net, lr, m, nesterov and m > 0, data, 6, weight_decay)
+             for net, lr, m in zip(make_nets(), lrs, moms)]
+    if nesterov:  # nesterov needs momentum in every trial
+        moms[2] = 0.99
+        alone[2] = train_alone(make_nets()[2], lrs[2], moms[2], True, data, 6, weight_decay)
     population = stack_population(make_nets())
-    train_population(population, PopulationSGD(population.parameters(), lrs, moms, nesterov=nesterov), data, 6)
+    opt = PopulationSGD(population.parameters(), lrs, moms, nesterov=nesterov, weight_decay=weight_decay)
+    train_population(population, opt, data, 6)
     for net, together in zip(alone, population.unstack()):
         for a, b in zip(net.parameters(), together.parameters()):
             assert_close(b, a, torch.float32)
@@ -125,6 +130,30 @@ def test_a_diverging_trial_is_frozen_and_the_others_go_on_untouched():
     for p in (0, 2):
         for a, b in zip(alone[p].parameters(), population.unstack()[p].parameters()):
             assert_close(b, a, torch.float32)
+
+
+def test_a_step_takes_a_closure_and_leaves_a_parameter_without_a_gradient_as_it_is():
+    data = batches(1)
+    population = stack_population(make_nets())
+    population.head_bias.requires_grad_(False)
+    head_bias = population.head_bias.clone()
+    opt = PopulationSGD(population.parameters(), [0.05, 0.2, 0.01], 0.9)
+    x, y = data[0]
+
+    def closure():
+        opt.zero_grad()
+        losses = F.cross_entropy(population(x).transpose(1, 2), y.expand(population.trials, -1), reduction="none")
+        loss = losses.mean(1).sum()  # each trial's own mean loss, so each gets the gradient it would alone
+        loss.backward()
+        return loss
+
+    alone = [train_alone(net, lr, 0.9, False, data, 1) for net, lr in zip(make_nets(), [0.05, 0.2, 0.01])]
+    loss = opt.step(closure)
+    assert loss.requires_grad and torch.isfinite(loss)
+    assert torch.equal(population.head_bias, head_bias)
+    for net, together in zip(alone, population.unstack()):
+        assert_close(together.head.weight, net.head.weight, torch.float32)
+        assert_close(together.layers[0].weight, net.layers[0].weight, torch.float32)
 
 
 def test_learning_rates_decay_per_trial():
@@ -330,8 +359,8 @@ def test_a_population_runs_its_highway_layers_as_one_stack_with_the_nets_backend
 
     calls = []
     real = population_module.highway_linear_stack
-    monkeypatch.setattr(population_module, "highway_linear_stack",
-                        lambda x, w, b, act, backend: calls.append((tuple(w.shape), backend)) or real(x, w, b, act, backend))
+    monkeypatch.setattr(population_module, "highway_linear_stack", lambda x, w, b, act, backend:
+                        calls.append((tuple(w.shape), backend)) or real(x, w, b, act, backend))
     nets = [highway_mlp(12, 16, 6, 4, "relu", backend="auto") for _ in range(3)]
     stack_population(nets)(torch.randn(5, 12))
     assert calls == [((3, 5, 32, 16), "auto")]  # on a GPU, "auto" is the depth-fused stack where the width fits

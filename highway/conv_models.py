@@ -119,6 +119,8 @@ def cifar_convnet(arch: str = "A", kind: str = "highway", num_classes: int = 10,
     positive_int("num_classes", num_classes)
     if arch not in ("A", "B", "C"):
         raise ValueError(f"arch must be 'A', 'B' or 'C', got {arch!r}")
+    if head not in ("linear", "gap"):
+        raise ValueError(f"head must be 'linear' or 'gap', got {head!r}")
     spec = ARCHITECTURES[arch]
     bias = spec["gate_bias"] if gate_bias is None else gate_bias
     features, channels = _features(kind, 3, spec["stages"], spec["final_pool"], activation, bias, backend, keep)
@@ -126,11 +128,9 @@ def cifar_convnet(arch: str = "A", kind: str = "highway", num_classes: int = 10,
         linear = nn.Linear(channels, num_classes)
         init_plain_layer_(linear.weight, linear.bias)
         return ConvNet(kind, features, nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), linear))
-    if head == "gap":
-        conv = nn.Conv2d(channels, num_classes, 1)
-        init_plain_layer_(conv.weight, conv.bias)
-        return ConvNet(kind, features, nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten()))
-    raise ValueError(f"head must be 'linear' or 'gap', got {head!r}")
+    conv = nn.Conv2d(channels, num_classes, 1)
+    init_plain_layer_(conv.weight, conv.bias)
+    return ConvNet(kind, features, nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten()))
 
 
 def highway_conv_stack(channels: int, depth: int, kernel_size: int = 3, activation: str = "relu",

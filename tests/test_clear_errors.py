@@ -13,7 +13,7 @@ from highway import HighwayConv2d, HighwayLinear, cifar_convnet, highway_mlp, hi
 from highway.bench.cli import main
 from highway.bench.study.datasets import load_cifar
 from highway.conv_models import plain_conv_stack
-from highway.functional import highway_conv2d, highway_linear
+from highway.functional import highway_conv2d, highway_linear, highway_linear_population
 from highway.gate_bias import gate_bias_for_depth
 
 
@@ -131,6 +131,19 @@ API_ERRORS = {
     "True as a layer width": (lambda: HighwayLinear(True), "width must be"),
     "auto on a single layer": (lambda: HighwayLinear(50, gate_bias="auto"), "highway_mlp"),
     "auto on a single conv layer": (lambda: HighwayConv2d(8, gate_bias="auto"), "gate_bias_for_depth"),
+    "unknown conv kind": (lambda: mnist_convnet(kind="resnet"), "kind must be 'highway' or 'plain'"),
+    "unknown cifar arch": (lambda: cifar_convnet(arch="D"), "arch must be 'A', 'B' or 'C'"),
+    "unknown cifar head": (lambda: cifar_convnet(head="attention"), "head must be 'linear' or 'gap'"),
+    "a stacked net of one layer": (lambda: highway_mlp(784, 50, 1, 10, stack=True), "stack=True needs depth >= 2"),
+    "a population layer without its trial axis": (
+        lambda: highway_linear_population(torch.randn(4, 8), torch.randn(2, 16, 8), torch.randn(2, 16)),
+        r"x must be \(P, B, N\)"),
+    "a population's weights for other trials": (
+        lambda: highway_linear_population(torch.randn(3, 4, 8), torch.randn(2, 16, 8), torch.randn(3, 16)),
+        r"weight must have shape \(P, 2N, N\) = \(3, 16, 8\)"),
+    "a population's bias for another width": (
+        lambda: highway_linear_population(torch.randn(3, 4, 8), torch.randn(3, 16, 8), torch.randn(3, 8)),
+        r"bias must have shape \(P, 2N\) = \(3, 16\)"),
 }
 
 

@@ -167,10 +167,11 @@ def gate_bias_claims(df: pd.DataFrame, carry: pd.DataFrame) -> list[dict]:
                                  f"lowest {lo['carried']:.3g} (depth {int(lo['depth'])})",
                                  bool(g["carried"].between(0.25, 1.0).all()), f"carry, study '{study}'"))
             else:
+                deepest = g.loc[g["depth"].idxmax()]
                 rows.append(_row(f"With the fixed bias {rule}, the input reaching the last layer at initialization "
                                  f"vanishes with depth (below 1e-3 at the deepest)",
-                                 f"{lo['carried']:.3g} at depth {int(lo['depth'])}", bool(lo["carried"] < 1e-3),
-                                 f"carry, study '{study}'"))
+                                 f"{deepest['carried']:.3g} at depth {int(deepest['depth'])}",
+                                 bool(deepest["carried"] < 1e-3), f"carry, study '{study}'"))
     return rows
 
 

@@ -771,6 +771,50 @@ def _searched_rows(trials: int, finals: dict, epochs: int = 3):
     return pd.DataFrame(rows)
 
 
+def _gate_bias_rows(curves: dict):
+    """Rows of a gate-bias study: one trial of each (gate rule, depth), its loss at epochs 0, 1, 2."""
+    return pd.DataFrame([dict(study="g", dataset="digits", model="highway", gate_rule=rule, depth=depth, trial=0,
+                              epoch=epoch, train_loss=loss, status="ok")
+                         for (rule, depth), losses in curves.items() for epoch, loss in enumerate(losses)])
+
+
+def _carry_rows(carried: dict):
+    """The signal reaching each layer at initialization, falling geometrically to carried[(rule, depth)] at the last."""
+    return pd.DataFrame([dict(study="g", dataset="digits", gate_rule=rule, depth=depth, layer=layer,
+                              carried=last ** (layer / (depth - 1)))
+                         for (rule, depth), last in carried.items() for layer in range(depth)])
+
+
+@pytest.mark.parametrize("auto_at_1000,fixed_learns_deep,auto_lowest,fixed_deepest,holds", [
+    ((2.3, 0.6, 0.4), False, 0.5, 1e-9, True),
+    ((2.3, 2.2, 2.1), True, 0.1, 1e-2, False),  # every claim fails: auto stalls deep, the fixed bias learns
+])
+def test_the_gate_bias_claims_come_from_the_data(auto_at_1000, fixed_learns_deep, auto_lowest, fixed_deepest,
+                                                 holds):
+    from highway.reports.claims import gate_bias_claims
+
+    learns, stalls = (2.3, 0.5, 0.3), (2.3, 2.3, 2.25)
+    curves = {("auto", 10): learns, ("auto", 100): learns, ("auto", 1000): auto_at_1000,
+              ("-2", 10): learns, ("-2", 100): learns if fixed_learns_deep else stalls,
+              ("-2", 1000): learns if fixed_learns_deep else stalls}
+    # the fixed bias's signal is lowest at depth 100 here, so a claim about the deepest must read depth 1000
+    carried = {("auto", 10): 0.9, ("auto", 100): auto_lowest, ("auto", 1000): 0.6,
+               ("-2", 10): 0.3, ("-2", 100): 1e-12, ("-2", 1000): fixed_deepest, ("search", 1000): 0.5}
+    claims = pd.DataFrame(gate_bias_claims(_gate_bias_rows(curves), _carry_rows(carried))).set_index("claim")
+    assert len(claims) == 5  # the search arm's carry makes no claim: no rule to test
+    assert set(claims["verdict"]) == {"holds" if holds else "does not hold"}
+    def measured(start):
+        return next(m for c, m in claims["measured"].items() if c.startswith(start))
+
+    assert measured("With gate_bias='auto', the 1000-layer") == f"ratio {auto_at_1000[1] / 0.5:.3g}"
+    assert measured("With gate_bias='auto' the highway net learns") == f"learns at {3 if holds else 2} of 3 depths"
+    assert measured("There are depths") == ("depths 100, 1000 of 3 compared" if holds else "depths none of 3 compared")
+    assert measured("With the fixed bias -2") == f"{fixed_deepest:.3g} at depth 1000"
+    assert measured("With 'auto', about half") == f"lowest {min(auto_lowest, 0.6):.3g} (depth 100)"
+    assert all(b == "digits, study 'g': 1 trial, 2 epochs, depths 10/100/1000"
+               for c, b in claims["basis"].items() if not b.startswith("carry"))
+
+
 def test_a_claim_a_small_study_fails_reads_not_tested_and_every_row_shows_its_basis():
     from highway.reports.claims import NOT_TESTED, convergence_claims
 

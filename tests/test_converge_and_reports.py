@@ -832,6 +832,12 @@ def test_a_claim_a_small_study_fails_reads_not_tested_and_every_row_shows_its_ba
     harder = full.loc[[c for c in full.index if c.startswith("Plain nets get harder")][0]]
     assert harder["verdict"] == "does not hold"
     assert any(c.startswith("At depth 100 the mean of the top 10 highway trials") for c in full.index)
+    # the paper's trials, but no shallow plain net to show that the horizon was long enough: not tested
+    deep_only = {("plain", 50): 1e-6, ("plain", 100): 2e-6, ("highway", 50): 1e-6, ("highway", 100): 1e-6}
+    deep = pd.DataFrame(convergence_claims(_searched_rows(100, deep_only))).set_index("claim")
+    harder = deep.loc[[c for c in deep.index if c.startswith("Plain nets get harder")][0]]
+    assert harder["verdict"] == NOT_TESTED
+    assert "no plain net of depth 20 or less to show the horizon is long enough" in harder["measured"]
 
 
 def test_a_lesion_claim_rests_on_the_study_that_trained_its_net():

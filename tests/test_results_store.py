@@ -152,3 +152,26 @@ def test_store_keys_are_the_schema_keys(tmp_path):
     with ResultStore(tmp_path, "results.csv", list(pd.read_csv(tmp_path / "results.csv").columns),
                      THROUGHPUT_KEYS) as store:
         assert len(store.done_keys()) == 4
+
+
+def test_a_store_from_an_older_version_gains_its_new_columns_and_keys_without_losing_a_row(tmp_path, monkeypatch):
+    """A newer version may add a column, or a key column: the old rows stay, and rows that differ only in the
+    new key column no longer replace each other (under the old UNIQUE key they silently did)."""
+    with ResultStore(tmp_path, "results.csv", ["model", "depth", "ms"], ["model", "depth"]) as old:
+        old.append(dict(model="highway", depth=1, ms=1.0))
+        old.append(dict(model="highway", depth=2, ms=2.0))
+    columns, keys = ["model", "depth", "dtype", "ms", "note"], ["model", "depth", "dtype"]
+    with ResultStore(tmp_path, "results.csv", columns, keys) as new:
+        before = new.read()
+        assert before["ms"].tolist() == [1.0, 2.0] and before["dtype"].isna().all() and before["note"].isna().all()
+        new.append(dict(model="highway", depth=1, dtype="fp16", ms=3.0))
+        new.append(dict(model="highway", depth=1, dtype="bf16", ms=4.0))
+        new.append(dict(model="highway", depth=1, dtype="bf16", ms=5.0))  # the same key: replaced, as always
+        assert new.read()["ms"].tolist() == [1.0, 2.0, 3.0, 5.0]
+    rebuilt = []
+    monkeypatch.setattr(ResultStore, "_rekey", lambda self: rebuilt.append(self.table))
+    with ResultStore(tmp_path, "results.csv", columns, keys) as again:  # its key is the schema's now
+        assert len(again.read()) == 4
+    with ResultStore(tmp_path / "fresh", "results.csv", columns, keys):
+        pass
+    assert rebuilt == []

@@ -9,6 +9,7 @@ row, each with a UNIQUE key, so that a row is written whole or not at all.
   whole through a temporary file and a rename, so that a reader never sees half a file.
 - A directory written by an earlier version (CSV only), or a damaged CSV, is read row by row
   (`highway.bench.schema.read_csv_rows`): damaged rows are reported and left out, so they run again.
+- A store written by an earlier version gains this version's columns (empty in its rows) and key, whole.
 
 Every run's environment is appended to `runs.jsonl` beside it.
 """
@@ -64,12 +65,34 @@ class ResultStore:
             for column in self.columns:  # a column added by a newer version
                 if column not in present:
                     self._db.execute(f'ALTER TABLE "{self.table}" ADD COLUMN {quote(column)}')
+            if self._unique_key() != self.key_columns:
+                self._rekey()
             self._db.execute("CREATE TABLE IF NOT EXISTS claims (tbl, unit, owner, since, UNIQUE (tbl, unit))")
             self._db.execute("CREATE TABLE IF NOT EXISTS imported (tbl UNIQUE)")
             imported = self._db.execute("SELECT 1 FROM imported WHERE tbl = ?", (self.table,)).fetchone()
             if not imported:
                 self._import_csv()
                 self._db.execute("INSERT INTO imported VALUES (?)", (self.table,))
+
+    def _unique_key(self) -> list[str] | None:
+        """The columns of the table's UNIQUE key, as the database holds it."""
+        for _, index, unique, *_ in self._db.execute(f'PRAGMA index_list("{self.table}")').fetchall():
+            if unique:
+                return [r[2] for r in self._db.execute(f'PRAGMA index_info("{index}")')]
+        return None
+
+    def _rekey(self):
+        """The table rebuilt with this version's key, its rows in their order. A key that gained a column
+        must not keep the old one: rows that differ only in the new column would replace each other. (Where a
+        key lost a column, rows it no longer tells apart collapse to the latest.)"""
+        cols = ", ".join(quote(c) for c in self.columns)
+        keys = ", ".join(quote(c) for c in self.key_columns)
+        new = f"{self.table}__rekeyed"
+        self._db.execute(f'DROP TABLE IF EXISTS "{new}"')
+        self._db.execute(f'CREATE TABLE "{new}" ({cols}, UNIQUE ({keys}))')
+        self._db.execute(f'INSERT OR REPLACE INTO "{new}" ({cols}) SELECT {cols} FROM "{self.table}" ORDER BY rowid')
+        self._db.execute(f'DROP TABLE "{self.table}"')
+        self._db.execute(f'ALTER TABLE "{new}" RENAME TO "{self.table}"')
 
     def _import_csv(self):
         """Rows of a CSV written before this store existed (or beside it by hand), once."""

@@ -57,10 +57,16 @@ def load_checkpoint(path, backend: str = "auto"):
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
         raise ValueError(f"{path}: checkpoint meta lacks {missing}")
-    if meta["model"] == "highway":
-        net = highway_mlp(meta["in_features"], meta["width"], meta["depth"], meta["num_classes"], meta["activation"],
-                          meta["gate_bias"], backend)
-    else:
-        net = plain_mlp(meta["in_features"], meta["width"], meta["depth"], meta["num_classes"], meta["activation"])
-    net.load_state_dict(ckpt["state_dict"])
+    if meta["model"] not in ("highway", "plain"):
+        raise ValueError(f"{path}: checkpoint meta names model {meta['model']!r}; expected 'highway' or 'plain'")
+    try:
+        if meta["model"] == "highway":
+            net = highway_mlp(meta["in_features"], meta["width"], meta["depth"], meta["num_classes"],
+                              meta["activation"], meta["gate_bias"], backend)
+        else:
+            net = plain_mlp(meta["in_features"], meta["width"], meta["depth"], meta["num_classes"], meta["activation"])
+        net.load_state_dict(ckpt["state_dict"])
+    except (ValueError, TypeError, RuntimeError) as e:  # a meta that builds no net, or weights of another net
+        reason = " ".join(str(e).split())[:300]
+        raise ValueError(f"{path}: its weights do not fit the net its meta describes: {reason}") from None
     return net.eval(), meta

@@ -60,9 +60,12 @@ def _bad_inputs(tmp_path):
     torch.save({"meta": dict(model="highway", depth=3, width=32, in_features=64, num_classes=10, activation="relu",
                              gate_bias=-2.0), "state_dict": highway_mlp(64, 16, 3, 10).state_dict()},
                tmp_path / "otherwidth.pt")
+    torch.save({"meta": dict(model="highway", depth=3, width="wide", in_features=64, num_classes=10,
+                             activation="relu", gate_bias=-2.0), "state_dict": {}}, tmp_path / "badmeta.pt")
     out = tmp_path / "out"
     return {
         "analyze a checkpoint whose weights are another net's": ["analyze", tmp_path / "otherwidth.pt", "--out", out],
+        "analyze a checkpoint whose meta builds no net": ["analyze", tmp_path / "badmeta.pt", "--out", out],
         "compare on empty directories": ["report", "--compare", tmp_path / "e1", tmp_path / "e2"],
         "analyze a text file": ["analyze", tmp_path / "notes.pt", "--out", out],
         "analyze a directory": ["analyze", tmp_path, "--out", out],
@@ -86,7 +89,8 @@ def _bad_inputs(tmp_path):
 
 BAD_NAMES = [  # the keys of _bad_inputs, which needs tmp_path to build
     "compare on empty directories", "analyze a text file",
-    "analyze a checkpoint whose weights are another net's", "analyze a directory", "analyze a checkpoint without meta",
+    "analyze a checkpoint whose weights are another net's", "analyze a checkpoint whose meta builds no net",
+    "analyze a directory", "analyze a checkpoint without meta",
     "--out naming a file", "--out under a file", "--out not writable", "--device foo", "--device cuda:7",
     "--threads 0", "converge depth 1 with highway", "converge gate bias nan", "converge decay -1",
     "converge epochs -1", "converge trials 0", "converge batch 0", "converge lr 0", "analyze --samples 0",

@@ -65,8 +65,11 @@ def load_checkpoint(path, backend: str = "auto"):
                               meta["activation"], meta["gate_bias"], backend)
         else:
             net = plain_mlp(meta["in_features"], meta["width"], meta["depth"], meta["num_classes"], meta["activation"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: checkpoint meta describes no net we build: {e}") from None
+    try:
         net.load_state_dict(ckpt["state_dict"])
-    except (ValueError, TypeError, RuntimeError) as e:  # a meta that builds no net, or weights of another net
+    except (RuntimeError, TypeError, AttributeError) as e:  # the weights of another net, or no state dict at all
         reason = " ".join(str(e).split())[:300]
         raise ValueError(f"{path}: its weights do not fit the net its meta describes: {reason}") from None
     return net.eval(), meta

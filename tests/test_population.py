@@ -282,6 +282,17 @@ def test_auto_population_takes_as_many_trials_as_fit_in_memory(monkeypatch):
     assert planning.trial_bytes("highway", 200, 50, 784, 10, 64) > planning.trial_bytes("highway", 20, 50, 784, 10, 64)
 
 
+def test_free_memory_on_a_cpu_counts_the_page_cache_linux_would_drop(tmp_path):
+    from highway.bench.study import planning
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         2000000 kB\nMemAvailable:   20000000 kB\n")
+    assert planning.free_memory_bytes("cpu", str(meminfo)) == 20_000_000 * 1024
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         2000000 kB\n")  # a kernel before 3.14
+    assert planning.free_memory_bytes("cpu", str(meminfo)) > 0  # the free pages, from sysconf
+    assert planning.free_memory_bytes("cpu", str(tmp_path / "none")) > 0
+
+
 def test_the_expected_time_sums_measured_costs_over_the_study(monkeypatch):
     """Measured per-trial costs, linear in depth between the two measured depths, times steps, epochs, trials."""
     import highway.bench.study.convergence as cv

@@ -27,10 +27,21 @@ MEMORY_SHARE = 0.5  # of the memory free now: leave the rest to the data, the al
 TIMED_STEPS = 3
 
 
-def free_memory_bytes(device) -> int:
+def free_memory_bytes(device, meminfo: str = "/proc/meminfo") -> int:
+    """Memory a population may take now: the GPU's free memory, or on the CPU what Linux calls available
+    (MemAvailable: free pages and the page cache it would drop), else the free pages alone. The free pages
+    alone undercount by whatever the page cache holds: a machine that has just read its data sets may show a
+    few GB free of 20 available, and "auto" would then split a group into many small populations."""
     device = torch.device(device)
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):

@@ -175,3 +175,22 @@ def test_a_store_from_an_older_version_gains_its_new_columns_and_keys_without_lo
     with ResultStore(tmp_path / "fresh", "results.csv", columns, keys):
         pass
     assert rebuilt == []
+
+
+@pytest.mark.parametrize("line,why", [
+    ("highway,2.5,1.0,True\n", "depth '2.5' is not a whole number"),
+    ("highway,2,fast,True\n", "ms 'fast' is not a number"),
+    ("highway,2,1.0,maybe\n", "noisy 'maybe' is not True or False"),
+    (",2,1.0,True\n", "a key column is empty"),
+    ("highway,2,1.0\n", "3 fields, expected 4"),
+    ("highway,2,1.0,True", "cut short (no end of line)"),
+])
+def test_each_kind_of_damaged_line_is_named_and_left_out_and_the_others_are_read(tmp_path, line, why):
+    from highway.bench.schema import read_csv_rows
+
+    path = tmp_path / "results.csv"
+    path.write_text("model,depth,ms,noisy\nhighway,1,0.5,False\n\n" + line)  # a blank line is no damage
+    rows, damaged = read_csv_rows(path, ["model", "depth", "ms", "noisy"], ["model", "depth"],
+                                  {"depth": int, "ms": float, "noisy": bool})
+    assert rows == [dict(model="highway", depth=1, ms=0.5, noisy=False)]
+    assert damaged == [f"line 4: {why}"]

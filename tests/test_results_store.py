@@ -84,7 +84,7 @@ def test_appending_a_row_does_not_read_the_store_back(tmp_path, monkeypatch):
 
 
 def test_two_sweeps_into_one_directory_share_the_work(tmp_path):
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import sys
         import highway.bench.harness.sweep as s
         real, ran = s.run_case, []

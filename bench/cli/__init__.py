@@ -14,6 +14,7 @@
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from highway.activations import ACTIVATIONS
 from highway.backends import BACKENDS as LAYER_BACKENDS
@@ -60,11 +61,9 @@ def _axes(parser: argparse.ArgumentParser, defaults: dict | None):
                         help="image side for conv stacks")
 
 
-def writable_dir(path) -> "Path":
+def writable_dir(path) -> Path:
     """`path` as a directory this process can write into, made if missing; ValueError naming the problem
     before any work starts (a file in the way, no permission, a read-only file system)."""
-    from pathlib import Path
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} is a file; give a directory for the results")

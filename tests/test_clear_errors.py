@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from highway import HighwayConv2d, HighwayLinear, cifar_convnet, highway_mlp, highway_stack, mnist_convnet
+from highway import HighwayConv2d, HighwayLinear, cifar_convnet, highway_mlp, highway_stack, mnist_convnet, \
+    plain_mlp
 from highway.bench.cli import main
 from highway.bench.study.datasets import load_cifar
 from highway.conv_models import plain_conv_stack
@@ -52,6 +53,14 @@ def test_a_cifar_batch_that_runs_code_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
 
 
+def ckpt_plain(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save({"meta": dict(model="plain", depth=3, width=16, in_features=64, num_classes=10, activation="relu",
+                             gate_bias=None, dataset="digits"), "state_dict": plain_mlp(64, 16, 3, 10).state_dict()},
+               path)
+    return path
+
+
 def _bad_inputs(tmp_path):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "notes.pt").write_text("not a checkpoint")
@@ -62,8 +71,13 @@ def _bad_inputs(tmp_path):
                tmp_path / "otherwidth.pt")
     torch.save({"meta": dict(model="highway", depth=3, width="wide", in_features=64, num_classes=10,
                              activation="relu", gate_bias=-2.0), "state_dict": {}}, tmp_path / "badmeta.pt")
+    torch.save({"meta": dict(model="highway", depth=3, width=16, in_features=64, num_classes=10, activation="relu",
+                             gate_bias=-2.0), "state_dict": highway_mlp(64, 16, 3, 10).state_dict()},
+               tmp_path / "nodataset.pt")
     out = tmp_path / "out"
     return {
+        "analyze a checkpoint that names no data set": ["analyze", tmp_path / "nodataset.pt", "--out", out],
+        "analyze a plain net's checkpoint": ["analyze", ckpt_plain(tmp_path), "--out", out],
         "analyze a checkpoint whose weights are another net's": ["analyze", tmp_path / "otherwidth.pt", "--out", out],
         "analyze a checkpoint whose meta builds no net": ["analyze", tmp_path / "badmeta.pt", "--out", out],
         "compare on empty directories": ["report", "--compare", tmp_path / "e1", tmp_path / "e2"],
@@ -90,7 +104,8 @@ def _bad_inputs(tmp_path):
 BAD_NAMES = [  # the keys of _bad_inputs, which needs tmp_path to build
     "compare on empty directories", "analyze a text file",
     "analyze a checkpoint whose weights are another net's", "analyze a checkpoint whose meta builds no net",
-    "analyze a directory", "analyze a checkpoint without meta",
+    "analyze a directory", "analyze a checkpoint without meta", "analyze a checkpoint that names no data set",
+    "analyze a plain net's checkpoint",
     "--out naming a file", "--out under a file", "--out not writable", "--device foo", "--device cuda:7",
     "--threads 0", "converge depth 1 with highway", "converge gate bias nan", "converge decay -1",
     "converge epochs -1", "converge trials 0", "converge batch 0", "converge lr 0", "analyze --samples 0",

@@ -236,13 +236,12 @@ def cmd_converge(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from highway.bench.study.analysis import analyze
-
+    from highway.bench.study.analysis import analyze, check_analysable
     from highway.bench.study.checkpoints import load_checkpoint
 
     resolve_device(args.device)
     for checkpoint in args.checkpoint:  # every file checked before any is analysed
-        load_checkpoint(checkpoint)
+        check_analysable(checkpoint, load_checkpoint(checkpoint)[1], args.dataset)
     if args.samples < 1:
         raise ValueError(f"--samples must be positive, got {args.samples}")
     writable_dir(args.out)

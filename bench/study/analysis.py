@@ -43,6 +43,15 @@ def lesion_curve(net, x: torch.Tensor, y: torch.Tensor, progress: bool = False) 
     return pd.DataFrame(rows)
 
 
+def check_analysable(checkpoint, meta: dict, dataset: str | None) -> None:
+    """ValueError, naming the checkpoint, for one that gate analysis cannot take: a plain net, or one whose
+    meta names no data set when none is given (a checkpoint not written by `highway-bench converge`)."""
+    if meta["model"] != "highway":
+        raise ValueError(f"{checkpoint} is a {meta['model']} net; gate analysis needs a highway net")
+    if dataset is None and not meta.get("dataset"):
+        raise ValueError(f"{checkpoint} names no data set it was trained on; give one with --dataset")
+
+
 def analyze(checkpoint, out, dataset: str | None = None, max_samples: int = ANALYSIS_SAMPLES, device=None,
             progress: bool = True) -> Path:
     """Gate statistics and the lesion curve of a checkpoint, written to `out/<checkpoint name>/`:
@@ -50,9 +59,8 @@ def analyze(checkpoint, out, dataset: str | None = None, max_samples: int = ANAL
     unless `dataset` names another data set."""
     device = resolve_device(device)
     net, meta = load_checkpoint(checkpoint)
-    if meta["model"] != "highway":
-        raise ValueError(f"{checkpoint} is a {meta['model']} net; gate analysis needs a highway net")
-    if dataset in (None, meta["dataset"]) and "max_train" in meta:
+    check_analysable(checkpoint, meta, dataset)
+    if dataset in (None, meta.get("dataset")) and "max_train" in meta:
         # the images the net was trained on, standardized as they were then (the mean and spread of the
         # study's own training subset), as the paper lesions its nets on their training set
         data = load_dataset(meta["dataset"], seed=meta.get("data_seed", 0), max_train=meta["max_train"])

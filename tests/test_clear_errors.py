@@ -71,13 +71,15 @@ def _bad_inputs(tmp_path):
                tmp_path / "otherwidth.pt")
     torch.save({"meta": dict(model="highway", depth=3, width="wide", in_features=64, num_classes=10,
                              activation="relu", gate_bias=-2.0), "state_dict": {}}, tmp_path / "badmeta.pt")
-    torch.save({"meta": dict(model="highway", depth=3, width=16, in_features=64, num_classes=10, activation="relu",
-                             gate_bias=-2.0), "state_dict": highway_mlp(64, 16, 3, 10).state_dict()},
-               tmp_path / "nodataset.pt")
+    torch.save({"meta": dict(model="highway", depth=3, width=16, in_features=64, num_classes=3, activation="relu",
+                             gate_bias=-2.0), "state_dict": highway_mlp(64, 16, 3, 3).state_dict()},
+               tmp_path / "nodataset.pt")  # 3 classes: digits (64 features, 10 classes) does not fit it
     out = tmp_path / "out"
     return {
         "analyze a checkpoint that names no data set": ["analyze", tmp_path / "nodataset.pt", "--out", out],
         "analyze a plain net's checkpoint": ["analyze", ckpt_plain(tmp_path), "--out", out],
+        "analyze on a data set of other images": ["analyze", tmp_path / "nodataset.pt", "--dataset", "digits", "--out",
+                                                  out],
         "analyze a checkpoint whose weights are another net's": ["analyze", tmp_path / "otherwidth.pt", "--out", out],
         "analyze a checkpoint whose meta builds no net": ["analyze", tmp_path / "badmeta.pt", "--out", out],
         "compare on empty directories": ["report", "--compare", tmp_path / "e1", tmp_path / "e2"],
@@ -105,7 +107,7 @@ BAD_NAMES = [  # the keys of _bad_inputs, which needs tmp_path to build
     "compare on empty directories", "analyze a text file",
     "analyze a checkpoint whose weights are another net's", "analyze a checkpoint whose meta builds no net",
     "analyze a directory", "analyze a checkpoint without meta", "analyze a checkpoint that names no data set",
-    "analyze a plain net's checkpoint",
+    "analyze a plain net's checkpoint", "analyze on a data set of other images",
     "--out naming a file", "--out under a file", "--out not writable", "--device foo", "--device cuda:7",
     "--threads 0", "converge depth 1 with highway", "converge gate bias nan", "converge decay -1",
     "converge epochs -1", "converge trials 0", "converge batch 0", "converge lr 0", "analyze --samples 0",

@@ -66,6 +66,9 @@ def analyze(checkpoint, out, dataset: str | None = None, max_samples: int = ANAL
         data = load_dataset(meta["dataset"], seed=meta.get("data_seed", 0), max_train=meta["max_train"])
     else:
         data = load_dataset(dataset or meta["dataset"], max_train=max_samples)
+    if (data.in_features, data.num_classes) != (meta["in_features"], meta["num_classes"]):
+        raise ValueError(f"{checkpoint}: the net takes {meta['in_features']} features and {meta['num_classes']} "
+                         f"classes, data set {data.name} has {data.in_features} and {data.num_classes}")
     x, y = data.x_train[:max_samples].to(device), data.y_train[:max_samples].to(device)
     net = net.to(device)
     target = Path(out) / Path(checkpoint).stem

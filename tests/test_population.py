@@ -104,13 +104,10 @@ def train_population(population, opt, data, steps, on_step=None):
 
 @pytest.mark.parametrize("nesterov,weight_decay", [(False, 0.0), (True, 0.0), (False, 0.05), (True, 0.05)])
 def test_each_trial_ends_where_it_would_alone(nesterov, weight_decay):
-    lrs, moms = [0.05, 0.2, 0.01], [0.9, 0.5, 0.0]  # momentum 0: SGD keeps no buffer, and must agree all the same
+    # momentum 0 (SGD keeps no buffer) must agree all the same; nesterov needs momentum in every trial
+    lrs, moms = [0.05, 0.2, 0.01], [0.9, 0.5, 0.99 if nesterov else 0.0]
     data = batches(6)
-    alone = [train_alone(net, lr, m, nesterov and m > 0, data, 6, weight_decay)
-             for net, lr, m in zip(make_nets(), lrs, moms)]
-    if nesterov:  # nesterov needs momentum in every trial
-        moms[2] = 0.99
-        alone[2] = train_alone(make_nets()[2], lrs[2], moms[2], True, data, 6, weight_decay)
+    alone = [train_alone(net, lr, m, nesterov, data, 6, weight_decay) for net, lr, m in zip(make_nets(), lrs, moms)]
     population = stack_population(make_nets())
     opt = PopulationSGD(population.parameters(), lrs, moms, nesterov=nesterov, weight_decay=weight_decay)
     train_population(population, opt, data, 6)

@@ -3,6 +3,7 @@ FLOP formulas, the CLI and the profiler."""
 import gzip
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from highway.bench.harness.backends import BACKENDS, Backend
 from highway.bench.harness.cases import Case, build_stack, make_inputs, make_step
 from highway.bench.harness.flops import stack_work
 from highway.bench.harness.profile import profile_config
+from highway.bench.schema import STORE_FILE
 
 TINY = dict(model=["highway"], layer=["dense"], depth=[1, 3], width=[16], dtype=["fp32"], batch=[8],
             backend=["torch"], mode=["fwd", "fwd+bwd"])
@@ -67,6 +69,8 @@ def test_an_interrupted_sweep_keeps_finished_rows_and_resumes(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         sweep(tmp_path)
     assert len(pd.read_csv(tmp_path / "results.csv")) == 3
+    with sqlite3.connect(tmp_path / STORE_FILE) as db:  # the interrupted configuration is free for any run
+        assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
     monkeypatch.setattr(tp, "run_case", real)
     assert len(sweep(tmp_path)) == 4
 
@@ -751,6 +755,29 @@ def test_a_bad_population_axis_is_refused_before_anything_runs(tmp_path, axes, w
     with pytest.raises(ValueError, match=words):
         population_sweep(tmp_path, progress=False, device="cpu", **{**POPULATION_TINY, **axes})
     assert not (tmp_path / "population.csv").exists()
+
+
+def test_ctrl_c_in_a_population_sweep_keeps_finished_rows_and_leaves_nothing_claimed(tmp_path, monkeypatch):
+    import highway.bench.harness.population_sweep as ps
+
+    real, calls = ps.run_population_case, []
+
+    def interrupt_second(case, *a, **k):
+        calls.append(case)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(case, *a, **k)
+
+    tiny = {**POPULATION_TINY, "backend": ["torch"]}
+    monkeypatch.setattr(ps, "run_population_case", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        ps.population_sweep(tmp_path, progress=False, device="cpu", **tiny)
+    with sqlite3.connect(tmp_path / STORE_FILE) as db:
+        assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+    assert len(pd.read_csv(tmp_path / "population.csv")) == 1
+    calls.clear()
+    monkeypatch.setattr(ps, "run_population_case", lambda case, *a, **k: calls.append(case) or real(case, *a, **k))
+    assert len(ps.population_sweep(tmp_path, progress=False, device="cpu", **tiny)) == 4 and len(calls) == 3
 
 
 def test_population_command(tmp_path, capsys):

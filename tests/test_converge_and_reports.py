@@ -108,6 +108,65 @@ def test_convergence_loop_writes_rows_and_resumes(tmp_path, monkeypatch):
     assert (times["elapsed_s"] > 0).all() and list(times["depths"]) == [[3], [3]]
 
 
+def claims_left(out) -> int:
+    import sqlite3
+
+    from highway.bench.schema import STORE_FILE
+
+    with sqlite3.connect(out / STORE_FILE) as db:
+        return db.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
+
+
+def test_ctrl_c_in_a_search_keeps_the_finished_trials_and_leaves_nothing_claimed(tmp_path, monkeypatch):
+    real, calls = cv.train_chunk, []
+
+    def interrupt_second(work):
+        calls.append(work.jobs)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(work)
+
+    monkeypatch.setattr(cv, "train_chunk", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        cv.convergence_study(tmp_path, tiny_study(population=1), progress=False)
+    assert claims_left(tmp_path) == 0  # the interrupted trial is free for the next run, here or elsewhere
+    done = pd.read_csv(tmp_path / "converge.csv")
+    assert done[["model", "trial"]].drop_duplicates().shape[0] == 1 and set(done["epoch"]) == {0, 1, 2}
+    (times,) = read_study_times([tmp_path]).to_dict("records")  # a stopped run's time counts too
+    assert (times["trained"], times["finished"], times["total"]) == (1, 1, 4)
+    calls.clear()
+    monkeypatch.setattr(cv, "train_chunk", lambda work: calls.append(work.jobs) or real(work))
+    assert len(cv.convergence_study(tmp_path, tiny_study(population=1), progress=False)) == 4 * 3
+    assert len(calls) == 3 and calls[0][0][3] == 1  # the others, starting with the one Ctrl-C stopped
+
+
+def test_a_chunk_the_executor_could_not_run_is_named_and_left_for_a_re_run(tmp_path, capsys):
+    from highway.bench.harness.executors import LocalExecutor, Outcome
+
+    lost = []
+
+    class LosesTheFirstChunk(LocalExecutor):  # as Ray does when a chunk's worker dies twice
+        def run(self, fn, units, take, deadline=None):
+            for unit in units:
+                payload = take(unit)
+                if payload is not None and not lost:
+                    lost.extend(payload.jobs)
+                    yield Outcome(payload, error="its worker failed twice")
+                elif payload is not None:
+                    yield Outcome(payload, fn(payload))
+
+    study = tiny_study(population=2, search=cv.SearchSpace(fixed={"activation": "relu"}))  # two chunks of two
+    df = cv.convergence_study(tmp_path, study, progress=False, executor=LosesTheFirstChunk())
+    (model, rule, depth, _), _ = lost
+    said = f"2 trial(s) of {(model, rule, depth)} left for a re-run: its worker failed twice"
+    assert said in capsys.readouterr().out
+    assert model not in set(df["model"]) and len(df) == 2 * 3 and claims_left(tmp_path) == 0
+    (times,) = read_study_times([tmp_path]).to_dict("records")
+    assert (times["trained"], times["finished"], times["total"]) == (2, 2, 4)
+    df = cv.convergence_study(tmp_path, study, progress=False)
+    assert "2 of 4 trials already done" in capsys.readouterr().out and len(df) == 4 * 3
+
+
 def test_the_paper_protocols_wall_time_is_a_claim_on_a_gpu():
     from highway.reports.claims import study_time_claims
 

@@ -35,26 +35,28 @@ def triton_interpreting() -> bool:
     return INTERPRET
 
 
-def resolve_backend(backend, device: torch.device) -> str:
-    """"torch" or "triton" for tensors on `device`; a clear error for a backend that cannot run there."""
+def resolve_backend(backend, device: torch.device, *, asked: str | None = None) -> str:
+    """"torch" or "triton" for tensors on `device`; a clear error for a backend that cannot run there, naming
+    `asked` where a caller resolves its own backend (the stack's "triton-stack") through "triton"."""
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+    asked = asked or backend
     if backend == "torch":
         return "torch"
     if backend == "auto":
         return "triton" if device.type == "cuda" and triton_available() else "torch"
     if not triton_available():
-        raise RuntimeError("backend='triton' needs the triton package: pip install triton")
+        raise RuntimeError(f"backend={asked!r} needs the triton package: pip install triton")
     if device.type == "cuda":
         return "triton"
     if device.type == "cpu" and triton_interpreting():
         return "triton"
     if device.type == "cpu":
         raise RuntimeError(
-            "backend='triton' got CPU tensors, but Triton is not in interpreter mode; move the tensors to a GPU, "
+            f"backend={asked!r} got CPU tensors, but Triton is not in interpreter mode; move the tensors to a GPU, "
             "or set TRITON_INTERPRET=1 in the environment before triton is first imported (slow: for testing)"
         )
-    raise RuntimeError(f"backend='triton' does not support device {device}")
+    raise RuntimeError(f"backend={asked!r} does not support device {device}")
 
 
 def check_weight_grads(weight_grads) -> str:

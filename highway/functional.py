@@ -160,7 +160,7 @@ def stack_backend(backend: str, width: int, device: torch.device, dtype: torch.d
     if backend not in STACK_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {list(STACK_BACKENDS)}")
     wants_stack = backend == "triton-stack"
-    resolved = resolve_backend("triton" if wants_stack else backend, device)
+    resolved = resolve_backend("triton" if wants_stack else backend, device, asked=backend)
     if resolved == "torch":
         return "torch"
     from highway.kernels.highway_stack import why_the_stack_cannot_index, why_the_stack_does_not_fit

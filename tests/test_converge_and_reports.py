@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import highway.bench.study.convergence as cv
-from highway import highway_mlp
+from highway import highway_mlp, plain_mlp
 from highway.bench.schema import CONVERGE_COLUMNS, THROUGHPUT_COLUMNS
 from highway.bench.study.analysis import lesion_curve
 from highway.bench.study.datasets import load_cifar, load_dataset, load_idx_dir, read_idx
-from highway.gates import gate_statistics
+from highway.gates import carried_fraction, gate_statistics
 from highway.reports.claims import claims_table
 from highway.reports.compare import compare_throughput
 from highway.reports.loading import load_results, read_study_times
@@ -270,6 +270,14 @@ def test_gate_statistics_on_known_gates():
     np.testing.assert_allclose(stats["biases"], [[30, 31, 29], [-30, -29, -31]])
     np.testing.assert_allclose(stats["class_gate_diff"], 0, atol=1e-12)  # gates ignore the input
     np.testing.assert_allclose(stats["sample_output"][1], 2 * x[0, :3].numpy(), rtol=1e-5)  # doubled, then carried
+
+
+def test_a_net_without_highway_layers_has_no_gates_to_show():
+    plain = plain_mlp(4, 5, 3, 2)
+    x = torch.randn(8, 4)
+    assert carried_fraction(plain, x).shape == (0,)
+    with pytest.raises(ValueError, match="no highway layers"):
+        gate_statistics(plain, x, torch.arange(8) % 2)
 
 
 def test_lesion_curve_on_known_gates():

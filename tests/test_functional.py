@@ -98,3 +98,25 @@ def test_float64_on_triton_is_a_type_error(device):
     x, w, b = linear_inputs(2, 4, torch.float64, device)
     with pytest.raises(TypeError, match="backend='triton' supports"):
         highway_linear(x, w, b, backend="triton")
+
+
+def test_without_triton_the_layers_run_on_torch_and_a_forced_triton_says_how_to_get_it():
+    """torch runs where triton has no wheel (macOS, Windows): `import highway` and every layer must work there."""
+    code = (
+        "import sys; sys.modules['triton'] = None  # as if triton were not installed\n"
+        "import torch\n"
+        "from highway import HighwayConv2d, HighwayLinear, HighwayStack, highway_mlp\n"
+        "from highway.functional import highway_linear\n"
+        "from highway.population import stack_population\n"
+        "x = torch.randn(4, 8)\n"
+        "HighwayLinear(8)(x).sum().backward(); HighwayStack(8, 3)(x).sum().backward()\n"
+        "HighwayConv2d(2, kernel_size=3)(torch.randn(1, 2, 5, 5)).sum().backward()\n"
+        "stack_population([highway_mlp(8, 8, 3, 2) for _ in range(2)])(x).sum().backward()\n"
+        "for run in (lambda: highway_linear(x, torch.randn(16, 8), torch.randn(16), backend='triton'),\n"
+        "            lambda: HighwayStack(8, 3, backend='triton-stack')(x)):\n"
+        "    try:\n        run(); print('RAN')\n"
+        "    except RuntimeError as e:\n        print('ERR', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    asked = ("triton", "triton-stack")
+    assert out == [f"ERR backend={name!r} needs the triton package: pip install triton" for name in asked]

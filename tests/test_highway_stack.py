@@ -442,6 +442,8 @@ def test_ieee_fp32_stacks_take_twice_the_warps(width):
      ValueError, r"x must have shape \(2, B, 16\)"),
     (lambda: HighwayStack(129, 2, backend="triton-stack")(torch.randn(3, 129)), ValueError, "up to 128"),
     (lambda: HighwayStack(16, 2, backend="fused"), ValueError, "unknown backend"),
+    (lambda: highway_linear_stack(torch.randn(3, 16), torch.randn(2, 32, 16), torch.randn(2, 32), backend="fused"),
+     ValueError, r"unknown backend 'fused'; expected one of \[.*'triton-stack'\]"),
     (lambda: HighwayStack(16, 0), ValueError, "depth"),
     (lambda: HighwayStack(16, 2, weight_grads="partials"), ValueError, "unknown weight_grads"),
     (lambda: highway_linear_stack(torch.randn(3, 16), torch.randn(2, 32, 16), torch.randn(2, 32), weight_grads="dz"),

@@ -1,5 +1,6 @@
 """Population training: P trials of one architecture as one model, each ending where it would alone."""
 import dataclasses
+import re
 import time
 
 import pytest
@@ -70,10 +71,18 @@ def test_unstack_gives_ordinary_nets_with_the_current_weights(tmp_path):
     (lambda: make_nets("highway")[:1] + make_nets("plain")[:1], ValueError, "plain net"),
     (lambda: [mnist_convnet(width=4)], TypeError, "highway_mlp or plain_mlp"),
     (lambda: [], ValueError, "at least one"),
+    (lambda: make_nets()[:2] + [make_nets()[2].double()], ValueError, "one device and in one dtype"),
 ])
 def test_what_cannot_be_stacked_is_named(nets, error, words):
     with pytest.raises(error, match=words):
         stack_population(nets())
+
+
+@pytest.mark.parametrize("shape", [(7, 11), (2, 7, 12), (3, 7, 11)])
+def test_an_input_that_fits_neither_form_is_named(shape):
+    population = stack_population(make_nets())
+    with pytest.raises(ValueError, match=re.escape(f"with 12 features, or (3, B, 12); got shape {shape}")):
+        population(torch.randn(shape))
 
 
 def train_alone(net, lr, momentum, nesterov, data, steps, weight_decay=0.0):
@@ -171,11 +180,21 @@ def test_one_learning_rate_and_momentum_serve_every_trial():
     (dict(lr=[0.1, 0.2, -1.0], momentum=0.9), "lr must be"),
     (dict(lr=[0.1] * 3, momentum=[0.9, 1.0, 0.5]), "momentum must be"),
     (dict(lr=[0.1] * 3, momentum=0.0, nesterov=True), "nesterov"),
+    (dict(lr=[0.1] * 3, momentum=0.9, weight_decay=-1e-4), "weight_decay must be >= 0"),
 ])
 def test_population_sgd_refuses_bad_settings(kwargs, words):
     population = stack_population(make_nets())
     with pytest.raises(ValueError, match=words):
         PopulationSGD(population.parameters(), **kwargs)
+
+
+def test_population_sgd_refuses_no_parameters_and_a_parameter_without_the_trial_axis():
+    with pytest.raises(ValueError, match="no parameters"):
+        PopulationSGD([], [0.1] * 3, 0.9)
+    population = stack_population(make_nets())
+    loose = torch.nn.Parameter(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"trial axis first \(3\), got shape \(2, 5\)"):
+        PopulationSGD([*population.parameters(), loose], [0.1] * 3, 0.9)
 
 
 @pytest.mark.parametrize("call,error,words", [

@@ -302,7 +302,7 @@ def test_a_stack_that_does_not_fit_a_gpus_shared_memory_falls_back_or_is_refused
     import highway.functional as functional
 
     monkeypatch.setattr(stack_kernels, "max_shared_memory", lambda: 101376)  # an sm_86/sm_89 GPU
-    monkeypatch.setattr(functional, "resolve_backend", lambda backend, device: "triton")
+    monkeypatch.setattr(functional, "resolve_backend", lambda backend, device, **_: "triton")
     monkeypatch.setattr(functional, "_FELL_BACK", set())  # the warning is said once per process
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")  # TF32: IEEE is tested below
     cuda = torch.device("cuda")
@@ -320,7 +320,7 @@ def test_a_stack_whose_weights_pass_its_int32_offsets_falls_back_or_is_refused(m
     import highway.functional as functional
 
     monkeypatch.setattr(stack_kernels, "max_shared_memory", lambda: 232448)  # an sm_90 GPU: room for any width
-    monkeypatch.setattr(functional, "resolve_backend", lambda backend, device: "triton")
+    monkeypatch.setattr(functional, "resolve_backend", lambda backend, device, **_: "triton")
     monkeypatch.setattr(functional, "_FELL_BACK", set())
     cuda, bf16, stride = torch.device("cuda"), torch.bfloat16, 2 * 128 * 128
     assert functional.stack_backend("auto", 128, cuda, bf16, depth=65_535, layer_stride=stride) == "triton-stack"
@@ -402,7 +402,7 @@ def test_ieee_fp32_past_width_64_takes_the_per_layer_kernels(monkeypatch):
     import highway.functional as functional
 
     monkeypatch.setattr(stack_kernels, "max_shared_memory", lambda: 232448)  # an sm_90 GPU: room for any width
-    monkeypatch.setattr(functional, "resolve_backend", lambda backend, device: "triton")
+    monkeypatch.setattr(functional, "resolve_backend", lambda backend, device, **_: "triton")
     monkeypatch.setattr(functional, "_FELL_BACK", set())
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
     cuda = torch.device("cuda")

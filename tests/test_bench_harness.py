@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import highway.bench.harness.sweep as tp
 from highway.bench.cli import build_parser, main
 from highway.bench.harness.backends import BACKENDS, Backend
-from highway.bench.harness.cases import Case, build_stack, make_inputs, make_step
+from highway.bench.harness.cases import Case, build_stack, layer_by_layer, make_inputs, make_step
 from highway.bench.harness.flops import stack_work
 from highway.bench.harness.profile import profile_config
 from highway.bench.schema import STORE_FILE
@@ -399,6 +399,22 @@ def test_a_train_step_is_gated_on_its_gradients(tmp_path, monkeypatch):
     status = {(r.backend, r.mode): r.status for r in df.itertuples()}
     assert status[("wrong-grad", "fwd")] == "ok"
     assert status[("wrong-grad", "train")].startswith("mismatch")
+
+
+def test_the_gate_compares_a_depth_fused_stack_layer_by_layer(tmp_path, monkeypatch):
+    # The depth-fused stack holds every layer's weights in one (depth, 2W, W) tensor; its gradients must meet
+    # the reference's per-layer ones (the first GPU run found every triton-stack row failing the gate on shapes).
+    from highway.stack import HighwayStack
+
+    stacked = Backend("stacked", "torch", prepare=lambda net: HighwayStack.from_layers(net, backend="torch"))
+    monkeypatch.setitem(BACKENDS, "stacked", stacked)
+    df = sweep(tmp_path, depth=[3], mode=["fwd", "train"], backend=["torch", "stacked"])
+    assert (df["status"] == "ok").all(), df[["backend", "mode", "status"]]
+    # the split is the reference's order: weight and bias of layer 0, of layer 1, ... (views, no copies)
+    stack = HighwayStack(4, 3)
+    params = list(stack.parameters())
+    split = layer_by_layer(stack, params)
+    assert [tuple(t.shape) for t in split] == [(8, 4), (8,)] * 3 and split[2].data_ptr() == params[0][1].data_ptr()
 
 
 def test_a_missing_extra_is_an_error_line_that_names_the_install(monkeypatch, capsys):

@@ -11,6 +11,7 @@ import torch
 from highway.bench.schema import DTYPE_BYTES, MODES, THROUGHPUT_KEYS
 from highway.conv_models import highway_conv_stack, plain_conv_stack
 from highway.models import highway_stack, plain_stack
+from highway.stack import HighwayStack
 from highway.tolerances import max_violation
 
 # fp32 tensors come at the two precisions torch offers, each a dtype of its own, so that every backend of a
@@ -109,8 +110,8 @@ def make_step(mode: str, net: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor
 
         def step():
             y = net(xg)
-            grads = torch.autograd.grad(y, [xg, *params], dy, allow_unused=True)  # gemm-only leaves biases out
-            return [y.detach(), *(g for g in grads if g is not None)]
+            dx, *grads = torch.autograd.grad(y, [xg, *params], dy, allow_unused=True)
+            return [y.detach(), dx, *layer_by_layer(net, [g for g in grads if g is not None])]  # gemm-only: no biases
         return step
     if mode == "train":
         opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
@@ -123,6 +124,17 @@ def make_step(mode: str, net: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor
             return [y.detach()]
         return step
     raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+
+def layer_by_layer(net: torch.nn.Module, params: list) -> list:
+    """`params` (a net's parameters or their gradients, in its order) as the per-layer stack it stands for
+    lists them: weight and bias of layer 0, then of layer 1, ... A `HighwayStack` holds all its layers' in two
+    tensors (depth, 2W, W) and (depth, 2W), so that without this the gate would compare them with the
+    reference's one-layer tensors."""
+    if not isinstance(net, HighwayStack):
+        return params
+    weight, bias = params
+    return [t for w, b in zip(weight, bias) for t in (w, b)]
 
 
 # What the correctness gate runs for each timed mode. A train step's update is −lr·(momentum-filtered)

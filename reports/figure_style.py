@@ -35,8 +35,11 @@ class Figure:
 
 
 def depth_axis(ax, depths):
+    depths = sorted(set(depths))
+    if len(depths) == 1:  # one depth (a run of the targets alone): a span around it, not a range of zero width
+        ax.set_xlim(depths[0] / 2, depths[0] * 2)
     ax.set_xscale("log")
-    ax.set_xticks(sorted(depths), [str(d) for d in sorted(depths)])
+    ax.set_xticks(depths, [str(d) for d in depths])
     ax.xaxis.set_minor_locator(ticker.NullLocator())  # the depths alone; the y axis keeps its minor ticks
 
 

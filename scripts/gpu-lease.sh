@@ -12,7 +12,8 @@
 # DIR      the folder the command writes. With PACK set (default: $OUT where the lease tool sets it), DIR is
 #          packed into $PACK/results.tgz, split into 15 MiB parts when larger (results.tgz.part-00, -01, ...:
 #          `cat results.tgz* | tar xz` rebuilds it), with the call's log beside it as $PACK/lease.log.
-# HIGHWAY_COMMIT  the commit the working tree is, for the rows' commit column when no .git travels with it.
+# HIGHWAY_COMMIT  the commit the working tree is, for the rows' commit column (it wins over a .git that travels,
+#          which can be an older commit's).
 # HIGHWAY_LEASE_INSTALL=0  skip the install (a warm machine that has it already); =links  import the checkout
 #          through a folder of links instead of pip (what it falls back to when pip cannot install offline).
 set -uo pipefail

@@ -417,6 +417,20 @@ def test_the_gate_compares_a_depth_fused_stack_layer_by_layer(tmp_path, monkeypa
     assert [tuple(t.shape) for t in split] == [(8, 4), (8,)] * 3 and split[2].data_ptr() == params[0][1].data_ptr()
 
 
+def test_highway_commit_names_the_rows_commit_over_a_travelling_git(monkeypatch):
+    # A lease tool's copy of the tree can carry the .git of an older commit: the commit named wins.
+    from highway.bench.harness import environment as env
+
+    monkeypatch.delenv("HIGHWAY_COMMIT", raising=False)
+    here = env.git_commit()
+    assert here != "unknown"  # this checkout is a git repository
+    monkeypatch.setenv("HIGHWAY_COMMIT", "7bbbf72")
+    assert env.git_commit() == "7bbbf72"
+    monkeypatch.delenv("HIGHWAY_COMMIT")
+    monkeypatch.setattr(env, "_git", lambda *args: "")  # no git at all
+    assert env.git_commit() == "unknown"
+
+
 def test_a_missing_extra_is_an_error_line_that_names_the_install(monkeypatch, capsys):
     import highway.bench.cli as cli
 

@@ -19,11 +19,15 @@ def _git(*args) -> str:
 
 
 def git_commit() -> str:
-    """The checkout's commit, with '+dirty' when it has uncommitted changes; outside git, $HIGHWAY_COMMIT (a
-    working tree copied to a GPU machine without its .git), else 'unknown'."""
+    """$HIGHWAY_COMMIT where it is set: a working tree copied to a GPU machine, whose .git, if one travels,
+    can be an older commit's (a lease tool's copy of the session's first checkout, seen on the first H200
+    run: its rows read that commit '+dirty'). Else the checkout's commit, with '+dirty' when it has
+    uncommitted changes; outside git, 'unknown'."""
+    if os.environ.get("HIGHWAY_COMMIT"):
+        return os.environ["HIGHWAY_COMMIT"]
     commit = _git("rev-parse", "--short=12", "HEAD")
     if not commit:
-        return os.environ.get("HIGHWAY_COMMIT") or "unknown"
+        return "unknown"
     return commit + ("+dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
 
 

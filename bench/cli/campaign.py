@@ -309,7 +309,9 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
 # Before anything is timed: the depth-fused stack's training step (the first steps' kernels) at a small shape
 # through the throughput gate, in bf16 and in fp32 at both precisions (TF32 and IEEE dots compile apart), so
 # that kernels that fail on this GPU (a compiler that rejects them, a wrong result) stop the campaign in seconds
-# instead of filling its folder with failure rows. The per-layer kernels are left to their own rows' gate:
+# instead of filling its folder with failure rows. Only a failure of every case stops it: where some pass (the
+# first H200 run: bf16 and IEEE fp32 passed, TF32 did not), the rest of the lease is worth more than the
+# failing dtype's rows cost, and those rows record their failure themselves. The per-layer kernels are left to their own rows' gate:
 # autotuning their 7 tiles for 4 kernels in 3 dtypes would cost a minute of a quarter-hour lease before
 # anything is timed.
 SMOKE_CASES = [dict(model="highway", layer="dense", depth=4, width=50, dtype=dtype, batch=128, backend=backend,
@@ -385,10 +387,13 @@ def run_campaign(out, budget_minutes: float = 20, device=None, dry_run: bool = F
     start = time.monotonic()  # the smoke check's time is the budget's too
     print("\n== smoke check: the depth-fused stack's training step at a small shape, against float64", flush=True)
     problems = smoke_check(device)
-    if problems:
-        print("the fused kernels fail on this device, so nothing was timed (`python -m pytest tests/test_highway_"
-              "stack.py tests/test_highway_linear_triton.py` shows more):\n  " + "\n  ".join(problems))
+    why = "(`python -m pytest tests/test_highway_stack.py tests/test_highway_linear_triton.py` shows more)"
+    if len(problems) == len(SMOKE_CASES):
+        print(f"the fused kernels fail on this device, so nothing was timed {why}:\n  " + "\n  ".join(problems))
         return 1
+    if problems:  # a dtype that fails costs its stack rows, not the lease: they and their baselines still run
+        print(f"some of the fused kernels fail on this device {why}; their rows will say so, the rest goes on:\n  "
+              + "\n  ".join(problems), flush=True)
     deadline = start + work_budget  # the report's reserve is kept back from every other step
     outcomes, interrupted = [], False
     for step in steps:

@@ -398,7 +398,21 @@ def test_a_train_step_is_gated_on_its_gradients(tmp_path, monkeypatch):
     df = sweep(tmp_path, depth=[2], mode=["fwd", "train"], backend=["torch", "wrong-grad"])
     status = {(r.backend, r.mode): r.status for r in df.itertuples()}
     assert status[("wrong-grad", "fwd")] == "ok"
-    assert status[("wrong-grad", "train")].startswith("mismatch")
+    assert status[("wrong-grad", "train")].startswith("mismatch") and status[("wrong-grad", "train")].endswith(
+        "gradient)")  # the mismatch names the output furthest off: a gradient, not the output
+
+
+def test_the_gate_names_its_outputs_and_wants_them_all():
+    from highway.bench.harness.cases import correctness_error, gate_output_name
+
+    assert [gate_output_name(i) for i in (0, 1, 2, 5)] == [
+        "the output", "the input's gradient", "layer 0's weight gradient", "layer 1's bias gradient"]
+    case = Case("highway", "dense", 2, 8, "fp32", 4, "torch", "train")
+    y = torch.ones(3, dtype=torch.float64)
+    off = [y, y, y * 1.5, y]  # layer 0's weight gradient 50% off
+    assert correctness_error(case, off, [y] * 4, [y] * 4)[1] == "layer 0's weight gradient"
+    with pytest.raises(ValueError, match="the gate got 3 outputs from torch, 4 from the reference"):
+        correctness_error(case, [y] * 3, [y] * 4, [y] * 4)  # a gradient missing is no pass
 
 
 def test_the_gate_compares_a_depth_fused_stack_layer_by_layer(tmp_path, monkeypatch):

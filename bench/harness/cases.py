@@ -148,16 +148,31 @@ def tolerance_for(dtype: str):
     return dtype if dtype == "tf32" else DTYPES[dtype]
 
 
-def correctness_error(case: Case, candidate_outputs, reference_outputs, eager_outputs) -> float:
+def correctness_error(case: Case, candidate_outputs, reference_outputs, eager_outputs) -> tuple[float, str]:
     """How far a backend is from the float64 reference, in units of what eager PyTorch in the same dtype
     gets: the smaller of (violation of the per-dtype tolerance, violation ÷ 4·(eager's violation)). ≤ 1 passes.
+    With it, which of the gate's outputs is furthest off (`gate_output_name`), for a mismatch to name.
 
     Deep stacks legitimately drift further from float64 than one layer does; measuring against eager's own
     drift keeps the gate meaningful at depth 1000 without loosening it at depth 1."""
+    if not len(candidate_outputs) == len(reference_outputs) == len(eager_outputs):
+        raise ValueError(f"the gate got {len(candidate_outputs)} outputs from {case.backend}, "
+                         f"{len(reference_outputs)} from the reference: they must match one for one")
     dtype = tolerance_for(case.dtype)
-    worst = 0.0
-    for cand, ref, eager in zip(candidate_outputs, reference_outputs, eager_outputs):
+    worst, where = 0.0, 0
+    for i, (cand, ref, eager) in enumerate(zip(candidate_outputs, reference_outputs, eager_outputs)):
         v = max_violation(cand, ref, dtype)
         base = max_violation(eager, ref, dtype)
-        worst = max(worst, min(v, v / (4 * base)) if math.isfinite(base) and base > 0 else v)
-    return worst
+        error = min(v, v / (4 * base)) if math.isfinite(base) and base > 0 else v
+        if not error <= worst:  # NaN too
+            worst, where = error, i
+    return worst, gate_output_name(where)
+
+
+def gate_output_name(index: int) -> str:
+    """What the `index`-th output of `make_step`'s gate is: the output, the input's gradient, then each
+    layer's weight and bias gradients in turn (a `HighwayStack`'s too, split by `layer_by_layer`)."""
+    if index < 2:
+        return ("the output", "the input's gradient")[index]
+    layer, which = divmod(index - 2, 2)
+    return f"layer {layer}'s {('weight', 'bias')[which]} gradient"

@@ -22,7 +22,8 @@ import triton.language as tl
 
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.grad_buffer import WeightGradBuffer
-from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, write_partial
+from highway.kernels.highway_tiles import dot_operand, highway_epilogue, highway_gate_grads, split_range, tile_coords, \
+    write_partial
 from highway.kernels.launch import INTERPRET_TILES, configs, dot_options, reduction_splits, \
     tile_grid, trial_strides, tuned
 
@@ -67,10 +68,9 @@ def highway_preactivations(
         x_tile = tl.load(x_ptrs, mask=m_mask[:, None] & k_mask[None, :], other=0.0)
         wh = tl.load(wh_ptrs, mask=k_mask[:, None] & n_mask[None, :], other=0.0)
         wt = tl.load(wt_ptrs, mask=k_mask[:, None] & n_mask[None, :], other=0.0)
-        if DOT_FP32:
-            x_tile = x_tile.to(tl.float32)
-            wh = wh.to(tl.float32)
-            wt = wt.to(tl.float32)
+        x_tile = dot_operand(x_tile, DOT_FP32, INPUT_PRECISION)
+        wh = dot_operand(wh, DOT_FP32, INPUT_PRECISION)
+        wt = dot_operand(wt, DOT_FP32, INPUT_PRECISION)
         acc_h = tl.dot(x_tile, wh, acc_h, input_precision=INPUT_PRECISION)
         acc_t = tl.dot(x_tile, wt, acc_t, input_precision=INPUT_PRECISION)
         x_ptrs += BLOCK_K * stride_xk
@@ -199,10 +199,8 @@ def _highway_linear_bwd_dx_kernel(
         j_mask = (j0 + offs_j) < 2 * N
         dz = tl.load(dz_ptrs, mask=m_mask[:, None] & j_mask[None, :], other=0.0)
         w = tl.load(w_ptrs, mask=j_mask[:, None] & n_mask[None, :], other=0.0)
-        if DOT_FP32:
-            dz = dz.to(tl.float32)
-            w = w.to(tl.float32)
-        acc = tl.dot(dz, w, acc, input_precision=INPUT_PRECISION)
+        acc = tl.dot(dot_operand(dz, DOT_FP32, INPUT_PRECISION), dot_operand(w, DOT_FP32, INPUT_PRECISION), acc,
+                     input_precision=INPUT_PRECISION)
         dz_ptrs += BLOCK_K
         w_ptrs += BLOCK_K * stride_wn
     mask = m_mask[:, None] & n_mask[None, :]
@@ -247,10 +245,8 @@ def _highway_linear_bwd_dw_kernel(
         x_tile = tl.load(x_ptr + offs_r[:, None] * stride_xm + offs_n[None, :] * stride_xk,
                          mask=r_mask[:, None] & n_mask[None, :], other=0.0)
         db += tl.sum(dz_t.to(tl.float32), axis=1)
-        if DOT_FP32:
-            dz_t = dz_t.to(tl.float32)
-            x_tile = x_tile.to(tl.float32)
-        acc = tl.dot(dz_t, x_tile, acc, input_precision=INPUT_PRECISION)
+        acc = tl.dot(dot_operand(dz_t, DOT_FP32, INPUT_PRECISION), dot_operand(x_tile, DOT_FP32, INPUT_PRECISION), acc,
+                     input_precision=INPUT_PRECISION)
     dw_ptrs = dw_ptr + offs_j[:, None] * N + offs_n[None, :]
     mask = j_mask[:, None] & n_mask[None, :]
     write_partial(dw_ptrs, acc, mask, USE_ATOMIC)

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from highway.kernels.activations import ACTIVATION_CODES
-from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads
+from highway.kernels.highway_tiles import dot_operand, highway_epilogue, highway_gate_grads
 from highway.kernels.launch import dot_options, fp32_dots_ieee, max_shared_memory, prune_configs, trial_strides, \
     tuned
 
@@ -139,10 +139,9 @@ def _stack_bias(b_ptr, offs_n, N):
 @triton.jit
 def _stack_preactivations(h_lo, wh, wt, b_h, b_t, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     """fp32 (z_H, z_T) of one layer for a row tile held on chip."""
-    if DOT_FP32:
-        h_lo = h_lo.to(tl.float32)
-        wh = wh.to(tl.float32)
-        wt = wt.to(tl.float32)
+    h_lo = dot_operand(h_lo, DOT_FP32, INPUT_PRECISION)  # the caller's h_lo, the carried input, keeps its bits
+    wh = dot_operand(wh, DOT_FP32, INPUT_PRECISION)
+    wt = dot_operand(wt, DOT_FP32, INPUT_PRECISION)
     z_h = tl.dot(h_lo, wh, input_precision=INPUT_PRECISION) + b_h[None, :]
     z_t = tl.dot(h_lo, wt, input_precision=INPUT_PRECISION) + b_t[None, :]
     return z_h, z_t
@@ -219,12 +218,13 @@ def _add_weight_grads(dw_ptr, db_ptr, x_ptr, dz_h, dz_t, offs_m, offs_n, M, N, D
         offs_k = k0 + tl.arange(0, BLOCK_M)
         x_t = tl.load(x_ptr + offs_k[:, None] + offs_m[None, :] * N, mask=(offs_k < N)[:, None] & (offs_m < M)[None, :],
                       other=0.0)
-        if DOT_FP32:
-            x_t = x_t.to(tl.float32)
+        x_t = dot_operand(x_t, DOT_FP32, INPUT_PRECISION)
         ptrs = dw_ptr + offs_k[:, None] + offs_n[None, :] * N  # (k, n) holds dW[n, k]
         mask = (offs_k < N)[:, None] & (offs_n < N)[None, :]
-        tl.atomic_add(ptrs, tl.dot(x_t, dz_h, input_precision=INPUT_PRECISION), mask=mask, sem="relaxed")
-        tl.atomic_add(ptrs + N * N, tl.dot(x_t, dz_t, input_precision=INPUT_PRECISION), mask=mask, sem="relaxed")
+        tl.atomic_add(ptrs, tl.dot(x_t, dot_operand(dz_h, DOT_FP32, INPUT_PRECISION), input_precision=INPUT_PRECISION),
+                      mask=mask, sem="relaxed")
+        tl.atomic_add(ptrs + N * N, tl.dot(x_t, dot_operand(dz_t, DOT_FP32, INPUT_PRECISION),
+                                           input_precision=INPUT_PRECISION), mask=mask, sem="relaxed")
 
 
 # Timing a config runs the kernel again: the atomics' targets are zeroed before each run, or the first
@@ -289,10 +289,11 @@ def _highway_stack_bwd_kernel(
         w_rows = w_ptr + layer * stride_wl + offs_n[:, None] * stride_wn + offs_k[None, :] * stride_wk
         w_h = tl.load(w_rows, mask=w_mask, other=0.0)
         w_t = tl.load(w_rows + N * stride_wn, mask=w_mask, other=0.0)
-        if DOT_FP32:
-            dz_h, dz_t, w_h, w_t = dz_h.to(tl.float32), dz_t.to(tl.float32), w_h.to(tl.float32), w_t.to(tl.float32)
-        dx = tl.dot(dz_h, w_h, carry, input_precision=INPUT_PRECISION)
-        dx = tl.dot(dz_t, w_t, dx, input_precision=INPUT_PRECISION)
+        # the dots' copies: dz_h and dz_t go on, as they are, to db (a sum, not a dot) in _add_weight_grads
+        dx = tl.dot(dot_operand(dz_h, DOT_FP32, INPUT_PRECISION), dot_operand(w_h, DOT_FP32, INPUT_PRECISION), carry,
+                    input_precision=INPUT_PRECISION)
+        dx = tl.dot(dot_operand(dz_t, DOT_FP32, INPUT_PRECISION), dot_operand(w_t, DOT_FP32, INPUT_PRECISION), dx,
+                    input_precision=INPUT_PRECISION)
         if ATOMIC_WEIGHT_GRADS:
             _add_weight_grads(dw_ptr + layer * (2 * N) * N, db_ptr + layer * (2 * N), xs_ptr + layer * M * N, dz_h,
                               dz_t, offs_m, offs_n, M, N, DOT_FP32, INPUT_PRECISION, BLOCK_M, BLOCK_K)

@@ -10,6 +10,24 @@ from highway.kernels.activations import activation_fwd, activation_fwd_bwd
 
 
 @triton.jit
+def dot_operand(t, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    """A tile as our kernels hand it to `tl.dot`. Under the interpreter, bf16 cast to fp32 (DOT_FP32: its bf16
+    dots are wrong there). For TF32 dots, an fp32 tile rounded to TF32's 10 mantissa bits, to nearest (ties
+    away from zero, as cuBLAS's cvt.rna): the tensor cores truncate the fp32 bits Triton hands them, an error
+    always toward zero that adds up along a dot instead of cancelling. Truncated, the depth-fused stack's TF32
+    step failed the float64 gate on an H200 (8.95x its tolerance, where cuBLAS's TF32 passes; the CPU
+    emulation in tests/test_tf32_rounding.py gives 8.9x, and 0.2x rounded). Two integer ops an element; the
+    carried activations keep their fp32 bits, only the dot's copy is rounded."""
+    if DOT_FP32:
+        t = t.to(tl.float32)
+    if INPUT_PRECISION == "tf32":
+        if t.dtype == tl.float32:
+            bits = t.to(tl.uint32, bitcast=True)
+            t = ((bits + 0x1000) >> 13 << 13).to(tl.float32, bitcast=True)
+    return t
+
+
+@triton.jit
 def tile_coords(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
     """Grouped ordering of output tiles, so that GROUP_M row tiles reuse the same weight columns in L2."""
     num_pid_m = tl.cdiv(M, BLOCK_M)

@@ -311,9 +311,9 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
 # that kernels that fail on this GPU (a compiler that rejects them, a wrong result) stop the campaign in seconds
 # instead of filling its folder with failure rows. Only a failure of every case stops it: where some pass (the
 # first H200 run: bf16 and IEEE fp32 passed, TF32 did not), the rest of the lease is worth more than the
-# failing dtype's rows cost, and those rows record their failure themselves. The per-layer kernels are left to their own rows' gate:
-# autotuning their 7 tiles for 4 kernels in 3 dtypes would cost a minute of a quarter-hour lease before
-# anything is timed.
+# failing dtype's rows cost, and those rows record their failure themselves. The per-layer kernels are left
+# to their own rows' gate: autotuning their 7 tiles for 4 kernels in 3 dtypes would cost a minute of a
+# quarter-hour lease before anything is timed.
 SMOKE_CASES = [dict(model="highway", layer="dense", depth=4, width=50, dtype=dtype, batch=128, backend=backend,
                     mode="train") for backend in ("triton-stack", "triton-stack-recompute")
                for dtype in ("bf16", "tf32", "fp32")]

@@ -2,6 +2,7 @@
 FLOP formulas, the CLI and the profiler."""
 import gzip
 import json
+import math
 import os
 import sqlite3
 import subprocess
@@ -402,7 +403,8 @@ def test_a_train_step_is_gated_on_its_gradients(tmp_path, monkeypatch):
         "gradient)")  # the mismatch names the output furthest off: a gradient, not the output
 
 
-def test_the_gate_names_its_outputs_and_wants_them_all():
+def test_the_gate_names_its_outputs_and_wants_them_all(monkeypatch):
+    from highway.bench.harness import cases
     from highway.bench.harness.cases import correctness_error, gate_output_name
 
     assert [gate_output_name(i) for i in (0, 1, 2, 5)] == [
@@ -411,6 +413,11 @@ def test_the_gate_names_its_outputs_and_wants_them_all():
     y = torch.ones(3, dtype=torch.float64)
     off = [y, y, y * 1.5, y]  # layer 0's weight gradient 50% off
     assert correctness_error(case, off, [y] * 4, [y] * 4)[1] == "layer 0's weight gradient"
+    nan_first = iter([float("nan"), 1.0, 0.5, 1.0, 3.0, 1.0, 0.2, 1.0])  # (candidate, eager) per output
+    monkeypatch.setattr(cases, "max_violation", lambda *a: next(nan_first))
+    error, worst = correctness_error(case, [y] * 4, [y] * 4, [y] * 4)
+    assert math.isnan(error) and worst == "the output"  # a NaN is not outbid by a later finite error
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="the gate got 3 outputs from torch, 4 from the reference"):
         correctness_error(case, [y] * 3, [y] * 4, [y] * 4)  # a gradient missing is no pass
 

@@ -164,7 +164,7 @@ def correctness_error(case: Case, candidate_outputs, reference_outputs, eager_ou
         v = max_violation(cand, ref, dtype)
         base = max_violation(eager, ref, dtype)
         error = min(v, v / (4 * base)) if math.isfinite(base) and base > 0 else v
-        if not error <= worst:  # NaN too
+        if not math.isnan(worst) and (math.isnan(error) or error > worst):  # a NaN stays the worst
             worst, where = error, i
     return worst, gate_output_name(where)
 

@@ -38,7 +38,7 @@ THROUGHPUT_COLUMNS = THROUGHPUT_KEYS + [
     "status", "median_ms", "p20_ms", "p80_ms", "q1_ms", "q3_ms", "first_call_ms", "repeats", "timer",
     "samples_per_s", "tflops", "gbps", "pct_peak_flops", "pct_peak_bw", "peak_mem_mb", "speedup_vs_torch",
     "max_error", "device", "device_type", "commit", "run_id", "timestamp", "threads", "load_avg", "spread",
-    "noisy", "host", "weight_gbps", "pct_peak_bw_weights", "kernels_per_step",
+    "noisy", "host", "weight_gbps", "pct_peak_bw_weights", "kernels_per_step", "configs",
 ]
 BASELINE_BACKEND = "torch"  # the eager backend every speed-up is measured against
 STATUS_OK = "ok"
@@ -51,7 +51,7 @@ POPULATION_COLUMNS = POPULATION_KEYS + [
     "status", "population_ms", "population_p20_ms", "population_p80_ms", "one_by_one_ms", "one_by_one_p20_ms",
     "one_by_one_p80_ms", "speedup", "trials_per_s", "one_by_one_trials_per_s", "samples_per_s",
     "one_by_one_samples_per_s", "repeats", "max_error", "device", "device_type", "commit", "run_id", "timestamp",
-    "threads", "load_avg",
+    "threads", "load_avg", "configs",
 ]
 
 # --- convergence ----------------------------------------------------------------------------------------

@@ -55,6 +55,27 @@ INTERPRET_TILES = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8)
 INTERPRET_CONV_TILES = {**INTERPRET_TILES, "BLOCK_N": 16, "BLOCK_K": 16}
 
 
+# Every autotuner `tuned` made, for `launched_configs`.
+AUTOTUNED = []
+
+
+def launched_configs(fn) -> str:
+    """Run `fn()`, and say which config each of our autotuned kernels launched with during it, as
+    "kernel BLOCK_M=32 BLOCK_N=64 BLOCK_K=64 w16 s2; ...": what a timed row ran, to read its time against
+    compile-check's registers and spills for that config. "" where none launched (the interpreter's fixed
+    configs are no choice). A kernel launched with several configs in one call names its last."""
+    for tuner in AUTOTUNED:
+        tuner.best_config = None  # an Autotuner sets it at each launch
+    fn()
+    chosen = []
+    for tuner in AUTOTUNED:
+        config = tuner.best_config
+        if config is not None:
+            meta = " ".join(f"{k}={v}" for k, v in sorted(config.kwargs.items()))
+            chosen.append(f"{tuner.fn.__name__} {meta} w{config.num_warps} s{config.num_stages}")
+    return "; ".join(sorted(chosen))
+
+
 def tuned(configs, key, interpret_config, b_tiles: int = 1, shared_memory=None, allowed=None, fma_block_k=None,
           **autotune_kwargs):
     """Decorate a `@triton.jit` kernel: autotuned on `key` and INPUT_PRECISION on a GPU, `interpret_config`
@@ -90,6 +111,7 @@ def tuned(configs, key, interpret_config, b_tiles: int = 1, shared_memory=None, 
         # For `highway-bench compile-check`, which prunes as the autotuner does and fails a config that uses
         # more shared memory than this bound.
         tuner.shared_memory, tuner.allowed = estimate, allowed
+        AUTOTUNED.append(tuner)
         return tuner
 
     return wrap

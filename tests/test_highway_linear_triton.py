@@ -256,3 +256,28 @@ def test_ieee_fp32_launches_take_configs_of_their_own(monkeypatch):
     assert launch.fp32_dots_ieee(torch.float32) and not launch.fp32_dots_ieee(torch.bfloat16)
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")
     assert not launch.fp32_dots_ieee(torch.float32)
+
+
+def test_a_row_names_the_configs_its_autotuned_kernels_launched_with(monkeypatch):
+    """`launched_configs`: the config of each autotuned kernel a call launched, none of those it did not
+    launch, though an earlier call did (the autotuners exist on a GPU only, so stand-ins here)."""
+    import triton
+
+    from highway.bench.harness.profile import tuned_configs
+    from highway.kernels import launch
+
+    class Tuner:  # what launched_configs reads of a triton Autotuner
+        def __init__(self, name):
+            self.fn = type("JITFunction", (), {"__name__": name})()
+            self.best_config = None
+
+    fwd, bwd = Tuner("_highway_stack_fwd_kernel"), Tuner("_highway_stack_bwd_kernel")
+    monkeypatch.setattr(launch, "AUTOTUNED", [fwd, bwd])
+    bwd.best_config = triton.Config({"BLOCK_M": 64}, num_warps=8, num_stages=3)  # an earlier call's
+
+    def forward():
+        fwd.best_config = triton.Config({"BLOCK_M": 32, "BLOCK_N": 64}, num_warps=16, num_stages=2)
+
+    assert launch.launched_configs(forward) == "_highway_stack_fwd_kernel BLOCK_M=32 BLOCK_N=64 w16 s2"
+    assert launch.launched_configs(lambda: None) == ""
+    assert tuned_configs(forward, torch.device("cpu")) == ""  # the interpreter's configs are fixed, not chosen

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from highway.bench.harness.backends import BACKENDS
 from highway.bench.harness.cases import DTYPES, Case, float32_precision, tolerance_for
 from highway.bench.harness.environment import environment, resolve_device
+from highway.bench.harness.profile import tuned_configs
 from highway.bench.harness.progress import progress_bar
 from highway.bench.harness.store import ResultStore
 from highway.bench.harness.sweep import failure_status
@@ -166,6 +167,7 @@ def run_population_case(case: PopulationCase, device: torch.device, threads: int
                 together.append(first_call(as_population, device)[1])
             if device.type == "cpu":
                 row.update(threads=threads, load_avg=load_average())
+            row["configs"] = tuned_configs(as_population, device)
     except Exception as e:  # a failing configuration is a result, not the end of the sweep
         return {**row, "status": failure_status(e)}
     together, alone = Timing(together), Timing(alone)

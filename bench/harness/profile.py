@@ -54,6 +54,19 @@ def kernels_per_step(step, device: torch.device) -> float:
         return math.nan
 
 
+def tuned_configs(step, device: torch.device) -> str:
+    """Run `step` once more on a GPU and name the config each of our autotuned kernels launched with
+    (`highway.kernels.launch.launched_configs`): which tile and pipeline depth a row's time is of. "" on a
+    CPU, whose interpreter runs one fixed config, or without triton."""
+    if device.type != "cuda":
+        return ""
+    try:
+        from highway.kernels.launch import launched_configs
+    except ImportError:
+        return ""
+    return launched_configs(step)
+
+
 def profile_config(case: Case, out, steps: int = 5, warmup: int = 3, device=None) -> pd.DataFrame:
     """Profile `steps` steps of `case` after `warmup` (compilation and autotuning stay out of the trace).
     Writes `trace.json.gz` (gzipped: a deep stack's trace is tens of MB; chrome://tracing and Perfetto open

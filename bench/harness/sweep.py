@@ -22,7 +22,7 @@ from highway.bench.harness.cases import DTYPES, GATE_MODE, KERNEL_SIZE, Case, bu
 from highway.bench.harness.devices import peak_for
 from highway.bench.harness.environment import environment, resolve_device, worker_identity
 from highway.bench.harness.flops import stack_work
-from highway.bench.harness.profile import kernels_per_step
+from highway.bench.harness.profile import kernels_per_step, tuned_configs
 from highway.bench.harness.progress import progress_bar
 from highway.bench.harness.store import ResultStore
 from highway.bench.harness.timing import CPU_THREADS, cpu_threads, cpu_time, cuda_time, first_call, load_average, \
@@ -132,6 +132,7 @@ def run_case(case: Case, device: torch.device, baselines: Baselines, timer: str 
             timing.first_call_ms = first_ms
             row["peak_mem_mb"] = peak_memory_mb(step, device)
             row["kernels_per_step"] = kernels_per_step(step, device)
+            row["configs"] = tuned_configs(step, device)
         except Exception as e:  # a failing configuration is a result, not the end of the sweep
             return {**row, "status": failure_status(e)}
         return {**row, **derived_metrics(case, device, timing), "status": STATUS_OK}

@@ -10,8 +10,11 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from highway.activations import ACTIVATIONS
 from highway.bench.harness.cases import Case, build_stack, correctness_error, make_inputs, make_step
 from highway.bench.harness.sweep import outputs_in_float64
+from highway.functional import highway_linear, highway_linear_stack
+from highway.kernels import highway_linear as linear_kernels, highway_stack as stack_kernels
 from highway.kernels.highway_tiles import dot_operand
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
@@ -105,3 +108,85 @@ def test_the_gate_fails_truncated_tf32_and_passes_rounded(monkeypatch):
     truncated, _ = correctness_error(case, _gate_outputs(case, x, dy, monkeypatch, "truncate"), reference, eager)
     rounded, _ = correctness_error(case, eager, reference, eager)
     assert truncated > 4 and rounded <= 1, (truncated, rounded)
+
+
+@pytest.fixture
+def tf32_dots(monkeypatch, device):
+    """Our kernels' TF32 path: on a GPU at torch's "high" precision; under the interpreter, which has no TF32
+    and always picks IEEE dots, forced (its dots then compute the rounded operands in fp32: TF32 emulated)."""
+    before = torch.get_float32_matmul_precision()
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+    else:
+        force = lambda dtype: dict(DOT_FP32=False, INPUT_PRECISION="tf32")  # noqa: E731
+        for module in (linear_kernels, stack_kernels):
+            monkeypatch.setattr(module, "dot_options", force)
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
+def _rounded_layer(x, weight, bias):
+    """A highway layer whose GEMMs take TF32-rounded operands, forward and backward (`_Tf32Linear`)."""
+    n = x.shape[-1]
+    z_h, z_t = _Tf32Linear.apply(x, weight, bias, "nearest").split(n, dim=-1)
+    t = torch.sigmoid(z_t)
+    return ACTIVATIONS["relu"](z_h) * t + x * (1 - t)
+
+
+def _grads(fn, tensors, dy):
+    tensors = [t.detach().clone().requires_grad_() for t in tensors]
+    y = fn(*tensors)
+    y.backward(dy)
+    return [y.detach().cpu(), *(t.grad.cpu() for t in tensors)]
+
+
+def _relative(got, want):
+    return [((g - w).norm() / w.norm()).item() for g, w in zip(got, want)]
+
+
+def _inputs(depth, n, device):
+    g = torch.Generator().manual_seed(depth)
+    x, dy = torch.randn(32, n, generator=g), torch.randn(32, n, generator=g)
+    w = torch.randn(depth, 2 * n, n, generator=g) / n ** 0.5
+    b = torch.zeros(depth, 2 * n)
+    b[:, n:] = -2.0
+    return [t.to(device) for t in (x, w, b, dy)]
+
+
+def _emulated_stack(x, w, b, dy):
+    """The stack with every GEMM operand rounded to TF32, on the CPU in IEEE fp32."""
+    def stack(x, w, b):
+        for layer in range(w.shape[0]):
+            x = _rounded_layer(x, w[layer], b[layer])
+        return x
+    with torch.device("cpu"):
+        torch.set_float32_matmul_precision("highest")  # the CPU's own matmuls exact; tf32_dots restores
+        return _grads(stack, [t.cpu() for t in (x, w, b)], dy.cpu())
+
+
+@pytest.mark.parametrize("weight_grads,recompute", [("atomic", False), ("atomic", True), ("gemm", False)])
+def test_the_stack_rounds_every_tf32_dot_operand(weight_grads, recompute, device, tf32_dots):
+    # Forward, dx and (atomic) dW dots of the depth-fused stack, the recomputing backward's too, land on the
+    # emulation of rounded TF32; IEEE dots land ~1e-4 off it, so an operand left unrounded would show.
+    x, w, b, dy = _inputs(4, 50, device)
+    run = lambda x, w, b: highway_linear_stack(x, w, b, "relu", "triton-stack", weight_grads=weight_grads,  # noqa
+                                               recompute=recompute)
+    got = _grads(run, [x, w, b], dy)
+    want = _emulated_stack(x, w, b, dy)
+    errors = dict(zip(["y", "dx", "dW", "db"], _relative(got, want)))
+    if weight_grads == "gemm":
+        del errors["dW"]  # torch's batched GEMM forms it: cuBLAS's TF32 on a GPU, IEEE on a CPU
+    assert max(errors.values()) < 3e-5, errors
+    ieee = _grads(lambda x, w, b: highway_linear_stack(x, w, b, "relu", "torch"),
+                  [t.cpu().double() for t in (x, w, b)], dy.cpu().double())
+    assert min(_relative([t.float() for t in ieee], want)) > 3e-5  # the emulation is far enough from exact
+
+
+def test_the_dense_layer_rounds_every_tf32_dot_operand(device, tf32_dots):
+    x, w, b, dy = _inputs(1, 50, device)
+    got = _grads(lambda x, w, b: highway_linear(x, w, b, "relu", backend="triton"), [x, w[0], b[0]], dy)
+    with torch.device("cpu"):
+        torch.set_float32_matmul_precision("highest")
+        want = _grads(_rounded_layer, [x.cpu(), w[0].cpu(), b[0].cpu()], dy.cpu())
+    errors = dict(zip(["y", "dx", "dW", "db"], _relative(got, want)))
+    assert max(errors.values()) < 3e-5, errors

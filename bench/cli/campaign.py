@@ -37,7 +37,8 @@ TESTS_PROGRESS_S = 30  # how often a test run says how far it has got
 # interpreter's runs again on the real thing); the harness, study, report and compile-check tests need none.
 KERNEL_TESTS = [f"tests/{name}.py" for name in (
     "test_highway_linear_triton", "test_highway_conv2d_triton", "test_highway_stack", "test_population",
-    "test_population_torch", "test_torch_integration", "test_functional", "test_modules", "test_conv_models")]
+    "test_population_torch", "test_torch_integration", "test_functional", "test_modules", "test_conv_models",
+    "test_tf32_rounding")]
 # The deepest configuration of the per-layer kernels, profiled: two steps of 4000 kernels each
 PROFILE_CASE = dict(model="highway", layer="dense", depth=1000, width=50, dtype="bf16", batch=128, backend="triton",
                     mode="train")

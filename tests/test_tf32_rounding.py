@@ -190,3 +190,46 @@ def test_the_dense_layer_rounds_every_tf32_dot_operand(device, tf32_dots):
         want = _grads(_rounded_layer, [x.cpu(), w[0].cpu(), b[0].cpu()], dy.cpu())
     errors = dict(zip(["y", "dx", "dW", "db"], _relative(got, want)))
     assert max(errors.values()) < 3e-5, errors
+
+
+class _Tf32Conv(torch.autograd.Function):
+    """A "same"-padded convolution with TF32-rounded operands in forward and backward, emulated."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        return F.conv2d(tf32(x, "nearest"), tf32(w, "nearest"), b, padding=w.shape[-1] // 2)
+
+    @staticmethod
+    def backward(ctx, dz):
+        x, w = ctx.saved_tensors
+        pad, dz_r = w.shape[-1] // 2, tf32(dz, "nearest")
+        dx = torch.nn.grad.conv2d_input(x.shape, tf32(w, "nearest"), dz_r, padding=pad)
+        dw = torch.nn.grad.conv2d_weight(tf32(x, "nearest"), w.shape, dz_r, padding=pad)
+        return dx, dw, dz.sum((0, 2, 3))
+
+
+def _rounded_conv_layer(x, weight, bias):
+    c = x.shape[1]
+    z = _Tf32Conv.apply(x, weight, bias)
+    t = torch.sigmoid(z[:, c:])
+    return ACTIVATIONS["relu"](z[:, :c]) * t + x * (1 - t)
+
+
+def test_the_conv_layer_rounds_every_tf32_dot_operand(device, tf32_dots, monkeypatch):
+    from highway.functional import highway_conv2d
+    from highway.kernels import highway_conv2d as conv_kernels
+
+    if device.type != "cuda":
+        monkeypatch.setattr(conv_kernels, "dot_options", lambda dtype: dict(DOT_FP32=False, INPUT_PRECISION="tf32"))
+    g = torch.Generator().manual_seed(3)
+    x, dy = torch.randn(2, 16, 6, 6, generator=g), torch.randn(2, 16, 6, 6, generator=g)
+    w, b = torch.randn(32, 16, 3, 3, generator=g) / 12, torch.zeros(32)
+    b[16:] = -2.0
+    got = _grads(lambda x, w, b: highway_conv2d(x, w, b, "relu", backend="triton"),
+                 [t.to(device) for t in (x, w, b)], dy.to(device))
+    with torch.device("cpu"):
+        torch.set_float32_matmul_precision("highest")  # a CPU convolution: no cuDNN, no TF32
+        want = _grads(_rounded_conv_layer, [x, w, b], dy)
+    errors = dict(zip(["y", "dx", "dW", "db"], _relative(got, want)))
+    assert max(errors.values()) < 3e-5, errors

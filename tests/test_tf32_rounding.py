@@ -2,7 +2,9 @@
 them (`highway.kernels.highway_tiles.dot_operand`). The first H200 run found the depth-fused stack's TF32
 training step 8.95x the float64 gate's tolerance; an emulation of TF32 on the CPU reproduces that number with
 truncated operands and passes with rounded ones, so the gate is tested here on both."""
+import contextlib
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,11 +12,12 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from highway.activations import ACTIVATIONS
+import highway.reference as reference
 from highway.bench.harness.cases import Case, build_stack, correctness_error, make_inputs, make_step
 from highway.bench.harness.sweep import outputs_in_float64
-from highway.functional import highway_linear, highway_linear_stack
-from highway.kernels import highway_linear as linear_kernels, highway_stack as stack_kernels
+from highway.functional import highway_conv2d, highway_linear, highway_linear_stack
+from highway.kernels import highway_conv2d as conv_kernels, highway_linear as linear_kernels, \
+    highway_stack as stack_kernels
 from highway.kernels.highway_tiles import dot_operand
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
@@ -84,17 +87,43 @@ class _Tf32Linear(torch.autograd.Function):
         return tf32(dz, r) @ tf32(w, r), tf32(dz, r).t() @ tf32(x, r), dz.sum(0), None
 
 
-def _gate_outputs(case, x, dy, monkeypatch, rounding=None):
-    import highway.reference as reference
+class _Tf32Conv(torch.autograd.Function):
+    """A "same"-padded convolution with TF32 operands in forward and backward, emulated."""
 
-    net = build_stack(case, "torch", "cpu")
-    if rounding:
-        monkeypatch.setattr(reference, "F", type("TF32", (), {
-            "linear": staticmethod(lambda x, w, b: _Tf32Linear.apply(x, w, b, rounding))}))
-    try:
-        return outputs_in_float64(make_step("fwd+bwd", net, x, dy)())
-    finally:
-        monkeypatch.setattr(reference, "F", F)
+    @staticmethod
+    def forward(ctx, x, w, b, rounding):
+        ctx.save_for_backward(x, w)
+        ctx.rounding = rounding
+        return F.conv2d(tf32(x, rounding), tf32(w, rounding), b, padding=w.shape[-1] // 2)
+
+    @staticmethod
+    def backward(ctx, dz):
+        x, w = ctx.saved_tensors
+        r, pad = ctx.rounding, w.shape[-1] // 2
+        dx = torch.nn.grad.conv2d_input(x.shape, tf32(w, r), tf32(dz, r), padding=pad)
+        dw = torch.nn.grad.conv2d_weight(tf32(x, r), w.shape, tf32(dz, r), padding=pad)
+        return dx, dw, dz.sum((0, 2, 3)), None
+
+
+@contextlib.contextmanager
+def _tf32_reference(monkeypatch, rounding="nearest"):
+    """`highway.reference` (the eager layers, stack and conv, and the nets built on them) with its GEMMs and
+    convolutions taking TF32 operands, on the CPU: TF32 emulated under the reference's own layer math."""
+    with monkeypatch.context() as m, torch.device("cpu"):
+        m.setattr(reference, "F", SimpleNamespace(
+            linear=lambda x, w, b: _Tf32Linear.apply(x, w, b, rounding),
+            conv2d=lambda x, w, b, padding: _Tf32Conv.apply(x, w, b, rounding)))
+        before = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")  # the CPU's own products exact
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(before)
+
+
+def _gate_outputs(case, x, dy, monkeypatch, rounding):
+    with _tf32_reference(monkeypatch, rounding):
+        return outputs_in_float64(make_step("fwd+bwd", build_stack(case, "torch", "cpu"), x, dy)())
 
 
 def test_the_gate_fails_truncated_tf32_and_passes_rounded(monkeypatch):
@@ -102,11 +131,11 @@ def test_the_gate_fails_truncated_tf32_and_passes_rounded(monkeypatch):
     # TF32 as cuBLAS rounds it: truncation reproduces the H200's 8.95x
     case = Case("highway", "dense", 4, 50, "tf32", 128, "triton-stack", "train")
     x, dy = make_inputs(case, "cpu")
-    reference = outputs_in_float64(make_step("fwd+bwd", build_stack(case, "torch", "cpu").double(), x.double(),
-                                             dy.double())())
+    float64 = outputs_in_float64(make_step("fwd+bwd", build_stack(case, "torch", "cpu").double(), x.double(),
+                                           dy.double())())
     eager = _gate_outputs(case, x, dy, monkeypatch, "nearest")
-    truncated, _ = correctness_error(case, _gate_outputs(case, x, dy, monkeypatch, "truncate"), reference, eager)
-    rounded, _ = correctness_error(case, eager, reference, eager)
+    truncated, _ = correctness_error(case, _gate_outputs(case, x, dy, monkeypatch, "truncate"), float64, eager)
+    rounded, _ = correctness_error(case, eager, float64, eager)
     assert truncated > 4 and rounded <= 1, (truncated, rounded)
 
 
@@ -119,29 +148,28 @@ def tf32_dots(monkeypatch, device):
         torch.set_float32_matmul_precision("high")
     else:
         force = lambda dtype: dict(DOT_FP32=False, INPUT_PRECISION="tf32")  # noqa: E731
-        for module in (linear_kernels, stack_kernels):
+        for module in (linear_kernels, conv_kernels, stack_kernels):
             monkeypatch.setattr(module, "dot_options", force)
     yield
     torch.set_float32_matmul_precision(before)
 
 
-def _rounded_layer(x, weight, bias):
-    """A highway layer whose GEMMs take TF32-rounded operands, forward and backward (`_Tf32Linear`)."""
-    n = x.shape[-1]
-    z_h, z_t = _Tf32Linear.apply(x, weight, bias, "nearest").split(n, dim=-1)
-    t = torch.sigmoid(z_t)
-    return ACTIVATIONS["relu"](z_h) * t + x * (1 - t)
-
-
 def _grads(fn, tensors, dy):
+    """fn's output and the gradients of <output, dy> in `tensors`, on the CPU."""
     tensors = [t.detach().clone().requires_grad_() for t in tensors]
     y = fn(*tensors)
     y.backward(dy)
     return [y.detach().cpu(), *(t.grad.cpu() for t in tensors)]
 
 
-def _relative(got, want):
-    return [((g - w).norm() / w.norm()).item() for g, w in zip(got, want)]
+def _errors(got, want):
+    """‖got − want‖ / ‖want‖ of the output and each gradient."""
+    return {name: ((g - w).norm() / w.norm()).item() for name, g, w in zip(["y", "dx", "dW", "db"], got, want)}
+
+
+def _emulated(reference_fn, tensors, dy, monkeypatch):
+    with _tf32_reference(monkeypatch):
+        return _grads(lambda *t: reference_fn(*t, "relu"), [t.cpu() for t in tensors], dy.cpu())
 
 
 def _inputs(depth, n, device):
@@ -153,83 +181,36 @@ def _inputs(depth, n, device):
     return [t.to(device) for t in (x, w, b, dy)]
 
 
-def _emulated_stack(x, w, b, dy):
-    """The stack with every GEMM operand rounded to TF32, on the CPU in IEEE fp32."""
-    def stack(x, w, b):
-        for layer in range(w.shape[0]):
-            x = _rounded_layer(x, w[layer], b[layer])
-        return x
-    with torch.device("cpu"):
-        torch.set_float32_matmul_precision("highest")  # the CPU's own matmuls exact; tf32_dots restores
-        return _grads(stack, [t.cpu() for t in (x, w, b)], dy.cpu())
-
-
 @pytest.mark.parametrize("weight_grads,recompute", [("atomic", False), ("atomic", True), ("gemm", False)])
-def test_the_stack_rounds_every_tf32_dot_operand(weight_grads, recompute, device, tf32_dots):
+def test_the_stack_rounds_every_tf32_dot_operand(weight_grads, recompute, device, tf32_dots, monkeypatch):
     # Forward, dx and (atomic) dW dots of the depth-fused stack, the recomputing backward's too, land on the
     # emulation of rounded TF32; IEEE dots land ~1e-4 off it, so an operand left unrounded would show.
     x, w, b, dy = _inputs(4, 50, device)
     run = lambda x, w, b: highway_linear_stack(x, w, b, "relu", "triton-stack", weight_grads=weight_grads,  # noqa
                                                recompute=recompute)
     got = _grads(run, [x, w, b], dy)
-    want = _emulated_stack(x, w, b, dy)
-    errors = dict(zip(["y", "dx", "dW", "db"], _relative(got, want)))
+    want = _emulated(reference.highway_stack_reference, [x, w, b], dy, monkeypatch)
+    errors = _errors(got, want)
     if weight_grads == "gemm":
         del errors["dW"]  # torch's batched GEMM forms it: cuBLAS's TF32 on a GPU, IEEE on a CPU
     assert max(errors.values()) < 3e-5, errors
-    ieee = _grads(lambda x, w, b: highway_linear_stack(x, w, b, "relu", "torch"),
-                  [t.cpu().double() for t in (x, w, b)], dy.cpu().double())
-    assert min(_relative([t.float() for t in ieee], want)) > 3e-5  # the emulation is far enough from exact
+    exact = _grads(reference.highway_stack_reference, [t.cpu().double() for t in (x, w, b)], dy.cpu().double())
+    assert min(_errors([t.float() for t in exact], want).values()) > 3e-5  # the emulation is far from exact
 
 
-def test_the_dense_layer_rounds_every_tf32_dot_operand(device, tf32_dots):
+def test_the_dense_layer_rounds_every_tf32_dot_operand(device, tf32_dots, monkeypatch):
     x, w, b, dy = _inputs(1, 50, device)
     got = _grads(lambda x, w, b: highway_linear(x, w, b, "relu", backend="triton"), [x, w[0], b[0]], dy)
-    with torch.device("cpu"):
-        torch.set_float32_matmul_precision("highest")
-        want = _grads(_rounded_layer, [x.cpu(), w[0].cpu(), b[0].cpu()], dy.cpu())
-    errors = dict(zip(["y", "dx", "dW", "db"], _relative(got, want)))
-    assert max(errors.values()) < 3e-5, errors
-
-
-class _Tf32Conv(torch.autograd.Function):
-    """A "same"-padded convolution with TF32-rounded operands in forward and backward, emulated."""
-
-    @staticmethod
-    def forward(ctx, x, w, b):
-        ctx.save_for_backward(x, w)
-        return F.conv2d(tf32(x, "nearest"), tf32(w, "nearest"), b, padding=w.shape[-1] // 2)
-
-    @staticmethod
-    def backward(ctx, dz):
-        x, w = ctx.saved_tensors
-        pad, dz_r = w.shape[-1] // 2, tf32(dz, "nearest")
-        dx = torch.nn.grad.conv2d_input(x.shape, tf32(w, "nearest"), dz_r, padding=pad)
-        dw = torch.nn.grad.conv2d_weight(tf32(x, "nearest"), w.shape, dz_r, padding=pad)
-        return dx, dw, dz.sum((0, 2, 3))
-
-
-def _rounded_conv_layer(x, weight, bias):
-    c = x.shape[1]
-    z = _Tf32Conv.apply(x, weight, bias)
-    t = torch.sigmoid(z[:, c:])
-    return ACTIVATIONS["relu"](z[:, :c]) * t + x * (1 - t)
+    want = _emulated(reference.highway_linear_reference, [x, w[0], b[0]], dy, monkeypatch)
+    assert max(_errors(got, want).values()) < 3e-5, _errors(got, want)
 
 
 def test_the_conv_layer_rounds_every_tf32_dot_operand(device, tf32_dots, monkeypatch):
-    from highway.functional import highway_conv2d
-    from highway.kernels import highway_conv2d as conv_kernels
-
-    if device.type != "cuda":
-        monkeypatch.setattr(conv_kernels, "dot_options", lambda dtype: dict(DOT_FP32=False, INPUT_PRECISION="tf32"))
     g = torch.Generator().manual_seed(3)
     x, dy = torch.randn(2, 16, 6, 6, generator=g), torch.randn(2, 16, 6, 6, generator=g)
     w, b = torch.randn(32, 16, 3, 3, generator=g) / 12, torch.zeros(32)
     b[16:] = -2.0
     got = _grads(lambda x, w, b: highway_conv2d(x, w, b, "relu", backend="triton"),
                  [t.to(device) for t in (x, w, b)], dy.to(device))
-    with torch.device("cpu"):
-        torch.set_float32_matmul_precision("highest")  # a CPU convolution: no cuDNN, no TF32
-        want = _grads(_rounded_conv_layer, [x, w, b], dy)
-    errors = dict(zip(["y", "dx", "dW", "db"], _relative(got, want)))
-    assert max(errors.values()) < 3e-5, errors
+    want = _emulated(reference.highway_conv2d_reference, [x, w, b], dy, monkeypatch)
+    assert max(_errors(got, want).values()) < 3e-5, _errors(got, want)

@@ -31,8 +31,9 @@ COMPILE_CHECK_FILE = "compile_check.csv"  # compile-check: every kernel config c
 MODELS = ("highway", "plain")
 LAYERS = ("dense", "conv")
 MODES = ("fwd", "fwd+bwd", "train")  # in the order figures show them
-# dtype name → bytes a value: "fp32" is IEEE fp32, "tf32" fp32 tensors with TF32 dots (`harness.cases.DTYPES`)
-DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2}
+# dtype name → bytes a value: "fp32" is IEEE fp32, "tf32" fp32 tensors with TF32 dots, "tf32x3" with our
+# kernels' 3xTF32 dots (`harness.cases.DTYPES`)
+DTYPE_BYTES = {"fp32": 4, "tf32": 4, "tf32x3": 4, "fp16": 2, "bf16": 2}
 THROUGHPUT_KEYS = ["model", "layer", "depth", "width", "dtype", "batch", "backend", "mode", "spatial"]
 THROUGHPUT_COLUMNS = THROUGHPUT_KEYS + [
     "status", "median_ms", "p20_ms", "p80_ms", "q1_ms", "q3_ms", "first_call_ms", "repeats", "timer",

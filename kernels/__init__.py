@@ -7,9 +7,9 @@ autograd formula (the custom ops that wrap these launchers are in `highway.ops`)
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.highway_conv2d import highway_conv2d_bwd, highway_conv2d_fwd
 from highway.kernels.highway_linear import highway_linear_bwd, highway_linear_fwd
-from highway.kernels.launch import INTERPRET
+from highway.kernels.launch import FP32_DOTS, INTERPRET, get_fp32_dots, set_fp32_dots
 
 __all__ = [
-    "ACTIVATION_CODES", "INTERPRET", "highway_conv2d_bwd", "highway_conv2d_fwd", "highway_linear_bwd",
-    "highway_linear_fwd",
+    "ACTIVATION_CODES", "FP32_DOTS", "INTERPRET", "get_fp32_dots", "highway_conv2d_bwd", "highway_conv2d_fwd",
+    "highway_linear_bwd", "highway_linear_fwd", "set_fp32_dots",
 ]

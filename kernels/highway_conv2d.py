@@ -24,7 +24,7 @@ import triton.language as tl
 
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.grad_buffer import WeightGradBuffer
-from highway.kernels.highway_tiles import dot_operand, highway_epilogue, highway_gate_grads, split_range, tile_coords, \
+from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, tile_dot, \
     write_partial
 from highway.kernels.launch import INTERPRET_CONV_TILES, configs, dot_options, reduction_splits, \
     tile_grid, tuned
@@ -106,11 +106,8 @@ def highway_conv_preactivations(
                 w_here = w_tap + c0 * stride_wi + w_tile
                 wh = tl.load(w_here, mask=w_mask, other=0.0)
                 wt = tl.load(w_here + C * stride_wo, mask=w_mask, other=0.0)
-                x_tile = dot_operand(x_tile, DOT_FP32, INPUT_PRECISION)
-                wh = dot_operand(wh, DOT_FP32, INPUT_PRECISION)
-                wt = dot_operand(wt, DOT_FP32, INPUT_PRECISION)
-                acc_h = tl.dot(x_tile, wh, acc_h, input_precision=INPUT_PRECISION)
-                acc_t = tl.dot(x_tile, wt, acc_t, input_precision=INPUT_PRECISION)
+                acc_h = tile_dot(x_tile, wh, acc_h, DOT_FP32, INPUT_PRECISION)
+                acc_t = tile_dot(x_tile, wt, acc_t, DOT_FP32, INPUT_PRECISION)
     b_h = tl.load(b_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)
     b_t = tl.load(b_ptr + C + offs_c, mask=c_mask, other=0.0).to(tl.float32)
     return acc_h + b_h[None, :], acc_t + b_t[None, :]
@@ -211,8 +208,7 @@ def _highway_conv2d_bwd_dx_kernel(
                 dz = tl.load(dz_tap[:, None] + (j0 + offs_j)[None, :], mask=inside[:, None] & j_mask[None, :],
                              other=0.0)
                 w = tl.load(w_tap + j0 * stride_wo + w_tile, mask=j_mask[:, None] & c_mask[None, :], other=0.0)
-                acc = tl.dot(dot_operand(dz, DOT_FP32, INPUT_PRECISION), dot_operand(w, DOT_FP32, INPUT_PRECISION),
-                             acc, input_precision=INPUT_PRECISION)
+                acc = tile_dot(dz, w, acc, DOT_FP32, INPUT_PRECISION)
     mask = p_mask[:, None] & c_mask[None, :]
     dx_ptrs = dx_ptr + pixel_offsets(bi, oh, ow, stride_dxb, stride_dxh, stride_dxw)[:, None] + offs_c[None, :] * stride_dxc
     carry = tl.load(dx_ptrs, mask=mask, other=0.0).to(tl.float32)
@@ -258,8 +254,7 @@ def _highway_conv2d_bwd_dw_kernel(
         x_tile = tl.load(x_rows[:, None] + offs_c[None, :] * stride_xc, mask=inside[:, None] & c_mask[None, :],
                          other=0.0)
         db += tl.sum(dz_t.to(tl.float32), axis=1)
-        acc = tl.dot(dot_operand(dz_t, DOT_FP32, INPUT_PRECISION), dot_operand(x_tile, DOT_FP32, INPUT_PRECISION),
-                     acc, input_precision=INPUT_PRECISION)
+        acc = tile_dot(dz_t, x_tile, acc, DOT_FP32, INPUT_PRECISION)
     dw_ptrs = dw_ptr + (offs_j[:, None] * C + offs_c[None, :]) * (KS * KS) + tap
     mask = j_mask[:, None] & c_mask[None, :]
     first = (tap == 0) & (pid_c == 0)

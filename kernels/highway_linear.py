@@ -22,7 +22,7 @@ import triton.language as tl
 
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.grad_buffer import WeightGradBuffer
-from highway.kernels.highway_tiles import dot_operand, highway_epilogue, highway_gate_grads, split_range, tile_coords, \
+from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, split_range, tile_coords, tile_dot, \
     write_partial
 from highway.kernels.launch import INTERPRET_TILES, configs, dot_options, reduction_splits, \
     tile_grid, trial_strides, tuned
@@ -68,11 +68,8 @@ def highway_preactivations(
         x_tile = tl.load(x_ptrs, mask=m_mask[:, None] & k_mask[None, :], other=0.0)
         wh = tl.load(wh_ptrs, mask=k_mask[:, None] & n_mask[None, :], other=0.0)
         wt = tl.load(wt_ptrs, mask=k_mask[:, None] & n_mask[None, :], other=0.0)
-        x_tile = dot_operand(x_tile, DOT_FP32, INPUT_PRECISION)
-        wh = dot_operand(wh, DOT_FP32, INPUT_PRECISION)
-        wt = dot_operand(wt, DOT_FP32, INPUT_PRECISION)
-        acc_h = tl.dot(x_tile, wh, acc_h, input_precision=INPUT_PRECISION)
-        acc_t = tl.dot(x_tile, wt, acc_t, input_precision=INPUT_PRECISION)
+        acc_h = tile_dot(x_tile, wh, acc_h, DOT_FP32, INPUT_PRECISION)
+        acc_t = tile_dot(x_tile, wt, acc_t, DOT_FP32, INPUT_PRECISION)
         x_ptrs += BLOCK_K * stride_xk
         wh_ptrs += BLOCK_K * stride_wk
         wt_ptrs += BLOCK_K * stride_wk
@@ -199,8 +196,7 @@ def _highway_linear_bwd_dx_kernel(
         j_mask = (j0 + offs_j) < 2 * N
         dz = tl.load(dz_ptrs, mask=m_mask[:, None] & j_mask[None, :], other=0.0)
         w = tl.load(w_ptrs, mask=j_mask[:, None] & n_mask[None, :], other=0.0)
-        acc = tl.dot(dot_operand(dz, DOT_FP32, INPUT_PRECISION), dot_operand(w, DOT_FP32, INPUT_PRECISION), acc,
-                     input_precision=INPUT_PRECISION)
+        acc = tile_dot(dz, w, acc, DOT_FP32, INPUT_PRECISION)
         dz_ptrs += BLOCK_K
         w_ptrs += BLOCK_K * stride_wn
     mask = m_mask[:, None] & n_mask[None, :]
@@ -245,8 +241,7 @@ def _highway_linear_bwd_dw_kernel(
         x_tile = tl.load(x_ptr + offs_r[:, None] * stride_xm + offs_n[None, :] * stride_xk,
                          mask=r_mask[:, None] & n_mask[None, :], other=0.0)
         db += tl.sum(dz_t.to(tl.float32), axis=1)
-        acc = tl.dot(dot_operand(dz_t, DOT_FP32, INPUT_PRECISION), dot_operand(x_tile, DOT_FP32, INPUT_PRECISION), acc,
-                     input_precision=INPUT_PRECISION)
+        acc = tile_dot(dz_t, x_tile, acc, DOT_FP32, INPUT_PRECISION)
     dw_ptrs = dw_ptr + offs_j[:, None] * N + offs_n[None, :]
     mask = j_mask[:, None] & n_mask[None, :]
     write_partial(dw_ptrs, acc, mask, USE_ATOMIC)

@@ -18,8 +18,8 @@ import triton
 import triton.language as tl
 
 from highway.kernels.activations import ACTIVATION_CODES
-from highway.kernels.highway_tiles import dot_operand, highway_epilogue, highway_gate_grads
-from highway.kernels.launch import dot_options, fp32_dots_ieee, max_shared_memory, prune_configs, trial_strides, \
+from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, tile_dot
+from highway.kernels.launch import dot_options, fp32_dot_precision, max_shared_memory, prune_configs, trial_strides, \
     tuned
 
 MAX_STACK_WIDTH = 128  # past this, one layer's weights and a row tile's activations no longer fit on chip
@@ -59,19 +59,37 @@ STACK_FWD_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s) fo
 INTERPRET_STACK_CONFIG = dict(BLOCK_M=64)  # under the interpreter every program costs Python time: few, large tiles
 
 
+# The row tiles the backward takes with 3xTF32 dots (INPUT_PRECISION "tf32x3", `tile_dot`), by whether it adds dW
+# up with atomics and by padded width: its split operands hold twice the registers of TF32's, and every other
+# tile spilled 8 to 232 bytes on sm_80 or sm_90 with triton 3.9 (`highway-bench compile-check --dtype tf32x3`),
+# and the 64-row one 16 bytes at width 16 with atomic dW on sm_90 with triton 3.6
+# (`scripts/compile_through_launchers.py`); the forward takes STACK_TILES' at widths up to 64. At width 128 every
+# config spilled (328 to 1,136 bytes), so there, as in IEEE fp32, the per-layer kernels take the stack.
+STACK_X3_BACKWARD_ROWS = {False: {16: (16, 32, 64), 32: (16, 32, 64), 64: (16,)},
+                          True: {16: (32,), 32: (16,), 64: (16,)}}
+
+
 def stack_config_allowed(meta: dict, config) -> bool:
     """The width's row tiles and warps, for tensor-core or IEEE fp32 dots; in the backward with atomic dW, at
     most 2 stages: at 3 it spilled at width 64 in bf16 on sm_90; in the IEEE backward at least 2: at 1 the
     16-row tile spilled at width 64; with atomic dW and IEEE dots at most half the rows: the full tiles spilled
-    256 to 4,160 bytes at widths 32 and 64 (`highway-bench compile-check`). Shared memory decides the rest
+    256 to 4,160 bytes at widths 32 and 64; with 3xTF32 dots, widths up to 64 and the backward's rows in
+    STACK_X3_BACKWARD_ROWS (`highway-bench compile-check`). Shared memory decides the rest
     (`stack_shared_memory`)."""
-    ieee = meta.get("INPUT_PRECISION") == "ieee"
+    precision = meta.get("INPUT_PRECISION")
+    ieee = precision == "ieee"
     tiles = STACK_FMA_TILES if ieee else STACK_TILES
     if meta["BLOCK_N"] not in tiles:
         return False
     largest, warps = tiles[meta["BLOCK_N"]]
     if meta["BLOCK_M"] > largest or config.num_warps != warps:
         return False
+    if precision == "tf32x3":
+        if meta["BLOCK_N"] > max(STACK_FMA_TILES):
+            return False
+        if "ATOMIC_WEIGHT_GRADS" in meta and meta["BLOCK_M"] not in \
+                STACK_X3_BACKWARD_ROWS[bool(meta["ATOMIC_WEIGHT_GRADS"])][meta["BLOCK_N"]]:
+            return False
     if ieee and "ATOMIC_WEIGHT_GRADS" in meta and config.num_stages < 2:
         return False
     if ieee and meta.get("ATOMIC_WEIGHT_GRADS", False) and meta["BLOCK_M"] > largest // 2:
@@ -139,11 +157,8 @@ def _stack_bias(b_ptr, offs_n, N):
 @triton.jit
 def _stack_preactivations(h_lo, wh, wt, b_h, b_t, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     """fp32 (z_H, z_T) of one layer for a row tile held on chip."""
-    h_lo = dot_operand(h_lo, DOT_FP32, INPUT_PRECISION)  # the caller's h_lo, the carried input, keeps its bits
-    wh = dot_operand(wh, DOT_FP32, INPUT_PRECISION)
-    wt = dot_operand(wt, DOT_FP32, INPUT_PRECISION)
-    z_h = tl.dot(h_lo, wh, input_precision=INPUT_PRECISION) + b_h[None, :]
-    z_t = tl.dot(h_lo, wt, input_precision=INPUT_PRECISION) + b_t[None, :]
+    z_h = tile_dot(h_lo, wh, None, DOT_FP32, INPUT_PRECISION) + b_h[None, :]  # h_lo, the carried input, keeps its bits
+    z_t = tile_dot(h_lo, wt, None, DOT_FP32, INPUT_PRECISION) + b_t[None, :]
     return z_h, z_t
 
 
@@ -218,13 +233,10 @@ def _add_weight_grads(dw_ptr, db_ptr, x_ptr, dz_h, dz_t, offs_m, offs_n, M, N, D
         offs_k = k0 + tl.arange(0, BLOCK_M)
         x_t = tl.load(x_ptr + offs_k[:, None] + offs_m[None, :] * N, mask=(offs_k < N)[:, None] & (offs_m < M)[None, :],
                       other=0.0)
-        x_t = dot_operand(x_t, DOT_FP32, INPUT_PRECISION)
         ptrs = dw_ptr + offs_k[:, None] + offs_n[None, :] * N  # (k, n) holds dW[n, k]
         mask = (offs_k < N)[:, None] & (offs_n < N)[None, :]
-        tl.atomic_add(ptrs, tl.dot(x_t, dot_operand(dz_h, DOT_FP32, INPUT_PRECISION), input_precision=INPUT_PRECISION),
-                      mask=mask, sem="relaxed")
-        tl.atomic_add(ptrs + N * N, tl.dot(x_t, dot_operand(dz_t, DOT_FP32, INPUT_PRECISION),
-                                           input_precision=INPUT_PRECISION), mask=mask, sem="relaxed")
+        tl.atomic_add(ptrs, tile_dot(x_t, dz_h, None, DOT_FP32, INPUT_PRECISION), mask=mask, sem="relaxed")
+        tl.atomic_add(ptrs + N * N, tile_dot(x_t, dz_t, None, DOT_FP32, INPUT_PRECISION), mask=mask, sem="relaxed")
 
 
 # Timing a config runs the kernel again: the atomics' targets are zeroed before each run, or the first
@@ -290,10 +302,8 @@ def _highway_stack_bwd_kernel(
         w_h = tl.load(w_rows, mask=w_mask, other=0.0)
         w_t = tl.load(w_rows + N * stride_wn, mask=w_mask, other=0.0)
         # the dots' copies: dz_h and dz_t go on, as they are, to db (a sum, not a dot) in _add_weight_grads
-        dx = tl.dot(dot_operand(dz_h, DOT_FP32, INPUT_PRECISION), dot_operand(w_h, DOT_FP32, INPUT_PRECISION), carry,
-                    input_precision=INPUT_PRECISION)
-        dx = tl.dot(dot_operand(dz_t, DOT_FP32, INPUT_PRECISION), dot_operand(w_t, DOT_FP32, INPUT_PRECISION), dx,
-                    input_precision=INPUT_PRECISION)
+        dx = tile_dot(dz_h, w_h, carry, DOT_FP32, INPUT_PRECISION)
+        dx = tile_dot(dz_t, w_t, dx, DOT_FP32, INPUT_PRECISION)
         if ATOMIC_WEIGHT_GRADS:
             _add_weight_grads(dw_ptr + layer * (2 * N) * N, db_ptr + layer * (2 * N), xs_ptr + layer * M * N, dz_h,
                               dz_t, offs_m, offs_n, M, N, DOT_FP32, INPUT_PRECISION, BLOCK_M, BLOCK_K)
@@ -314,21 +324,25 @@ def stack_candidates(width: int, element_bytes: int, shared_limit: int, configs=
 
 
 def widest_stack(dtype: torch.dtype) -> int:
-    """The widest stack the depth-fused kernels hold on a GPU in `dtype` at torch's float32 matmul precision
-    now: 64 with IEEE fp32 dots (`STACK_FMA_TILES`), else `MAX_STACK_WIDTH`."""
-    return max(STACK_FMA_TILES) if fp32_dots_ieee(dtype) else MAX_STACK_WIDTH
+    """The widest stack the depth-fused kernels hold on a GPU in `dtype` at the fp32 dot precision now
+    (`highway.kernels.launch.fp32_dot_precision`): 64 with IEEE fp32 dots (`STACK_FMA_TILES`) and with
+    3xTF32 (`STACK_X3_BACKWARD_ROWS`), else `MAX_STACK_WIDTH`."""
+    return max(STACK_FMA_TILES) if fp32_dot_precision(dtype) in ("ieee", "tf32x3") else MAX_STACK_WIDTH
 
 
 def why_the_stack_does_not_fit(width: int, dtype: torch.dtype, device: torch.device) -> str | None:
     """None when the depth-fused kernels hold a stack of `width` in `dtype` on `device`; else why not: wider
-    than 128; fp32 past width 64 with IEEE dots (`STACK_FMA_TILES`); or, on a GPU with less shared memory than
-    an A100 or H100 (sm_86, sm_89), fp32 at width 128, whose smallest tile needs more than the GPU gives a block."""
+    than 128; fp32 past width 64 with IEEE or 3xTF32 dots; or, on a GPU with less shared memory than an A100
+    or H100 (sm_86, sm_89), fp32 at width 128, whose smallest tile needs more than the GPU gives a block."""
     if width > MAX_STACK_WIDTH:
         return f"it holds widths up to {MAX_STACK_WIDTH}, got width {width}"
     if torch.device(device).type != "cuda":  # the interpreter has no shared memory to run out of
         return None
     block = padded_width(width)
     if width > widest_stack(dtype):
+        if fp32_dot_precision(dtype) == "tf32x3":
+            return (f"at width {width}, 3xTF32 dots (highway.kernels.set_fp32_dots('tf32x3')) need more registers "
+                    f"than a GPU has: set_fp32_dots('tf32') runs them as TF32")
         return (f"at width {width}, IEEE fp32 dots (torch's default float32 matmul precision, 'highest') need more "
                 f"registers than a GPU has: torch.set_float32_matmul_precision('high') runs them as TF32")
     element_bytes = dtype.itemsize
@@ -343,7 +357,7 @@ def why_the_stack_does_not_fit(width: int, dtype: torch.dtype, device: torch.dev
 def _launch(kernel, rows: int, trials: int, args, constants: dict, width: int, dtype):
     block = padded_width(width)
     grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), trials)  # noqa: E731
-    kernel[grid](*args, **constants, **dot_options(dtype), BLOCK_N=block, BLOCK_K=block)
+    kernel[grid](*args, **constants, **dot_options(dtype, takes_tf32x3=True), BLOCK_N=block, BLOCK_K=block)
 
 
 def highway_stack_fwd(x, weight, bias, activation: str, save_every: int):

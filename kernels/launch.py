@@ -228,22 +228,66 @@ def trial_strides(t: torch.Tensor, dims: int) -> tuple:
     return (0, *t.stride()) if t.dim() == dims else tuple(t.stride())
 
 
+# How our kernels run fp32 dots (`set_fp32_dots`): "auto" follows torch's float32 matmul precision.
+FP32_DOTS = ("auto", "ieee", "tf32", "tf32x3")
+_fp32_dots = "auto"
+
+
+def set_fp32_dots(mode: str) -> str:
+    """Set how our kernels run the dots of fp32 tensors, for every launch after; returns the setting before.
+
+    - "auto" (the default): as torch.matmul does, by `torch.get_float32_matmul_precision()`: "highest" (torch's
+      default) is IEEE fp32, on the FMA units; "high" and "medium" are TF32, on the tensor cores.
+    - "ieee" or "tf32": that one, whatever torch's precision.
+    - "tf32x3": in the depth-fused stack, three TF32 tensor-core dots for each, about fp32's accuracy at
+      tensor-core speed (`highway.kernels.highway_tiles.tile_dot`), at widths up to 64; the per-layer kernels
+      run IEEE dots for it (`dot_options`). Torch has no such precision, so it is asked for here.
+    bf16 and fp16 tensors are unaffected. Under Triton's interpreter "auto" and "tf32" run IEEE dots, as ever,
+    and "tf32x3" runs its three dots."""
+    global _fp32_dots
+    if mode not in FP32_DOTS:
+        raise ValueError(f"unknown fp32 dot mode {mode!r}; expected one of {list(FP32_DOTS)}")
+    before, _fp32_dots = _fp32_dots, mode
+    return before
+
+
+def get_fp32_dots() -> str:
+    """The setting `set_fp32_dots` made ("auto" unless changed)."""
+    return _fp32_dots
+
+
+def fp32_dot_precision(dtype: torch.dtype) -> str:
+    """The input precision a GPU runs `dtype`'s dots at: "ieee", "tf32" or "tf32x3" for fp32, by
+    `set_fp32_dots`; "tf32", which tl.dot ignores, for bf16 and fp16."""
+    if dtype != torch.float32:
+        return "tf32"
+    if _fp32_dots != "auto":
+        return _fp32_dots
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+
+
 def fp32_dots_ieee(dtype: torch.dtype) -> bool:
-    """Whether a GPU runs `dtype`'s dots in IEEE fp32, on the FMA units: fp32 at torch's default float32 matmul
-    precision, "highest"."""
-    return dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
+    """Whether a GPU runs `dtype`'s dots in IEEE fp32, on the FMA units (`fp32_dot_precision`)."""
+    return fp32_dot_precision(dtype) == "ieee"
 
 
-def dot_options(dtype: torch.dtype) -> dict:
-    """Meta-parameters for `tl.dot` in our kernels.
+def dot_options(dtype: torch.dtype, takes_tf32x3: bool = False) -> dict:
+    """Meta-parameters for `tl.dot` in our kernels (`highway_tiles.tile_dot`).
 
     DOT_FP32: under the interpreter, `tl.dot` on bf16 tiles returns garbage (triton 3.9, CPU), so bf16 tiles
     are cast to fp32 before the dot there; on a GPU bf16 goes to the tensor cores as it is.
-    INPUT_PRECISION: fp32 follows `torch.set_float32_matmul_precision`, as torch.matmul does ("highest" is
-    IEEE fp32, anything else TF32).
+    INPUT_PRECISION: `fp32_dot_precision`. "tf32x3" only for a kernel that `takes_tf32x3` (the depth-fused
+    stack's): the per-layer kernels' tensor-core tiles spill with 3xTF32's split operands (up to 7 KB a thread
+    on sm_80, `highway-bench compile-check --dtype tf32x3`), and run IEEE dots for it instead, as accurate.
+    Under the interpreter, which has no TF32, "ieee" but for "tf32x3", whose split it runs (its dots then
+    compute the split's parts exactly).
     """
-    ieee = INTERPRET or fp32_dots_ieee(dtype)
-    return dict(DOT_FP32=INTERPRET and dtype == torch.bfloat16, INPUT_PRECISION="ieee" if ieee else "tf32")
+    precision = fp32_dot_precision(dtype)
+    if precision == "tf32x3" and not takes_tf32x3:
+        precision = "ieee"
+    if INTERPRET and precision != "tf32x3":
+        precision = "ieee"
+    return dict(DOT_FP32=INTERPRET and dtype == torch.bfloat16, INPUT_PRECISION=precision)
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,7 +9,7 @@ it would time (`JITFunction.warmup`) instead of timing it. So it runs on any tri
 specializations a real launch makes. It prints what compiled, the largest register count and any spill
 (compile-check's cuobjdump reader), and exits 1 on a failure or a bf16 spill.
 
-    python scripts/compile_through_launchers.py --arch 90            # or 80; --dtype bf16 tf32 fp32; --only stack
+    python scripts/compile_through_launchers.py --arch 90        # or 80; --dtype bf16 tf32 fp32 tf32x3; --only stack
 """
 import argparse
 import os
@@ -101,7 +101,7 @@ def compile_all(arch: int, dtypes, only: str = "") -> tuple[list, list]:
 
     Autotuner.run = compile_every_config
     for dtype_name in dtypes:
-        with float32_precision(dtype_name):  # tf32: fp32 tensors, TF32 dots; fp32: IEEE dots, torch's default
+        with float32_precision(dtype_name):  # tf32: TF32 dots; fp32: IEEE, torch's default; tf32x3: the stack's 3xTF32
             for name, run in launches(DTYPES[dtype_name]):
                 if only not in name:
                     continue
@@ -116,7 +116,8 @@ def compile_all(arch: int, dtypes, only: str = "") -> tuple[list, list]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, choices=(80, 90), default=90)
-    parser.add_argument("--dtype", nargs="+", choices=("bf16", "tf32", "fp32"), default=["bf16", "tf32", "fp32"])
+    parser.add_argument("--dtype", nargs="+", choices=("bf16", "tf32", "fp32", "tf32x3"),
+                        default=["bf16", "tf32", "fp32", "tf32x3"])
     parser.add_argument("--only", default="", help="only the launches whose name contains this")
     args = parser.parse_args(argv)
     compiled, failed = compile_all(args.arch, args.dtype, args.only)

@@ -19,6 +19,32 @@ def linear_inputs(m, n, dtype, device, seed=0, lead=()):
     return tuple(t.to(device=device, dtype=dtype) for t in (x, w, b))
 
 
+def tf32(t: torch.Tensor, rounding: str = "nearest") -> torch.Tensor:
+    """fp32 `t` with TF32's 10 mantissa bits: "nearest" (ties away from zero) or "truncate" (toward zero)."""
+    bits = t.contiguous().view(torch.int32)
+    if rounding == "nearest":
+        bits = bits + 0x1000
+    return (bits & ~0x1FFF).view(torch.float32)
+
+
+def stack_inputs(depth, n, device, rows=32):
+    """x (rows, n), weight (depth, 2n, n), bias (depth, 2n) with gate bias −2, and dy, as a stack starts."""
+    g = torch.Generator().manual_seed(depth)
+    x, dy = torch.randn(rows, n, generator=g), torch.randn(rows, n, generator=g)
+    w = torch.randn(depth, 2 * n, n, generator=g) / n ** 0.5
+    b = torch.zeros(depth, 2 * n)
+    b[:, n:] = -2.0
+    return [t.to(device) for t in (x, w, b, dy)]
+
+
+def output_and_grads_on_cpu(fn, tensors, dy):
+    """[fn's output, the gradients of <output, dy> in each of `tensors`], on the CPU."""
+    tensors = [t.detach().clone().requires_grad_() for t in tensors]
+    y = fn(*tensors)
+    y.backward(dy)
+    return [y.detach().cpu(), *(t.grad.cpu() for t in tensors)]
+
+
 def run_with_grads(fn, tensors, dy, dtype=None):
     """fn(*tensors) and the gradients of <fn, dy> for leaf copies of `tensors` cast to `dtype`."""
     leaves = [t.detach().to(dtype or t.dtype).requires_grad_() for t in tensors]  # .to keeps memory format

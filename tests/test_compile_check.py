@@ -40,7 +40,11 @@ def test_every_kernel_compiles_for_ampere_and_hopper_without_spills(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "compile_check.csv")))
     problems = [f"{r['kernel']} sm_{r['arch']} {r['dtype']} {r['tile']}: {r['problem']}" for r in rows if r["problem"]]
     assert result.returncode == 0 and not problems, "\n".join(problems) + result.stderr[-2000:]
-    assert {r["arch"] for r in rows} == {"80", "90"} and {r["dtype"] for r in rows} == {"bf16", "tf32", "fp32"}
+    assert {r["arch"] for r in rows} == {"80", "90"} and {r["dtype"] for r in rows} == {"bf16", "tf32", "fp32",
+                                                                                         "tf32x3"}
+    # 3xTF32 is the depth-fused stack's alone, on the tensor cores, to width 64
+    x3 = [r for r in rows if r["dtype"] == "tf32x3"]
+    assert all("stack" in r["kernel"] and r["tensor_cores"] != "no" and int(r["tile"].split("x")[1]) <= 64 for r in x3)
     kernels = {r["kernel"].split(" ")[0] for r in rows}
     assert len(kernels) == 10  # four dense, four conv and the two of the depth-fused stack
     bf16_gemm_64 = [r for r in rows if r["dtype"] == "bf16" and "gates_kernel" not in r["kernel"]
@@ -124,18 +128,22 @@ def test_a_triton_older_than_the_check_is_named_before_any_work(monkeypatch):
 
 
 def test_the_check_names_its_dtypes_as_the_harness_does():
-    """tf32 and fp32 are fp32 pointers with TF32 and IEEE dots; bf16 pointers are bf16. (In a process of its
-    own: the signature is read off the jitted kernel, which the interpreter replaces.)"""
+    """tf32, fp32 and tf32x3 are fp32 pointers with TF32, IEEE and 3xTF32 dots (3xTF32 the stack's alone: the
+    dense kernels launch IEEE dots for it); bf16 pointers are bf16. (In a process of its own: the signature is
+    read off the jitted kernel, which the interpreter replaces.)"""
     code = (
         "from highway.bench.harness.compile_check import DTYPES, _kernel, _signature, kernel_specs, launch_constants\n"
-        "spec = kernel_specs()[0]\n"
+        "dense, stack = kernel_specs()[0], [s for s in kernel_specs() if 'stack' in s.name][0]\n"
         "print(DTYPES)\n"
-        "for dtype in ('bf16', 'tf32', 'fp32'):\n"
-        "    sig, _, _ = _signature(spec, _kernel(spec).fn, dtype, dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=16, GROUP_M=8))\n"
-        "    print(dtype, launch_constants(spec, dtype)['INPUT_PRECISION'], sig['x_ptr'])\n"
+        "for dtype in ('bf16', 'tf32', 'fp32', 'tf32x3'):\n"
+        "    tile = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=16, GROUP_M=8)\n"
+        "    sig, _, _ = _signature(dense, _kernel(dense).fn, dtype, tile)\n"
+        "    dots = [launch_constants(spec, dtype)['INPUT_PRECISION'] for spec in (dense, stack)]\n"
+        "    print(dtype, *dots, sig['x_ptr'])\n"
     )
-    lines = python_for_gpus(code, timeout=300).split("\n")[:4]
-    assert lines == ["('bf16', 'tf32', 'fp32')", "bf16 tf32 *bf16", "tf32 tf32 *fp32", "fp32 ieee *fp32"]
+    lines = python_for_gpus(code, timeout=300).split("\n")[:5]
+    assert lines == ["('bf16', 'tf32', 'fp32', 'tf32x3')", "bf16 tf32 tf32 *bf16", "tf32 tf32 tf32 *fp32",
+                     "fp32 ieee ieee *fp32", "tf32x3 ieee tf32x3 *fp32"]
 
 
 @pytest.mark.parametrize("result,spec,words", [

@@ -19,17 +19,10 @@ from highway.functional import highway_conv2d, highway_linear, highway_linear_st
 from highway.kernels import highway_conv2d as conv_kernels, highway_linear as linear_kernels, \
     highway_stack as stack_kernels
 from highway.kernels.highway_tiles import dot_operand
+from highway_cases import output_and_grads_on_cpu, stack_inputs, tf32
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
                                 reason="the kernels run on a GPU or under the interpreter")
-
-
-def tf32(t: torch.Tensor, rounding: str) -> torch.Tensor:
-    """fp32 `t` with TF32's 10 mantissa bits: "nearest" (ties away from zero) or "truncate" (toward zero)."""
-    bits = t.contiguous().view(torch.int32)
-    if rounding == "nearest":
-        bits = bits + 0x1000
-    return (bits & ~0x1FFF).view(torch.float32)
 
 
 @triton.jit
@@ -147,19 +140,11 @@ def tf32_dots(monkeypatch, device):
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
     else:
-        force = lambda dtype: dict(DOT_FP32=False, INPUT_PRECISION="tf32")  # noqa: E731
+        force = lambda dtype, **_: dict(DOT_FP32=False, INPUT_PRECISION="tf32")  # noqa: E731
         for module in (linear_kernels, conv_kernels, stack_kernels):
             monkeypatch.setattr(module, "dot_options", force)
     yield
     torch.set_float32_matmul_precision(before)
-
-
-def _grads(fn, tensors, dy):
-    """fn's output and the gradients of <output, dy> in `tensors`, on the CPU."""
-    tensors = [t.detach().clone().requires_grad_() for t in tensors]
-    y = fn(*tensors)
-    y.backward(dy)
-    return [y.detach().cpu(), *(t.grad.cpu() for t in tensors)]
 
 
 def _errors(got, want):
@@ -169,38 +154,31 @@ def _errors(got, want):
 
 def _emulated(reference_fn, tensors, dy, monkeypatch):
     with _tf32_reference(monkeypatch):
-        return _grads(lambda *t: reference_fn(*t, "relu"), [t.cpu() for t in tensors], dy.cpu())
-
-
-def _inputs(depth, n, device):
-    g = torch.Generator().manual_seed(depth)
-    x, dy = torch.randn(32, n, generator=g), torch.randn(32, n, generator=g)
-    w = torch.randn(depth, 2 * n, n, generator=g) / n ** 0.5
-    b = torch.zeros(depth, 2 * n)
-    b[:, n:] = -2.0
-    return [t.to(device) for t in (x, w, b, dy)]
+        return output_and_grads_on_cpu(lambda *t: reference_fn(*t, "relu"), [t.cpu() for t in tensors], dy.cpu())
 
 
 @pytest.mark.parametrize("weight_grads,recompute", [("atomic", False), ("atomic", True), ("gemm", False)])
 def test_the_stack_rounds_every_tf32_dot_operand(weight_grads, recompute, device, tf32_dots, monkeypatch):
     # Forward, dx and (atomic) dW dots of the depth-fused stack, the recomputing backward's too, land on the
     # emulation of rounded TF32; IEEE dots land ~1e-4 off it, so an operand left unrounded would show.
-    x, w, b, dy = _inputs(4, 50, device)
+    x, w, b, dy = stack_inputs(4, 50, device)
     run = lambda x, w, b: highway_linear_stack(x, w, b, "relu", "triton-stack", weight_grads=weight_grads,  # noqa
                                                recompute=recompute)
-    got = _grads(run, [x, w, b], dy)
+    got = output_and_grads_on_cpu(run, [x, w, b], dy)
     want = _emulated(reference.highway_stack_reference, [x, w, b], dy, monkeypatch)
     errors = _errors(got, want)
     if weight_grads == "gemm":
         del errors["dW"]  # torch's batched GEMM forms it: cuBLAS's TF32 on a GPU, IEEE on a CPU
     assert max(errors.values()) < 3e-5, errors
-    exact = _grads(reference.highway_stack_reference, [t.cpu().double() for t in (x, w, b)], dy.cpu().double())
+    exact = output_and_grads_on_cpu(reference.highway_stack_reference, [t.cpu().double() for t in (x, w, b)],
+                                    dy.cpu().double())
     assert min(_errors([t.float() for t in exact], want).values()) > 3e-5  # the emulation is far from exact
 
 
 def test_the_dense_layer_rounds_every_tf32_dot_operand(device, tf32_dots, monkeypatch):
-    x, w, b, dy = _inputs(1, 50, device)
-    got = _grads(lambda x, w, b: highway_linear(x, w, b, "relu", backend="triton"), [x, w[0], b[0]], dy)
+    x, w, b, dy = stack_inputs(1, 50, device)
+    got = output_and_grads_on_cpu(lambda x, w, b: highway_linear(x, w, b, "relu", backend="triton"), [x, w[0], b[0]],
+                                  dy)
     want = _emulated(reference.highway_linear_reference, [x, w[0], b[0]], dy, monkeypatch)
     assert max(_errors(got, want).values()) < 3e-5, _errors(got, want)
 
@@ -210,7 +188,7 @@ def test_the_conv_layer_rounds_every_tf32_dot_operand(device, tf32_dots, monkeyp
     x, dy = torch.randn(2, 16, 6, 6, generator=g), torch.randn(2, 16, 6, 6, generator=g)
     w, b = torch.randn(32, 16, 3, 3, generator=g) / 12, torch.zeros(32)
     b[16:] = -2.0
-    got = _grads(lambda x, w, b: highway_conv2d(x, w, b, "relu", backend="triton"),
+    got = output_and_grads_on_cpu(lambda x, w, b: highway_conv2d(x, w, b, "relu", backend="triton"),
                  [t.to(device) for t in (x, w, b)], dy.to(device))
     want = _emulated(reference.highway_conv2d_reference, [x, w, b], dy, monkeypatch)
     assert max(_errors(got, want).values()) < 3e-5, _errors(got, want)

@@ -142,8 +142,9 @@ def _stackable(case: Case) -> str | None:
     with float32_precision(case.dtype):
         widest = widest_stack(DTYPES[case.dtype])
     if case.width > widest:
+        dots = {"fp32": "IEEE", "tf32x3": "3xTF32"}.get(case.dtype)
         return f"the depth-fused stack holds widths up to {widest} in {case.dtype}" + \
-            (" (IEEE dots; tf32 holds 128)" if case.dtype == "fp32" else "")
+            (f" ({dots} dots; tf32 holds 128)" if dots else "")
     return None
 
 

@@ -14,12 +14,15 @@ from highway.models import highway_stack, plain_stack
 from highway.stack import HighwayStack
 from highway.tolerances import max_violation
 
-# fp32 tensors come at the two precisions torch offers, each a dtype of its own, so that every backend of a
-# row runs at the same one and the two sit side by side in one sweep: "fp32" is IEEE fp32 (torch's default
-# for matmuls, "highest"), "tf32" runs matmuls and cuDNN convolutions on the TF32 tensor cores ("high").
-# Our kernels follow torch's float32 matmul precision, so they run each row as its baselines do.
-DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-MATMUL_PRECISION = {"fp32": "highest", "tf32": "high"}  # torch.set_float32_matmul_precision's, per fp32 dtype
+# fp32 tensors come at the precisions torch offers, each a dtype of its own, so that every backend of a row
+# runs at the same one and they sit side by side in one sweep: "fp32" is IEEE fp32 (torch's default for
+# matmuls, "highest"), "tf32" runs matmuls and cuDNN convolutions on the TF32 tensor cores ("high"). Our
+# kernels follow torch's float32 matmul precision, so they run each row as its baselines do. "tf32x3" is
+# ours alone: our kernels' 3xTF32 dots (`highway.kernels.set_fp32_dots`), held to fp32's tolerance and timed
+# against baselines in IEEE fp32, the only fp32-accurate precision torch has.
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "tf32x3": torch.float32, "fp16": torch.float16,
+          "bf16": torch.bfloat16}
+MATMUL_PRECISION = {"fp32": "highest", "tf32": "high", "tf32x3": "highest"}  # torch's, per fp32 dtype
 if {name: dtype.itemsize for name, dtype in DTYPES.items()} != DTYPE_BYTES:
     raise ImportError(f"DTYPES {DTYPES} differ from the schema's {DTYPE_BYTES}")
 KERNEL_SIZE = 3  # conv stacks use 3×3 layers, the paper's most common receptive field
@@ -55,7 +58,8 @@ if list(Case.__dataclass_fields__) != THROUGHPUT_KEYS:  # the store's key is the
 def float32_precision(dtype: str):
     """Run the block at the float32 precision that the harness's `dtype` names, for matmuls and for cuDNN's
     convolutions alike (torch's defaults differ: IEEE matmuls, TF32 convolutions, so an eager conv net in
-    "fp32" would otherwise run TF32 against our kernels' IEEE); restored after. bf16 and fp16 leave both.
+    "fp32" would otherwise run TF32 against our kernels' IEEE), and for our kernels' fp32 dots (torch's
+    precision for "fp32" and "tf32", 3xTF32 for "tf32x3"); restored after. bf16 and fp16 leave all three.
     On a CPU, torch's matmuls and Triton's interpreter compute "tf32" as IEEE fp32.
 
     cuDNN's is set through `torch.backends.cudnn.allow_tf32`, not torch 2.9's `cudnn.conv.fp32_precision`:
@@ -64,14 +68,20 @@ def float32_precision(dtype: str):
     if dtype not in MATMUL_PRECISION:
         yield
         return
+    # here, not at the top: importing the kernels refuses an interpreter that would fail, and commands that
+    # never launch one (compile-check, which refuses the interpreter itself) import this module too
+    from highway.kernels.launch import set_fp32_dots
+
     saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
     torch.set_float32_matmul_precision(MATMUL_PRECISION[dtype])
     torch.backends.cudnn.allow_tf32 = dtype == "tf32"
+    ours = set_fp32_dots("tf32x3" if dtype == "tf32x3" else "auto")
     try:
         yield
     finally:
         torch.set_float32_matmul_precision(saved[0])
         torch.backends.cudnn.allow_tf32 = saved[1]
+        set_fp32_dots(ours)
 
 
 def build_stack(case: Case, layer_backend: str, device, dtype=None) -> torch.nn.Module:
@@ -143,8 +153,8 @@ GATE_MODE = {"fwd": "fwd", "fwd+bwd": "fwd+bwd", "train": "fwd+bwd"}
 
 
 def tolerance_for(dtype: str):
-    """The key of `highway.tolerances.TOLERANCES` that the harness's `dtype` is held to: its torch dtype's,
-    or, for tf32, TF32's own."""
+    """The key of `highway.tolerances.TOLERANCES` that the harness's `dtype` is held to: its torch dtype's
+    (fp32's for tf32x3, which claims fp32's accuracy), or, for tf32, TF32's own."""
     return dtype if dtype == "tf32" else DTYPES[dtype]
 
 

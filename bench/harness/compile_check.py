@@ -4,12 +4,13 @@
 cubin with the ptxas that ships in the triton wheel; `cuobjdump -res-usage` (shipped beside it) reads the
 registers and the stack frame from the cubin, and the PTX says whether the GEMM tiles reach the tensor
 cores (`wgmma` on sm_90, `mma` on both). Each kernel is compiled for every autotune config, in bf16, in
-fp32 with TF32 dots (tf32), and in fp32 with IEEE dots (fp32: torch's default matmul precision, on the FMA
-units, with configs of its own; the names are the throughput harness's), specialized as a contiguous launch
-of a GEMM-sized layer specializes it (16-aligned pointers, sizes and strides; unit strides folded to constants).
+fp32 with TF32 dots (tf32), in fp32 with IEEE dots (fp32: torch's default matmul precision, on the FMA
+units, with configs of its own), and, the depth-fused stack's, in fp32 with 3xTF32 dots (tf32x3; the names are
+the throughput harness's), specialized as a contiguous launch of a GEMM-sized layer specializes it (16-aligned
+pointers, sizes and strides; unit strides folded to constants).
 
-A config fails the check when it does not compile, when bf16, fp16 or fp32 (IEEE) code spills registers to local
-memory (unless the kernel's spec allows it, `spills_allowed`), when it needs more shared memory than the arch
+A config fails the check when it does not compile, when bf16, fp16, fp32 (IEEE) or tf32x3 code spills registers
+to local memory (unless the kernel's spec allows it, `spills_allowed`), when it needs more shared memory than the arch
 gives a block and the autotuner would still try it, when it uses more shared memory than the bound the autotuner
 prunes by (the kernel's `shared_memory`, `highway.kernels.launch.tuned`), when a bf16 GEMM tile of 64 or more
 misses the tensor cores, or when a pipelined config (2 stages or more) leaves a load in a loop that a dot of the
@@ -29,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from highway.bench.schema import DTYPE_BYTES
 
 ARCHS = (80, 90)
-DTYPES = ("bf16", "tf32", "fp32")  # tf32: fp32 with TF32 dots; fp32: IEEE dots, torch's default "highest"
+# tf32: fp32 with TF32 dots; fp32: IEEE dots, torch's default "highest"; tf32x3: our 3xTF32 dots
+DTYPES = ("bf16", "tf32", "fp32", "tf32x3")
 # The heaviest epilogue (gelu: erf and exp) stands for every activation: if it fits, the others fit.
 CHECK_ACTIVATION = "gelu"
 TENSOR_CORE_OPS = {80: ("mma.sync",), 90: ("wgmma", "mma.sync")}  # the best first
@@ -38,6 +40,9 @@ TENSOR_CORE_OPS = {80: ("mma.sync",), 90: ("wgmma", "mma.sync")}  # the best fir
 # the runtime reserves (164 KiB on sm_80, 228 KiB on sm_90).
 SM_LIMITS = {80: dict(registers=65536, warps=64, blocks=32, shared=167936),
              90: dict(registers=65536, warps=64, blocks=32, shared=233472)}
+
+
+STACK_MODULE = "highway.kernels.highway_stack"  # the only kernels that take 3xTF32 dots (`dot_options`)
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class KernelSpec:
 
 def kernel_specs() -> list[KernelSpec]:
     dense, conv = "highway.kernels.highway_linear", "highway.kernels.highway_conv2d"
-    stack = "highway.kernels.highway_stack"
+    stack = STACK_MODULE
     dense_strides = ("stride_xk", "stride_wk", "stride_dyn")
     conv_strides = ("stride_xc", "stride_wi", "stride_yc", "stride_dyc", "stride_dxc")  # channels_last x, y; W by tap
     return [
@@ -113,7 +118,7 @@ def _stack_configs(dtype: str, arch: int, configs: list, constants: dict) -> lis
 
     element = DTYPE_BYTES[dtype]
     widths = [w for w in (16, 32, 64, 128) if w <= MAX_STACK_WIDTH]
-    if constants.get("INPUT_PRECISION") == "ieee":  # wider stacks take the per-layer kernels there
+    if constants.get("INPUT_PRECISION") in ("ieee", "tf32x3"):  # wider stacks take the per-layer kernels there
         widths = [w for w in widths if w in STACK_FMA_TILES]
     return [c for w in widths for c in stack_candidates(w, element, SHARED_MEMORY_LIMITS[arch], configs, constants)]
 
@@ -127,7 +132,7 @@ def launch_constants(spec: KernelSpec, dtype: str) -> dict:
     from highway.kernels.launch import dot_options
 
     with float32_precision(dtype):
-        dots = dot_options(DTYPES[dtype])
+        dots = dot_options(DTYPES[dtype], takes_tf32x3=spec.module == STACK_MODULE)
     return {"ACTIVATION": ACTIVATION_CODES[CHECK_ACTIVATION], **dots, **spec.constants}
 
 
@@ -166,7 +171,7 @@ def _kernel(spec: KernelSpec):
 
 
 def _signature(spec: KernelSpec, jitted, dtype: str, config_kwargs: dict):
-    element_type = "fp32" if dtype == "tf32" else dtype  # TF32 is INPUT_PRECISION's, not the pointers'
+    element_type = "fp32" if dtype.startswith("tf32") else dtype  # TF32 is INPUT_PRECISION's, not the pointers'
     signature, constants, attrs = {}, {}, {}
     launch = launch_constants(spec, dtype)
     for i, (name, param) in enumerate(zip(jitted.arg_names, jitted.params)):
@@ -336,6 +341,8 @@ def plan(archs=ARCHS, dtypes=DTYPES, kernels=None) -> list[tuple]:
         for arch in archs:
             for dtype in dtypes:
                 constants = launch_constants(spec, dtype)
+                if dtype == "tf32x3" and constants["INPUT_PRECISION"] != "tf32x3":
+                    continue  # it launches IEEE dots for tf32x3: the fp32 rows are its
                 if spec.configs is not None:
                     configs = spec.configs(dtype, arch, tuner.configs, constants)
                 else:  # those for this precision: IEEE fp32 has its own (`highway.kernels.launch.fma_configs`)

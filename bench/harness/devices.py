@@ -2,8 +2,9 @@
 
 Dense (no sparsity) vendor figures for the SXM parts unless the name says PCIe/NVL. fp32 is the
 non-tensor-core rate, which is what IEEE fp32 GEMMs (torch's default "highest" precision) can reach; tf32
-(fp32 tensors with TF32 dots, the harness's dtype of that name) is the tensor cores'. `measure_peaks` times a
-large GEMM and a large copy on the device instead, for GPUs not in the table or to check it.
+(fp32 tensors with TF32 dots, the harness's dtype of that name) is the tensor cores', and tf32x3 (our
+kernels' 3xTF32 dots) a third of it. `measure_peaks` times a large GEMM and a large copy on the device
+instead, for GPUs not in the table or to check it.
 """
 import torch
 
@@ -24,8 +25,8 @@ def peak_for(device_name: str, dtype: str):
     """(peak TFLOP/s, peak TB/s) for a device name and the harness's dtype name, or (None, None) when unknown
     (CPUs)."""
     for fragment, flops, bandwidth in PEAKS:
-        if fragment in device_name:
-            return flops[dtype], bandwidth
+        if fragment in device_name:  # 3xTF32 does three TF32 products for each one it counts
+            return (flops["tf32"] / 3 if dtype == "tf32x3" else flops[dtype]), bandwidth
     return None, None
 
 

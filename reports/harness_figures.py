@@ -14,7 +14,7 @@ import seaborn as sns
 from highway.bench.schema import MODES, STATUS_OK, THROUGHPUT_KEYS
 from highway.reports.claims import POPULATION_TARGETS, STACK_BASELINES, STACK_TARGETS
 from highway.reports.figure_style import Figure, depth_axis, log_scale
-from highway.reports.summaries import ratio_range, straddles
+from highway.reports.summaries import ratio_range, straddles, tf32x3_against_ieee
 
 # One colour per throughput backend in every figure, by family: eager black; the compiler blues; the per-layer
 # kernels orange; the depth-fused stack greens; the bare GEMM grey. Listed in the order legends show them.
@@ -66,7 +66,7 @@ def _spread_band(ax, rows: pd.DataFrame, x: str, lo: str, hi: str, palette: dict
             ax.vlines(band.index, band[lo], band[hi], color=color, alpha=0.5, lw=4, zorder=1)
 
 
-DTYPE_ORDER = ("bf16", "fp16", "tf32", "fp32")  # the order a device's per-dtype figures come in
+DTYPE_ORDER = ("bf16", "fp16", "tf32", "fp32", "tf32x3")  # the order a device's per-dtype figures come in
 SPEEDUP_LOG2_RANGE = 4  # the speed-up heat maps' colours run from 1/16x to 16x
 
 
@@ -313,8 +313,8 @@ def per_layer_figures(df: pd.DataFrame) -> list[Figure]:
 def stack_target_figures(df: pd.DataFrame, depth: int = 1000, batch: int = 128) -> list[Figure]:
     """The depth-fused stack's speed-ups at its targets' shape, as bars against the targets: how many times
     faster `triton-stack` runs than eager and than each CUDA-graph baseline measured, per width and dtype, a
-    panel per mode. GPU rows only, as the claims (`STACK_TARGETS`)."""
-    ok = _dense_highway(df)
+    panel per mode. GPU rows only, as the claims (`STACK_TARGETS`); tf32x3 against the IEEE baselines."""
+    ok = tf32x3_against_ieee(_dense_highway(df))
     ok = ok[(ok["device_type"] == "cuda") & (ok["depth"] == depth) & (ok["batch"] == batch)] if not ok.empty else ok
     out = []
     for label, slug, _, d in _by_device(ok):

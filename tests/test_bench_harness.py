@@ -149,10 +149,13 @@ def test_fp32_rows_run_at_the_precision_their_dtype_names(tmp_path, monkeypatch)
     from highway.bench.harness.devices import peak_for
 
     assert peak_for("NVIDIA H200", "tf32")[0] > 5 * peak_for("NVIDIA H200", "fp32")[0]
+    assert peak_for("NVIDIA H200", "tf32x3")[0] == peak_for("NVIDIA H200", "tf32")[0] / 3  # three products a product
 
 
 @pytest.mark.parametrize("width,dtype,words", [(128, "tf32", None), (128, "bf16", None), (64, "fp32", None),
                                                (65, "fp32", "up to 64 in fp32 (IEEE dots; tf32 holds 128)"),
+                                               (64, "tf32x3", None),
+                                               (65, "tf32x3", "up to 64 in tf32x3 (3xTF32 dots; tf32 holds 128)"),
                                                (129, "tf32", "up to 128 in tf32")])
 def test_the_depth_fused_backends_say_where_ieee_fp32_stops(width, dtype, words):
     """IEEE fp32 takes the per-layer kernels past width 64 (`why_the_stack_does_not_fit`): its stack rows are
@@ -532,9 +535,32 @@ def test_the_campaign_runs_the_targets_first_and_each_configuration_once():
     ieee = {(c.width, c.mode) for cases in blocks for c in cases
             if c.depth == 1000 and c.dtype == "fp32" and c.backend == "triton-stack"}
     assert {(50, "fwd"), (50, "train")} <= ieee
+    # and in 3xTF32, the stack alone (torch has no 3xTF32: its rows are read against the IEEE ones), early
+    x3 = [i for i, cases in enumerate(blocks) for c in cases if c.dtype == "tf32x3"]
+    assert x3 and max(x3) == 1 and {c.backend for c in blocks[1]} <= {"triton-stack", "triton-stack-recompute"}
     assert {(c.depth, c.population) for c in expand_population(**POPULATION_TARGET)} == {(100, 100)}
     steps = campaign_steps(Path("unused"), torch.device("cpu"), False, [])
     assert steps[1].name.endswith(THROUGHPUT_BLOCKS[0][0]) and steps[-1].name == "report"
+
+
+def test_the_campaign_estimates_the_paper_preset_at_each_precision_once(tmp_path, monkeypatch):
+    import highway.bench.study.convergence as cv
+    from highway.bench.cli import campaign
+
+    seen = []
+    monkeypatch.setattr(cv, "expected_study_seconds", lambda study, device: seen.append(study) or
+                        (3600.0 if study.precision == "fp32" else 1200.0))
+    step = {s.name: s for s in campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])}[
+        "the paper preset's expected time, IEEE and 3xTF32"]
+    outcome = step.run(time.monotonic() + 600)
+    assert "fp32 60 min, tf32x3 20 min; target 30 min" in outcome
+    assert [(s.name, s.depths, s.trials, s.precision) for s in seen] == [("paper", (10, 20, 50, 100), 100, p)
+                                                                          for p in ("fp32", "tf32x3")]
+    saved = json.loads((tmp_path / campaign.PAPER_ESTIMATE_FILE).read_text())
+    assert saved["expected_seconds"] == {"fp32": 3600.0, "tf32x3": 1200.0} and saved["target_minutes"] == 30
+    again = {s.name: s for s in campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])}
+    assert again["the paper preset's expected time, IEEE and 3xTF32"].estimate_s == 0
+    assert step.run(time.monotonic() + 600).startswith("already done") and len(seen) == 2
 
 
 def test_a_campaign_run_again_skips_what_is_done_and_stays_on_one_device(tmp_path, monkeypatch, capsys):
@@ -641,7 +667,8 @@ def test_kernels_that_fail_on_the_device_stop_the_campaign_before_anything_is_ti
     failing.update((c["backend"], c["dtype"]) for c in campaign.SMOKE_CASES)
     assert campaign.run_campaign(tmp_path, 5, "cpu", progress=False) == 1
     out = capsys.readouterr().out
-    assert "fail on this device, so nothing was timed" in out and out.count("mismatch: 3.1x") == 6 and not ran
+    assert "fail on this device, so nothing was timed" in out and not ran
+    assert out.count("mismatch: 3.1x") == len(campaign.SMOKE_CASES) == 8
     # one dtype fails (TF32 on the first H200): it is named, and the campaign goes on
     failing.clear()
     failing.update({("triton-stack", "tf32"), ("triton-stack-recompute", "tf32")})

@@ -108,6 +108,40 @@ def test_convergence_loop_writes_rows_and_resumes(tmp_path, monkeypatch):
     assert (times["elapsed_s"] > 0).all() and list(times["depths"]) == [[3], [3]]
 
 
+def test_a_study_trains_at_its_precision_and_restores_the_one_before(tmp_path, monkeypatch):
+    from highway.kernels import get_fp32_dots
+
+    seen = []
+    train_population = cv.train_population
+
+    def watched(*a, **k):
+        for epoch in train_population(*a, **k):
+            seen.append((torch.get_float32_matmul_precision(), get_fp32_dots()))
+            yield epoch
+
+    monkeypatch.setattr(cv, "train_population", watched)
+    same = cv.SearchSpace(fixed={"activation": "relu"})  # one population of both trials per model
+    cv.convergence_study(tmp_path, tiny_study(precision="tf32x3", population=2, search=same), progress=False,
+                         estimate=False)
+    assert seen and set(seen) == {("highest", "tf32x3")}  # torch's matmuls IEEE, our stack's dots 3xTF32
+    assert (torch.get_float32_matmul_precision(), get_fp32_dots()) == ("highest", "auto")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        tiny_study(precision="bf16").validate()
+    run = json.loads((tmp_path / "runs.jsonl").read_text().splitlines()[0])
+    assert run["study"]["precision"] == "tf32x3"  # the run record says which
+
+
+def test_a_dry_run_prints_the_expected_time_and_writes_nothing(tmp_path, capsys):
+    from highway.bench.cli import main
+
+    out = tmp_path / "study"
+    assert main(["converge", "--dataset", "digits", "--depth", "3", "--trials", "2", "--epochs", "1", "--max-train",
+                 "300", "--backend", "torch", "--precision", "tf32x3", "--dry-run", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert "expected time on this machine: about" in capsys.readouterr().out
+    assert not out.exists()
+
+
 def claims_left(out) -> int:
     import sqlite3
 
@@ -955,6 +989,35 @@ def test_the_fused_layers_speed_claims_count_the_configs_their_spread_leaves_ope
     assert wide["measured"] == "min 1.40x over 1 configs"  # 1.37x to 1.43x: clear of 1
     assert throughput_claims(pd.DataFrame(rows).drop(columns=["p20_ms", "p80_ms"]))[0]["measured"] == \
         "min 1.40x, median 1.40x over 2 configs"  # rows without fifths: nothing to say of them
+
+def test_the_tf32x3_stack_is_read_against_the_ieee_baselines():
+    from highway.reports.claims import stack_claims
+    from highway.reports.figure_style import report_style
+    from highway.reports.harness_figures import stack_target_figures
+    from highway.reports.summaries import tf32x3_against_ieee
+
+    # torch has no 3xTF32: the campaign times eager and graphs once, as fp32, and the stack alone in tf32x3
+    row = dict(model="highway", layer="dense", depth=1000, width=50, batch=128, mode="train", status="ok",
+               device="NVIDIA H200", device_type="cuda", peak_mem_mb=100.0)
+    rows = [dict(row, dtype="fp32", backend="torch", median_ms=400.0),
+            dict(row, dtype="fp32", backend="compile-layers-cudagraphs", median_ms=36.0),
+            dict(row, dtype="fp32", backend="triton-stack", median_ms=22.0),
+            dict(row, dtype="tf32x3", backend="triton-stack", median_ms=9.0, peak_mem_mb=20.0)]
+    df = pd.DataFrame(rows)
+    joined = tf32x3_against_ieee(df)
+    assert sorted(joined[joined["dtype"] == "tf32x3"]["backend"]) == ["compile-layers-cudagraphs", "torch",
+                                                                      "triton-stack"]  # our fp32 stack stays fp32's
+    assert len(tf32x3_against_ieee(df[df["dtype"] == "fp32"])) == 3  # nothing to join: unchanged
+    claims = pd.DataFrame(stack_claims(df)).set_index("claim")
+    x3 = claims[claims.index.str.contains("tf32x3")]
+    assert x3.loc["Depth-fused stack, depth 1000, width 50, tf32x3, train: at least 2x compile-layers-cudagraphs",
+                  "measured"] == "4.00x"
+    assert x3.loc["Depth-fused stack, depth 1000, width 50, tf32x3, train: at least 5x eager", "verdict"] == "holds"
+    assert (x3["verdict"] == "holds").all() and len(x3) == 3  # eager, graphs, memory (0.20 of eager's)
+    with report_style():
+        (figure,) = stack_target_figures(df)
+        assert [t.get_text() for t in figure.fig.axes[0].get_xticklabels()] == ["width 50\nfp32", "width 50\ntf32x3"]
+
 
 def test_the_depth_fused_stack_claims_read_gpu_rows_only():
     from highway.reports.claims import stack_claims

@@ -29,7 +29,7 @@ from highway.bench.harness.timing import CPU_THREADS
 from highway.bench.schema import COMPILE_CHECK_FILE, CONVERGE_FILE, GATE_AUTO, GATE_SEARCH, LAYERS, MODELS, MODES, \
     POPULATION_FILE, RESULTS_FILE, parse_gate_rule
 from highway.bench.study.analysis import ANALYSIS_SAMPLES
-from highway.bench.study.convergence import PRESETS as STUDIES
+from highway.bench.study.convergence import PRECISIONS, PRESETS as STUDIES
 
 # The extra that installs each optional package a command may import (pyproject.toml).
 EXTRAS = {"matplotlib": "report", "seaborn": "report", "pandas": "bench", "sklearn": "bench", "tqdm": "bench",
@@ -40,7 +40,8 @@ POPULATION_AXES = ("model", "depth", "width", "dtype", "batch", "backend", "popu
 # One case for `profile`; a sweep's unset axes come from its preset, or from `expand`'s defaults.
 PROFILE_CASE = dict(model="highway", layer="dense", depth=10, width=64, dtype="fp32", batch=128, backend="torch",
                     mode="fwd", spatial=16)
-DTYPE_HELP = "fp32: IEEE fp32 (torch's default matmul precision); tf32: fp32 tensors, TF32 matmuls and convolutions"
+DTYPE_HELP = ("fp32: IEEE fp32 (torch's default matmul precision); tf32: fp32 tensors, TF32 matmuls and convolutions; "
+              "tf32x3: fp32 tensors, our kernels' 3xTF32 dots against IEEE baselines")
 
 
 def _axes(parser: argparse.ArgumentParser, defaults: dict | None):
@@ -151,9 +152,9 @@ def cmd_compile_check(args) -> int:
     failed = [r for r in results if r.problem]
     seconds, processes = time.perf_counter() - start, args.jobs or os.cpu_count()
     print(f"\n{len(results)} compiles in {seconds:.0f} s ({processes} processes): "
-          + (f"{len(failed)} with problems" if failed else "no compile failure, no spill in bf16/fp16/fp32 (IEEE) but "
-             "those a kernel's spec allows, no shared memory overflow the autotuner would try, none above the "
-             "bound it prunes by, tensor cores in every bf16 GEMM tile of 64 and up, no load left in a pipelined "
+          + (f"{len(failed)} with problems" if failed else "no compile failure, no spill in bf16/fp16/fp32 (IEEE)/"
+             "tf32x3 but those a kernel's spec allows, no shared memory overflow the autotuner would try, none "
+             "above the bound it prunes by, tensor cores in every bf16 GEMM tile of 64 and up, no load left in a pipelined "
              "loop for a dot to wait on but those a kernel's spec explains"))
     return 1 if failed else 0
 
@@ -193,7 +194,8 @@ def _study(args):
 
     study = PRESETS[args.preset] if args.preset else Study()
     changes = {k: getattr(args, k) for k in ("dataset", "trials", "epochs", "batch", "max_train", "seed", "backend",
-                                             "population", "max_val", "cuda_graph") if getattr(args, k) is not None}
+                                             "population", "max_val", "cuda_graph", "precision")
+               if getattr(args, k) is not None}
     if args.depth:
         changes["depths"] = tuple(args.depth)
     if args.model:
@@ -216,12 +218,15 @@ def cmd_converge(args) -> int:
     study = _study(args)
     study.validate()
     resolve_device(args.device)
-    writable_dir(args.out)
+    if not args.dry_run:
+        writable_dir(args.out)
     executor = _executor(args)
     try:
         df = convergence_study(args.out, study, device=args.device, progress=not args.no_progress,
                                overwrite=args.overwrite, argv=sys.argv, estimate=not args.no_estimate,
-                               executor=executor)
+                               executor=executor, dry_run=args.dry_run)
+        if args.dry_run:
+            return 0
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are in {args.out}/{CONVERGE_FILE}; run the same command to resume")
         return 130
@@ -374,8 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the bound the autotuner prunes by, a bf16 GEMM tile of 64+ off the tensor "
                                    "cores, or a load that a dot of a pipelined loop waits for every iteration.")
     p.add_argument("--arch", nargs="+", type=int, default=[80, 90], help="compute capabilities (default 80 90)")
-    p.add_argument("--dtype", nargs="+", choices=["bf16", "fp16", "tf32", "fp32"], default=list(CHECKED_DTYPES),
-                   help="tf32: fp32 with TF32 dots (torch's 'high' matmul precision); fp32: IEEE fp32 (its default)")
+    p.add_argument("--dtype", nargs="+", choices=["bf16", "fp16", "tf32", "fp32", "tf32x3"],
+                   default=list(CHECKED_DTYPES), help="tf32: fp32 with TF32 dots (torch's 'high' matmul precision); "
+                   "fp32: IEEE fp32 (its default); tf32x3: our kernels' 3xTF32 dots (set_fp32_dots)")
     p.add_argument("--kernel", nargs="+", help="only kernels whose name contains one of these")
     p.add_argument("--jobs", type=int, help="compiler processes (default: one per CPU)")
     p.add_argument("--out", help="also write compile_check.csv here")
@@ -440,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/converge")
     p.add_argument("--no-estimate", action="store_true",
                    help="start at once, without first timing a few steps to print the expected running time")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the expected running time (timed on a few steps) and stop: nothing trained or written")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="fp32 matmuls: fp32 (IEEE, torch's default), tf32, or tf32x3 (the depth-fused stack's 3xTF32 "
+                        "dots, fp32's accuracy on the tensor cores); the CPU computes all three alike. A study "
+                        "resumed at another precision mixes the two: give it another --name")
     p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", default=None,
                    help="on a GPU, launch a population's training step op by op instead of replaying it as one "
                         "captured CUDA graph")

@@ -38,7 +38,7 @@ TESTS_PROGRESS_S = 30  # how often a test run says how far it has got
 KERNEL_TESTS = [f"tests/{name}.py" for name in (
     "test_highway_linear_triton", "test_highway_conv2d_triton", "test_highway_stack", "test_population",
     "test_population_torch", "test_torch_integration", "test_functional", "test_modules", "test_conv_models",
-    "test_tf32_rounding")]
+    "test_tf32_rounding", "test_tf32x3")]
 # The deepest configuration of the per-layer kernels, profiled: two steps of 4000 kernels each
 PROFILE_CASE = dict(model="highway", layer="dense", depth=1000, width=50, dtype="bf16", batch=128, backend="triton",
                     mode="train")
@@ -50,8 +50,10 @@ PROFILE_CASE = dict(model="highway", layer="dense", depth=1000, width=50, dtype=
 # leaves whole ratios. The CUDA-graph baseline at depth 1000 is `compile-layers-cudagraphs` (each layer
 # compiled once, the whole step one graph): it compiles in seconds, where the whole-net `compile-cudagraphs`
 # takes minutes a case at that depth and waits for the last block, for a lease long enough to hold it.
-# The targets' fp32 comes at both precisions, every backend of a row at the same one: first tf32 (TF32 dots, where
-# the stack holds width 128), then, in a block of its own, IEEE fp32 (torch's default, where it holds 64).
+# The targets' fp32 comes at both of torch's precisions, every backend of a row at the same one: first tf32 (TF32
+# dots, where the stack holds width 128), then, in a block of its own, IEEE fp32 (torch's default, where it holds
+# 64). Between them the stack alone in tf32x3, its 3xTF32 dots at fp32's accuracy, read against the IEEE rows:
+# on the first H200 the IEEE stack's forward was 0.91x CUDA graphs' there, its FMA dots 6x bf16's time a layer.
 STACK_TARGETS = dict(model=["highway"], layer=["dense"], depth=[1000], width=[50, 128], dtype=["bf16", "tf32"],
                      batch=[128], mode=["fwd", "train"])
 THIN_DEPTHS = [1, 10, 100, 1000]
@@ -59,6 +61,9 @@ WHOLE_NET_COMPILES = ["compile", "compile-cudagraphs", "triton+compile"]  # comp
 THROUGHPUT_BLOCKS = [
     ("the depth-fused stack's targets: depth 1000, widths 50 and 128, bf16 and tf32, fwd and train, against eager "
      "and CUDA graphs", dict(STACK_TARGETS, backend=["torch", "triton-stack", "compile-layers-cudagraphs"])),
+    ("the depth-fused stack's targets in fp32 through its 3xTF32 dots (fp32's accuracy, on the tensor cores): "
+     "width 50, against the IEEE fp32 block's eager and CUDA graphs (torch has no 3xTF32)",
+     dict(STACK_TARGETS, width=[50], dtype=["tf32x3"], backend=["triton-stack", "triton-stack-recompute"])),
     ("the depth-fused stack recomputing its layer inputs, for the memory target",
      dict(STACK_TARGETS, backend=["torch", "triton-stack-recompute"], mode=["train"])),
     ("the depth-fused stack's weight gradients by atomics in the kernel, against its batched GEMM",
@@ -103,6 +108,13 @@ POPULATION_TARGET = dict(POPULATION_BLOCK, depth=[100], population=[100], backen
 # units' dots (9.5 ms on the depth-fused stack), which puts the paper preset's 100 epochs near an hour; how
 # much TF32 takes off says whether the paper-time target needs it.
 POPULATION_TARGET_TF32 = dict(POPULATION_TARGET, dtype=["tf32"])
+# And in 3xTF32 (fp32's accuracy), whose step on the depth-fused stack the paper preset would train at
+# (`converge --precision tf32x3`): right after the IEEE target, against which it is read.
+POPULATION_TARGET_TF32X3 = dict(POPULATION_TARGET, dtype=["tf32x3"], backend=["triton-stack"])
+# Right after, the paper preset's time at depths 10-100 as `converge --dry-run` expects it, timed on a few steps
+# at each precision: a minute that says whether the 30-minute target is in reach before a lease trains it.
+PAPER_ESTIMATE_FILE = "paper-estimate.json"
+PAPER_ESTIMATE_PRECISIONS = ("fp32", "tf32x3")
 
 
 def estimate_case_s(case) -> float:
@@ -283,19 +295,38 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
         return (f"{finished} of {trials} trials of the paper protocol finished (or diverged), {len(trials_seen)} "
                 f"started, in {out / 'converge'}")
 
+    def paper_estimate_step(deadline):
+        from highway.bench.study.convergence import expected_study_seconds
+
+        path = out / PAPER_ESTIMATE_FILE
+        if path.exists():
+            return f"already done: {path}"
+        paper = replace(study, depths=tuple(PAPER_TIME["depths"]))
+        seconds = {p: expected_study_seconds(replace(paper, precision=p), device) for p in PAPER_ESTIMATE_PRECISIONS}
+        path.write_text(json.dumps({"study": paper.name, "dataset": dataset, "depths": list(paper.depths),
+                                    "trials": paper.trials, "epochs": paper.epochs, "device": str(device),
+                                    "target_minutes": PAPER_TIME["minutes"], "expected_seconds": seconds}, indent=1))
+        said = ", ".join(f"{p} {s / 60:.0f} min" for p, s in seconds.items())
+        return (f"the paper preset at depths {'/'.join(map(str, paper.depths))}, expected (timed on a few steps, "
+                f"not trained): {said}; target {PAPER_TIME['minutes']:g} min; in {path}")
+
     def report_step(deadline):
         from highway.reports.render import build_report
 
         page = build_report([out], out / "report", progress=progress)
         return f"report: {page}"
 
-    first, recompute, atomic, *rest = THROUGHPUT_BLOCKS
+    first, tf32x3, recompute, atomic, *rest = THROUGHPUT_BLOCKS
     profiled = (out / "profile" / "kernels.csv").exists()
     return [
         Step("environment and peaks", 0 if (out / "environment.json").exists() else 60, env_step),
         throughput(*first),
+        throughput(*tf32x3),
         throughput(*recompute),
         population("the target's shape, P = 100 at depth 100", POPULATION_TARGET),
+        population("the target's shape in 3xTF32 on the depth-fused stack", POPULATION_TARGET_TF32X3),
+        Step("the paper preset's expected time, IEEE and 3xTF32", 0 if (out / PAPER_ESTIMATE_FILE).exists() else 90,
+             paper_estimate_step, "converge --dry-run's estimate of depths 10-100 at each precision"),
         throughput(*atomic),
         tests("gpu-marked tests", "gpu-tests.log", ["-m", "gpu", "tests"], 240, "python -m pytest -m gpu"),
         Step("profile of the deepest configuration", 0 if profiled else 120, profile_step,
@@ -314,7 +345,7 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
 
 
 # Before anything is timed: the depth-fused stack's training step (the first steps' kernels) at a small shape
-# through the throughput gate, in bf16 and in fp32 at both precisions (TF32 and IEEE dots compile apart), so
+# through the throughput gate, in bf16 and in fp32 at every precision (TF32, IEEE and 3xTF32 dots compile apart), so
 # that kernels that fail on this GPU (a compiler that rejects them, a wrong result) stop the campaign in seconds
 # instead of filling its folder with failure rows. Only a failure of every case stops it: where some pass (the
 # first H200 run: bf16 and IEEE fp32 passed, TF32 did not), the rest of the lease is worth more than the
@@ -323,7 +354,7 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
 # quarter-hour lease before anything is timed.
 SMOKE_CASES = [dict(model="highway", layer="dense", depth=4, width=50, dtype=dtype, batch=128, backend=backend,
                     mode="train") for backend in ("triton-stack", "triton-stack-recompute")
-               for dtype in ("bf16", "tf32", "fp32")]
+               for dtype in ("bf16", "tf32", "fp32", "tf32x3")]
 
 
 def smoke_check(device) -> list[str]:

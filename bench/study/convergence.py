@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
+from highway.bench.harness.cases import MATMUL_PRECISION, float32_precision
 from highway.bench.harness.environment import environment, resolve_device, worker_identity
 from highway.bench.harness.progress import progress_bar
 from highway.bench.harness.store import ResultStore
@@ -37,6 +39,7 @@ from highway.population import stack_population
 
 WIDTHS = {"highway": 50, "plain": 71}
 AUTO = "auto"
+PRECISIONS = tuple(MATMUL_PRECISION)  # the harness's fp32 dtypes: "fp32" (IEEE), "tf32", "tf32x3"
 
 
 def _is_number(value) -> bool:
@@ -112,6 +115,10 @@ class Study:
     max_val: int | None = None
     # On a GPU, replay a population's training step as one captured CUDA graph (`GraphedPopulationStep`).
     cuda_graph: bool = True
+    # The fp32 matmuls' precision, as the throughput harness names it (`highway.bench.harness.cases`): "fp32"
+    # (IEEE, torch's default), "tf32", or "tf32x3" (our depth-fused stack's 3xTF32 dots, fp32's accuracy on the
+    # tensor cores; torch's own matmuls in IEEE). Only a GPU tells them apart: the CPU computes all three in IEEE.
+    precision: str = "fp32"
 
     def arms(self):
         """(model, gate rule) pairs: plain nets once, highway nets once per gate rule."""
@@ -143,6 +150,8 @@ class Study:
             parse_gate_rule(rule)
         if self.backend not in LAYER_BACKENDS:
             raise ValueError(f"backend must be one of {list(LAYER_BACKENDS)}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         self.search.validate()
 
 
@@ -215,12 +224,22 @@ def _population_sizes(study: Study, data: ImageData, device):
     return size
 
 
+def expected_study_seconds(study: Study, device, data: ImageData | None = None) -> float:
+    """How long `study` should take on `device`, at its precision, with the population sizes it would use:
+    timed on a few steps and extrapolated (`highway.bench.study.planning.expected_seconds`)."""
+    device = resolve_device(device)
+    data = data or study_data(study.dataset, study.seed, study.max_train, study.max_val)
+    with float32_precision(study.precision):
+        return expected_seconds(study, data, device, _population_sizes(study, data, device), WIDTHS)
+
+
 def convergence_study(out, study: Study, device=None, progress: bool = True, overwrite: bool = False, argv=None,
-                      deadline: float | None = None, estimate: bool = False, executor=None):
+                      deadline: float | None = None, estimate: bool = False, executor=None, dry_run: bool = False):
     """Run `study` into the results store in `out` (resuming, and sharing the work with any other run into
     `out`); returns the study's rows as a DataFrame. With a `deadline` (a `time.monotonic()` value), no
     trial starts after it; the rest are left for a re-run. With `estimate`, it first prints how long the
-    whole study should take on this machine. `executor` (`highway.bench.harness.executors`; default local)
+    whole study should take on this machine; with `dry_run` it prints that alone, and trains and writes
+    nothing (an empty DataFrame). `executor` (`highway.bench.harness.executors`; default local)
     says where population chunks train; this process alone writes the store."""
     from highway.bench.harness.executors import LocalExecutor
 
@@ -233,11 +252,13 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
     if study.dataset == "default" and data.name == "digits":
         print(FALLBACK_NOTE)
     population_for = _population_sizes(study, data, device)
-    if estimate:
-        seconds = expected_seconds(study, data, device, population_for, WIDTHS)
+    if estimate or dry_run:
+        seconds = expected_study_seconds(study, device, data)
         print(f"expected time on this machine: about {describe_seconds(seconds)} for all "
               f"{len(study.arms()) * len(study.depths) * study.trials} trials (measured on a few steps; "
               f"finished trials in {out} are not subtracted)")
+    if dry_run:
+        return pd.DataFrame()
     with ResultStore(out, CONVERGE_FILE, CONVERGE_COLUMNS, CONVERGE_KEYS) as store, \
             ResultStore(out, CARRY_FILE, CARRY_COLUMNS, CARRY_KEYS) as carry:
         finished = set() if overwrite else _finished_trials(store, study, data)
@@ -442,13 +463,15 @@ def train_chunk(work: ChunkWork) -> ChunkResult:
         epochs = train_population(population, data, [hp for _, hp, _ in built], study.epochs, study.batch,
                                   [seed for seed, _, _ in built], device, deadline, study.cuda_graph)
         nets = population.unstack
-    for epoch, epoch_rows, seconds in epochs:
-        for p, (job, (seed, hp, _), row) in enumerate(zip(work.jobs, built, epoch_rows)):
-            if row is None:
-                continue
-            train_loss, val_loss, val_acc, status = row
-            rows.append(_row(study, data, env, *job, seed, hp, epoch, train_loss, val_loss, val_acc, seconds, status))
-            final[p] = train_loss if status == STATUS_OK else math.inf
+    with float32_precision(study.precision):  # the epochs train as they are drawn, in here
+        for epoch, epoch_rows, seconds in epochs:
+            for p, (job, (seed, hp, _), row) in enumerate(zip(work.jobs, built, epoch_rows)):
+                if row is None:
+                    continue
+                train_loss, val_loss, val_acc, status = row
+                rows.append(_row(study, data, env, *job, seed, hp, epoch, train_loss, val_loss, val_acc, seconds,
+                                 status))
+                final[p] = train_loss if status == STATUS_OK else math.inf
     finals = []
     if epoch == study.epochs:  # a chunk the deadline cut short has no best yet
         finals = [(job, hp, {k: v.detach().cpu() for k, v in net.state_dict().items()}, loss)

@@ -19,8 +19,8 @@ import triton.language as tl
 
 from highway.kernels.activations import ACTIVATION_CODES
 from highway.kernels.highway_tiles import highway_epilogue, highway_gate_grads, tile_dot
-from highway.kernels.launch import dot_options, fp32_dot_precision, max_shared_memory, prune_configs, trial_strides, \
-    tuned
+from highway.kernels.launch import dot_options, fp32_dot_precision, fp32_dots_ieee, max_shared_memory, prune_configs, \
+    trial_strides, tuned
 
 MAX_STACK_WIDTH = 128  # past this, one layer's weights and a row tile's activations no longer fit on chip
 
@@ -176,6 +176,36 @@ def _saved_input_fp32(h_lo, mask):
     return h_lo.to(tl.float32)
 
 
+@triton.jit
+def _stack_forward(x_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, M, N, DEPTH, stride_xp, stride_xm, stride_xk, stride_wp,
+                   stride_wl, stride_wn, stride_wk, stride_bp, stride_bl, stride_xsp, ACTIVATION: tl.constexpr,
+                   SAVE_INPUTS: tl.constexpr, SAVE_EVERY: tl.constexpr, STORE_Y: tl.constexpr,
+                   DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """This program's rows through DEPTH layers (`_highway_stack_fwd_kernel`'s body): each layer's input saved
+    (every SAVE_EVERY-th) when SAVE_INPUTS, the last layer's output stored when STORE_Y (its dtype is y_ptr's
+    either way)."""
+    pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
+    x_ptr += pid_p * stride_xp
+    w_ptr += pid_p * stride_wp
+    b_ptr += pid_p * stride_bp
+    y_ptr += pid_p * M * N
+    xs_ptr += pid_p * stride_xsp
+    rows = offs_m[:, None] * N + offs_n[None, :]
+    h_lo = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xk, mask=mask, other=0.0)
+    b_h, b_t = _stack_bias(b_ptr, offs_n, N)
+    for layer in range(DEPTH):
+        if SAVE_INPUTS:
+            tl.store(xs_ptr + (layer // SAVE_EVERY) * M * N + rows, h_lo, mask=mask & (layer % SAVE_EVERY == 0))
+        wh, wt = _stack_weights(w_ptr + layer * stride_wl, offs_n, offs_k, N, stride_wn, stride_wk)
+        z_h, z_t = _stack_preactivations(h_lo, wh, wt, b_h, b_t, DOT_FP32, INPUT_PRECISION)
+        b_h, b_t = _stack_bias(b_ptr + tl.minimum(layer + 1, DEPTH - 1) * stride_bl, offs_n, N)  # the next layer's
+        y = highway_epilogue(z_h, z_t, h_lo.to(tl.float32), ACTIVATION)
+        h_lo = tl.where(mask, y, 0.0).to(y_ptr.dtype.element_ty)  # the dtype the per-layer kernel stores
+    if STORE_Y:
+        tl.store(y_ptr + rows, h_lo, mask=mask)
+
+
 # The autotuners' keys name the constexprs that change the work (Triton keys on the listed arguments and the
 # tensors' dtypes only), so that a forward that saves its inputs, or a backward that adds dW up itself, is
 # not run with the config another variant was timed with.
@@ -198,24 +228,9 @@ def _highway_stack_fwd_kernel(
     Grid: (row tiles, TRIALS); TRIALS is passed for the autotuner's key only. BLOCK_N = BLOCK_K = the width
     padded to a power of two; BLOCK_M and the pipeline stages are autotuned (STACK_FWD_CONFIGS).
     """
-    pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
-    x_ptr += pid_p * stride_xp
-    w_ptr += pid_p * stride_wp
-    b_ptr += pid_p * stride_bp
-    y_ptr += pid_p * M * N
-    xs_ptr += pid_p * stride_xsp
-    rows = offs_m[:, None] * N + offs_n[None, :]
-    h_lo = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xk, mask=mask, other=0.0)
-    b_h, b_t = _stack_bias(b_ptr, offs_n, N)
-    for layer in range(DEPTH):
-        if SAVE_INPUTS:
-            tl.store(xs_ptr + (layer // SAVE_EVERY) * M * N + rows, h_lo, mask=mask & (layer % SAVE_EVERY == 0))
-        wh, wt = _stack_weights(w_ptr + layer * stride_wl, offs_n, offs_k, N, stride_wn, stride_wk)
-        z_h, z_t = _stack_preactivations(h_lo, wh, wt, b_h, b_t, DOT_FP32, INPUT_PRECISION)
-        b_h, b_t = _stack_bias(b_ptr + tl.minimum(layer + 1, DEPTH - 1) * stride_bl, offs_n, N)  # the next layer's
-        y = highway_epilogue(z_h, z_t, h_lo.to(tl.float32), ACTIVATION)
-        h_lo = tl.where(mask, y, 0.0).to(y_ptr.dtype.element_ty)  # the dtype the per-layer kernel stores
-    tl.store(y_ptr + rows, h_lo, mask=mask)
+    _stack_forward(x_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, M, N, DEPTH, stride_xp, stride_xm, stride_xk, stride_wp,
+                   stride_wl, stride_wn, stride_wk, stride_bp, stride_bl, stride_xsp, ACTIVATION, SAVE_INPUTS,
+                   SAVE_EVERY, True, DOT_FP32, INPUT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
 @triton.jit
@@ -239,37 +254,13 @@ def _add_weight_grads(dw_ptr, db_ptr, x_ptr, dz_h, dz_t, offs_m, offs_n, M, N, D
         tl.atomic_add(ptrs + N * N, tile_dot(x_t, dz_t, None, DOT_FP32, INPUT_PRECISION), mask=mask, sem="relaxed")
 
 
-# Timing a config runs the kernel again: the atomics' targets are zeroed before each run, or the first
-# backward would hand back its gradients added up once per timed run.
-@tuned(STACK_BWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS", "ACTIVATION", "ATOMIC_WEIGHT_GRADS"],
-       interpret_config=INTERPRET_STACK_CONFIG, shared_memory=stack_shared_memory, allowed=stack_config_allowed,
-       reset_to_zero=["dw_ptr", "db_ptr"])
 @triton.jit
-def _highway_stack_bwd_kernel(
-    dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, dw_ptr, db_ptr, M, N, DEPTH, TRIALS,
-    stride_dyp, stride_dym, stride_dyn, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,
-    stride_xsp, stride_dzp, stride_dwp, stride_dbp,
-    ACTIVATION: tl.constexpr, ATOMIC_WEIGHT_GRADS: tl.constexpr, DOT_FP32: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    """The layers in reverse, in one launch: per layer it recomputes Z from the saved input, fuses the gate
-    backward (`highway_gate_grads`) and the carry, and forms dx = carry + dZ·W on chip, which feeds the
-    layer below without leaving the chip. The weight gradients dW = dZᵀ·x and db = Σ dZ, without a launch
-    per layer, one of two ways (the launcher's `weight_grads`):
-    - "gemm" (ATOMIC_WEIGHT_GRADS off): each layer's dZ = [dz_H | dz_T] is written out, (P, DEPTH, M, 2N) in
-      the input dtype; the launcher then forms every layer's dW with one batched GEMM and db with one sum.
-    - "atomic": each program forms its rows' share of every layer's dW and db on chip right after that
-      layer's dZ (`_add_weight_grads`) and adds it into fp32 dw (P, DEPTH, 2N, N) and db (P, DEPTH, 2N)
-      with atomics: no dZ leaves the chip, at the cost of a GEMM and 2·N·N atomics a layer per program in
-      the chain of dependent layers, and of a summation order that varies from run to run.
-    (Per-program partial sums and one reduction, the third way, would write a (2N × N) fp32 tile a layer
-    per program where "gemm" writes BLOCK_M × 2N values of dZ in the dtype: 4N / (BLOCK_M · its bytes) times
-    the bytes, 2 to 16 times at widths 50 and 128 with the row tiles they take, before the same kind of
-    reduction; it is left out for that.)
-    xs, dZ, dw and db take a trial stride of their own, so that the launcher can run a long stack in chunks
-    of layers (`STACK_BWD_CHUNK`). Grid and meta-parameters as the forward's, in 1 to 3 stages
-    (STACK_BWD_CONFIGS, narrowed by `stack_config_allowed`).
-    """
+def _stack_backward(dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, dw_ptr, db_ptr, M, N, DEPTH, stride_dyp, stride_dym,
+                    stride_dyn, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl, stride_xsp,
+                    stride_dzp, stride_dwp, stride_dbp, ACTIVATION: tl.constexpr, ATOMIC_WEIGHT_GRADS: tl.constexpr,
+                    DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """This program's rows back through DEPTH layers (`_highway_stack_bwd_kernel`'s body)."""
     pid_p, offs_m, offs_n, offs_k, mask = _row_tile(M, N, BLOCK_M, BLOCK_N, BLOCK_K)
     w_mask = (offs_n < N)[:, None] & (offs_k < N)[None, :]
     dy_ptr += pid_p * stride_dyp
@@ -309,6 +300,59 @@ def _highway_stack_bwd_kernel(
                               dz_t, offs_m, offs_n, M, N, DOT_FP32, INPUT_PRECISION, BLOCK_M, BLOCK_K)
         g = tl.where(mask, dx, 0.0).to(dx_ptr.dtype.element_ty)  # the dtype the per-layer backward stores dx in
     tl.store(dx_ptr + rows, g, mask=mask)
+
+
+# Timing a config runs the kernel again: the atomics' targets are zeroed before each run, or the first
+# backward would hand back its gradients added up once per timed run.
+@tuned(STACK_BWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS", "ACTIVATION", "ATOMIC_WEIGHT_GRADS", "RECOMPUTE_BELOW"],
+       interpret_config=INTERPRET_STACK_CONFIG, shared_memory=stack_shared_memory, allowed=stack_config_allowed,
+       reset_to_zero=["dw_ptr", "db_ptr"])
+@triton.jit
+def _highway_stack_bwd_kernel(
+    dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, dw_ptr, db_ptr, M, N, DEPTH, TRIALS,
+    stride_dyp, stride_dym, stride_dyn, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,
+    stride_xsp, stride_dzp, stride_dwp, stride_dbp, rx_ptr, rw_ptr, rb_ptr, rxs_ptr, R_DEPTH, stride_rxp,
+    ACTIVATION: tl.constexpr, ATOMIC_WEIGHT_GRADS: tl.constexpr, RECOMPUTE_BELOW: tl.constexpr,
+    DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """The layers in reverse, in one launch: per layer it recomputes Z from the saved input, fuses the gate
+    backward (`highway_gate_grads`) and the carry, and forms dx = carry + dZ·W on chip, which feeds the
+    layer below without leaving the chip. The weight gradients dW = dZᵀ·x and db = Σ dZ, without a launch
+    per layer, one of two ways (the launcher's `weight_grads`):
+    - "gemm" (ATOMIC_WEIGHT_GRADS off): each layer's dZ = [dz_H | dz_T] is written out, (P, DEPTH, M, 2N) in
+      the input dtype; the launcher then forms every layer's dW with one batched GEMM and db with one sum.
+    - "atomic": each program forms its rows' share of every layer's dW and db on chip right after that
+      layer's dZ (`_add_weight_grads`) and adds it into fp32 dw (P, DEPTH, 2N, N) and db (P, DEPTH, 2N)
+      with atomics: no dZ leaves the chip, at the cost of a GEMM and 2·N·N atomics a layer per program in
+      the chain of dependent layers, and of a summation order that varies from run to run.
+    (Per-program partial sums and one reduction, the third way, would write a (2N × N) fp32 tile a layer
+    per program where "gemm" writes BLOCK_M × 2N values of dZ in the dtype: 4N / (BLOCK_M · its bytes) times
+    the bytes, 2 to 16 times at widths 50 and 128 with the row tiles they take, before the same kind of
+    reduction; it is left out for that.)
+    xs, dZ, dw and db take a trial stride of their own, so that the launcher can run a long stack in chunks
+    of layers (`STACK_BWD_CHUNK`). Grid and meta-parameters as the forward's, in 1 to 3 stages
+    (STACK_BWD_CONFIGS, narrowed by `stack_config_allowed`).
+
+    RECOMPUTE_BELOW (a stack that saved every k-th layer input, `recompute=True`): the grid gains a third axis
+    of 2, and its second half recomputes the R_DEPTH layers of the chunk below from their saved input rx
+    (weights rw, rb) into rxs, while the first half runs this chunk's backward: every chunk's recomputation
+    but the top one's overlaps the backward of the chunk above on other SMs (the stack fills a few of them at
+    batch 128), where a launch of its own put it in the chain of dependent launches. The two halves share
+    nothing: rxs is the other of the launcher's two chunk buffers, and the launch boundary orders the next.
+    """
+    recompute = False
+    if RECOMPUTE_BELOW:
+        recompute = tl.program_id(2) == 1
+    if recompute:
+        _stack_forward(rx_ptr, rw_ptr, rb_ptr, rxs_ptr, rxs_ptr, M, N, R_DEPTH, stride_rxp, N, 1, stride_wp,
+                       stride_wl, stride_wn, stride_wk, stride_bp, stride_bl, stride_xsp, ACTIVATION, True, 1, False,
+                       DOT_FP32, INPUT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
+    else:
+        _stack_backward(dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, dw_ptr, db_ptr, M, N, DEPTH, stride_dyp,
+                        stride_dym, stride_dyn, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,
+                        stride_xsp, stride_dzp, stride_dwp, stride_dbp, ACTIVATION, ATOMIC_WEIGHT_GRADS, DOT_FP32,
+                        INPUT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
 def stack_candidates(width: int, element_bytes: int, shared_limit: int, configs=STACK_FWD_CONFIGS,
@@ -354,9 +398,9 @@ def why_the_stack_does_not_fit(width: int, dtype: torch.dtype, device: torch.dev
     return None
 
 
-def _launch(kernel, rows: int, trials: int, args, constants: dict, width: int, dtype):
+def _launch(kernel, rows: int, trials: int, args, constants: dict, width: int, dtype, halves: int = 1):
     block = padded_width(width)
-    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), trials)  # noqa: E731
+    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), trials, halves)  # noqa: E731
     kernel[grid](*args, **constants, **dot_options(dtype, takes_tf32x3=True), BLOCK_N=block, BLOCK_K=block)
 
 
@@ -401,9 +445,10 @@ def _launch_forward(x, weight, bias, y, xs, activation: str, save_every: int):
 # recomputation (`save_every` > 1) a chunk is the layers between two saved inputs.
 STACK_BWD_CHUNK = 128
 # With recomputation, every 32nd layer's input is saved. A training step's peak is then the weight gradient
-# (which eager PyTorch ends with too) plus one chunk's scratch (dZ and the recomputed inputs, 3·B·N values a
-# layer): at batch 128, width 50, fp32 a chunk of 128 layers holds 9.4 MiB, as much as half the gradient of
-# 1000 layers, and one of 32 holds 2.3 MiB, for 4 launches per 32 layers instead of per 128.
+# (which eager PyTorch ends with too) plus a chunk's scratch (dZ and two chunks' recomputed inputs, the one a
+# launch runs back through and the one it recomputes beside it: 4·B·N values a layer): at batch 128, width 50,
+# fp32 a chunk of 128 layers would hold 12.5 MiB, as much as two thirds of the gradient of 1000 layers, and one
+# of 32 holds 3.1 MiB, for 3 launches per 32 layers (the backward with its recomputation, the GEMM, the sum).
 STACK_RECOMPUTE_EVERY = 32
 
 
@@ -464,13 +509,15 @@ def _check_int32_reach(what: str, layers: int, layer_values: int):
 
 def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1, weight_grads: str = "gemm"):
     """The backward of `highway_stack_fwd` from what it saved (`save_every` as it was called with), per
-    chunk of layers from the top: with save_every > 1 one forward launch first recomputes the chunk's layer
-    inputs from its saved one; then its dx and weight gradients, as `weight_grads` (one of
-    `highway.backends.STACK_WEIGHT_GRADS`) says: "gemm", a launch for dx and every layer's dZ, one batched
-    GEMM for the chunk's dW and one sum for its db; "atomic", a launch that adds dW and db up itself, into
-    the gradients when they are fp32 (the whole stack is then one chunk, unless recomputing) and into a
-    zeroed fp32 chunk copied out after when they are not. Returns (dx, dweight, dbias) in the dtypes of
-    dy, weight, bias."""
+    chunk of layers from the top: with save_every > 1 a forward launch first recomputes the top chunk's layer
+    inputs from its saved one, and each chunk's backward launch recomputes the chunk below's beside it
+    (RECOMPUTE_BELOW), into the other of two chunk buffers (with IEEE fp32 dots, a forward launch before each
+    chunk's backward recomputes its inputs); then its dx and weight gradients, as
+    `weight_grads` (one of `highway.backends.STACK_WEIGHT_GRADS`) says: "gemm", a launch for dx and every
+    layer's dZ, one batched GEMM for the chunk's dW and one sum for its db; "atomic", a launch that adds dW and
+    db up itself, into the gradients when they are fp32 (the whole stack is then one chunk, unless
+    recomputing) and into a zeroed fp32 chunk copied out after when they are not. Returns (dx, dweight,
+    dbias) in the dtypes of dy, weight, bias."""
     *lead, M, N = dy.shape
     trials = lead[0] if lead else 1
     depth = weight.shape[-3]
@@ -483,8 +530,6 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
     chunk = backward_chunk(depth, save_every, weight_grads, weight.dtype)
     new = lambda *shape, dtype=dy.dtype: torch.empty((*lead, *shape), device=dy.device, dtype=dtype)  # noqa: E731
     dz = None if atomic else new(chunk, M, 2 * N)
-    inputs = new(chunk, M, N) if recompute else None
-    recomputed_out = torch.empty_like(dy) if recompute else None  # the recomputing forward's y, not needed
     grads = (new(depth, 2 * N, N, dtype=weight.dtype), new(depth, 2 * N, dtype=bias.dtype))
     if fp32_grads:
         for grad in grads:
@@ -494,16 +539,22 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
         scratch = (flat[..., : chunk * 2 * N * N].unflatten(-1, (chunk, 2 * N, N)),
                    flat[..., chunk * 2 * N * N:].unflatten(-1, (chunk, 2 * N)))
     bias = bias.contiguous()
+    lows = list(reversed(range(0, depth, chunk)))
+    # Each chunk but the top one is recomputed beside the backward of the chunk above (RECOMPUTE_BELOW), into
+    # the other of two buffers; but with IEEE fp32 dots, whose FMA operands fill a thread's 128 registers at 16
+    # warps, the two loops in one kernel spilled up to 184 bytes (triton 3.6, sm_90), and every chunk is
+    # recomputed in a forward launch of its own before its backward.
+    beside = recompute and not fp32_dots_ieee(dy.dtype)
+    inputs = [new(chunk, M, N) for _ in range(2 if beside else 1)] if recompute else None
     g = dy
-    for low in reversed(range(0, depth, chunk)):
+    for i, low in enumerate(lows):
         layers = slice(low, min(low + chunk, depth))
         n = layers.stop - low
         w_c, b_c = weight[..., layers, :, :], bias[..., layers, :]
-        if recompute:
-            xs_c = inputs[..., :n, :, :]
-            _launch_forward(xs[..., low // save_every, :, :], w_c, b_c, recomputed_out, xs_c, activation, 1)
-        else:
-            xs_c = xs[..., layers, :, :]
+        xs_c = inputs[i % len(inputs)][..., :n, :, :] if recompute else xs[..., layers, :, :]
+        if recompute and (i == 0 or not beside):
+            _launch_forward(xs[..., low // save_every, :, :], w_c, b_c, torch.empty_like(dy), xs_c, activation, 1)
+        below = lows[i + 1] if beside and i + 1 < len(lows) else None
         if fp32_grads:
             dz_c, dw_c, db_c = dy, grads[0][..., layers, :, :], grads[1][..., layers, :]  # dz: not written
         elif atomic:
@@ -514,13 +565,20 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
         _check_int32_reach("inputs of a backward launch", n, M * N)
         if not atomic:
             _check_int32_reach("dZ of a backward launch", n, M * 2 * N)
+        if below is None:  # nothing to recompute beside this launch: the second half's arguments go unread
+            rx, rw, rb, rxs = xs_c, w_c, b_c, xs_c
+        else:
+            rx, rw, rb = xs[..., below // save_every, :, :], weight[..., below:low, :, :], bias[..., below:low, :]
+            rxs = inputs[(i + 1) % 2][..., :low - below, :, :]
         dx = torch.empty(dy.shape, device=dy.device, dtype=dy.dtype)
         args = (g, xs_c, w_c, b_c, dx, dz_c, dw_c, db_c, M, N, n, trials, *trial_strides(g, 2),
                 *trial_strides(w_c, 3), *trial_strides(b_c, 2)[:2],  # bias is contiguous: its last stride is 1
                 trial_strides(xs_c, 3)[0], trial_strides(dz_c, 3)[0] if not atomic else 0,
-                trial_strides(dw_c, 3)[0], trial_strides(db_c, 2)[0])
+                trial_strides(dw_c, 3)[0], trial_strides(db_c, 2)[0],
+                rx, rw, rb, rxs, 0 if below is None else low - below, trial_strides(rx, 2)[0])
         _launch(_highway_stack_bwd_kernel, M, trials, args,
-                dict(ACTIVATION=ACTIVATION_CODES[activation], ATOMIC_WEIGHT_GRADS=atomic), N, dy.dtype)
+                dict(ACTIVATION=ACTIVATION_CODES[activation], ATOMIC_WEIGHT_GRADS=atomic,
+                     RECOMPUTE_BELOW=below is not None), N, dy.dtype, halves=1 if below is None else 2)
         if not atomic:
             torch.matmul(dz_c.transpose(-1, -2), xs_c, out=grads[0][..., layers, :, :])  # one batched GEMM
             torch.sum(dz_c, -2, out=grads[1][..., layers, :])  # accumulated in fp32 whatever the dtype, rounded once

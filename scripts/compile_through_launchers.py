@@ -70,9 +70,13 @@ def launches(dtype: torch.dtype):
         inputs = randn(3, 128, width)  # each layer's saved input
         yield f"stack forward, width {width}", lambda: highway_stack_fwd(xs, ws, bs, "gelu", 1)
         yield f"stack forward saving every 2nd input, width {width}", lambda: highway_stack_fwd(xs, ws, bs, "gelu", 2)
+        checkpoints = randn(2, 128, width)  # every 2nd layer's input, for the recomputing backward
         for weight_grads in ("gemm", "atomic"):
             yield (f"stack backward ({weight_grads} dW), width {width}",
                    lambda weight_grads=weight_grads: highway_stack_bwd(xs, inputs, ws, bs, "gelu", 1, weight_grads))
+            yield (f"stack backward ({weight_grads} dW), recomputing, width {width}",
+                   lambda weight_grads=weight_grads: highway_stack_bwd(xs, checkpoints, ws, bs, "gelu", 2,
+                                                                       weight_grads))
 
 
 def compile_all(arch: int, dtypes, only: str = "") -> tuple[list, list]:

@@ -176,11 +176,15 @@ def test_atomic_weight_gradients_match_the_reference_in_every_chunking(trials, r
     assert len(launches) == (1 if dtype == torch.float32 and not recompute else 3)
 
 
+@pytest.mark.parametrize("precision", ["high", "highest"])
 @pytest.mark.parametrize("chunk", [3, 128])
 @pytest.mark.parametrize("trials", [None, 2])
-def test_recomputing_stack_saves_every_chunks_input_and_matches_the_reference(chunk, trials, device, monkeypatch):
+def test_recomputing_stack_saves_every_chunks_input_and_matches_the_reference(chunk, trials, precision, device,
+                                                                              monkeypatch):
     """recompute=True saves the input of every STACK_RECOMPUTE_EVERY-th layer (7 layers in chunks of 3:
-    layers 0, 3 and 6) and recomputes the others in backward, one forward launch per chunk."""
+    layers 0, 3 and 6) and recomputes the others in backward: the top chunk in a forward launch, each chunk
+    below beside the backward of the chunk above, in a second half of its grid; with IEEE fp32 dots
+    (torch's "highest"), whose two loops in one kernel spill, in a forward launch before each backward."""
     monkeypatch.setattr(stack_kernels, "STACK_RECOMPUTE_EVERY", chunk)
     x, w, b = stack_inputs(7, 50, torch.float32, device, trials=trials)
     y, saved = stack_kernels.highway_stack_fwd(x, w, b, "tanh", chunk)
@@ -190,9 +194,18 @@ def test_recomputing_stack_saves_every_chunks_input_and_matches_the_reference(ch
     launches = []
     for name in ("_highway_stack_fwd_kernel", "_highway_stack_bwd_kernel"):
         monkeypatch.setattr(stack_kernels, name, CountingKernel(getattr(stack_kernels, name), launches))
-    check_stack(7, 50, "tanh", torch.float32, device, trials=trials, recompute=True)
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)  # the interpreter computes both in IEEE fp32
+    try:
+        check_stack(7, 50, "tanh", torch.float32, device, trials=trials, recompute=True)
+    finally:
+        torch.set_float32_matmul_precision(before)
     chunks = -(-7 // chunk)
-    assert len(launches) == 1 + 2 * chunks  # the forward; per chunk, a recomputing forward and the backward
+    halves = [grid(dict(BLOCK_M=16))[2] for grid in launches[1:]]
+    if precision == "high":  # the forward, the top chunk's recomputation, then a backward per chunk
+        assert halves == [1] + [2] * (chunks - 1) + [1]  # every backward but the lowest recomputes the chunk below
+    else:  # the forward; per chunk, a recomputing forward and the backward
+        assert halves == [1] * 2 * chunks
 
 
 @pytest.mark.parametrize("trials", [None, 2])
@@ -358,7 +371,7 @@ def test_a_batch_past_the_int32_offsets_runs_in_parts(weight_grads, recompute, t
                         CountingKernel(stack_kernels._highway_stack_fwd_kernel, launches))
     check_stack(7, 16, "tanh", torch.float32, device, trials=trials, recompute=recompute, weight_grads=weight_grads,
                 rows=100)
-    chunks = -(-7 // 3) if recompute else 0  # a recomputing forward per chunk of layers
+    chunks = -(-7 // 3) if recompute else 0  # in IEEE fp32 a recomputing forward per chunk of layers
     assert len(launches) == parts * (1 + chunks)
     x, w, b = stack_inputs(7, 16, torch.float32, device, rows=most + 1)
     with pytest.raises(ValueError, match="would hold .* values a trial, past the 2\\*\\*31"):
@@ -383,9 +396,9 @@ def test_the_int32_bound_counts_the_largest_buffer_the_launches_index(weight_gra
     seen = []
     launch = stack_kernels._launch
 
-    def counting(kernel, m, trials, args, *rest):
+    def counting(kernel, m, trials, args, *rest, **kwargs):
         seen.extend(a.numel() // m for a in args if isinstance(a, torch.Tensor) and a.dim() >= 2 and a.shape[-2] == m)
-        return launch(kernel, m, trials, args, *rest)
+        return launch(kernel, m, trials, args, *rest, **kwargs)
 
     monkeypatch.setattr(stack_kernels, "_launch", counting)
     x, w, b = stack_inputs(depth, width, dtype, device, rows=rows)

@@ -96,17 +96,25 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec(stack, "_highway_stack_fwd_kernel", ("stride_xk", "stride_wk"),
                    dict(SAVE_INPUTS=True, SAVE_EVERY=128), configs=_stack_configs,
                    label="_highway_stack_fwd_kernel (checkpoints)"),
-        KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), dict(ATOMIC_WEIGHT_GRADS=False),
-                   configs=_stack_configs),
+        KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"),
+                   dict(ATOMIC_WEIGHT_GRADS=False, RECOMPUTE_BELOW=False), configs=_stack_configs),
+        # recompute=True: the second half of the grid recomputes the chunk below (its own forward loop)
+        KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"),
+                   dict(ATOMIC_WEIGHT_GRADS=False, RECOMPUTE_BELOW=True), configs=_stack_configs,
+                   label="_highway_stack_bwd_kernel (recompute below)"),
         # x_t, the saved input read again for dW, is a (BLOCK_M × BLOCK_M) tile: at BLOCK_M 16 on 8 warps two bf16
         # bytes a thread, below the 4 that an asynchronous copy moves, so no stage count copies it ahead there.
         # In IEEE fp32 its two dW dots (x_tᵀ·dZ on the FMA units) spilled 256 to 4,160 bytes at the width's full
         # row tile; at half of it (`stack_config_allowed`) 8 or 16 bytes spill at widths 32 and 64 on 8 and 16
         # warps. Atomic dW is an option, to be timed against the default, whose backward does not spill.
-        KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"), dict(ATOMIC_WEIGHT_GRADS=True),
-                   fp32_pointers=("dw_ptr", "db_ptr"), configs=_stack_configs,
-                   label="_highway_stack_bwd_kernel (atomic dW)", waits_allowed=("x_t",),
+        KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"),
+                   dict(ATOMIC_WEIGHT_GRADS=True, RECOMPUTE_BELOW=False), fp32_pointers=("dw_ptr", "db_ptr"),
+                   configs=_stack_configs, label="_highway_stack_bwd_kernel (atomic dW)", waits_allowed=("x_t",),
                    spills_allowed=("fp32",)),
+        KernelSpec(stack, "_highway_stack_bwd_kernel", ("stride_dyn", "stride_wk"),
+                   dict(ATOMIC_WEIGHT_GRADS=True, RECOMPUTE_BELOW=True), fp32_pointers=("dw_ptr", "db_ptr"),
+                   configs=_stack_configs, label="_highway_stack_bwd_kernel (atomic dW, recompute below)",
+                   waits_allowed=("x_t",), spills_allowed=("fp32",)),
     ]
 
 
@@ -118,6 +126,8 @@ def _stack_configs(dtype: str, arch: int, configs: list, constants: dict) -> lis
 
     element = DTYPE_BYTES[dtype]
     widths = [w for w in (16, 32, 64, 128) if w <= MAX_STACK_WIDTH]
+    if constants.get("INPUT_PRECISION") == "ieee" and constants.get("RECOMPUTE_BELOW"):
+        return []  # IEEE fp32 recomputes in launches of its own (`highway_stack_bwd`)
     if constants.get("INPUT_PRECISION") in ("ieee", "tf32x3"):  # wider stacks take the per-layer kernels there
         widths = [w for w in widths if w in STACK_FMA_TILES]
     return [c for w in widths for c in stack_candidates(w, element, SHARED_MEMORY_LIMITS[arch], configs, constants)]

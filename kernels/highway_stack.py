@@ -69,12 +69,22 @@ STACK_X3_BACKWARD_ROWS = {False: {16: (16, 32, 64), 32: (16, 32, 64), 64: (16,)}
                           True: {16: (32,), 32: (16,), 64: (16,)}}
 
 
+# The configs a backward that also recomputes the chunk below (RECOMPUTE_BELOW) leaves out, where its two loops
+# in one kernel spilled in bf16 and neither alone did: (atomic dW, BLOCK_N, BLOCK_M, stages), None for any. With
+# atomic dW at width 32 the 32-row tile, 8 bytes with triton 3.9 on sm_80 (`highway-bench compile-check`). Kept:
+# width 128 on 1 stage, which spilled 8 and 16 bytes with triton 3.6 on sm_90 and sm_80 (it held the thread to
+# 128 registers there, `scripts/compile_through_launchers.py`), and 2 stages did not: 2 stages at width 128 need
+# more shared memory than sm_86 gives a block in bf16, or than any GPU does in fp32.
+STACK_RECOMPUTE_BELOW_SKIPS = [(True, 32, 32, None)]
+
+
 def stack_config_allowed(meta: dict, config) -> bool:
     """The width's row tiles and warps, for tensor-core or IEEE fp32 dots; in the backward with atomic dW, at
     most 2 stages: at 3 it spilled at width 64 in bf16 on sm_90; in the IEEE backward at least 2: at 1 the
     16-row tile spilled at width 64; with atomic dW and IEEE dots at most half the rows: the full tiles spilled
     256 to 4,160 bytes at widths 32 and 64; with 3xTF32 dots, widths up to 64 and the backward's rows in
-    STACK_X3_BACKWARD_ROWS (`highway-bench compile-check`). Shared memory decides the rest
+    STACK_X3_BACKWARD_ROWS; recomputing the chunk below beside, not the configs in STACK_RECOMPUTE_BELOW_SKIPS
+    (`highway-bench compile-check`). Shared memory decides the rest
     (`stack_shared_memory`)."""
     precision = meta.get("INPUT_PRECISION")
     ieee = precision == "ieee"
@@ -89,6 +99,11 @@ def stack_config_allowed(meta: dict, config) -> bool:
             return False
         if "ATOMIC_WEIGHT_GRADS" in meta and meta["BLOCK_M"] not in \
                 STACK_X3_BACKWARD_ROWS[bool(meta["ATOMIC_WEIGHT_GRADS"])][meta["BLOCK_N"]]:
+            return False
+    if meta.get("RECOMPUTE_BELOW"):
+        here = (bool(meta.get("ATOMIC_WEIGHT_GRADS")), meta["BLOCK_N"], meta["BLOCK_M"], config.num_stages)
+        if any(all(want is None or want == have for want, have in zip(skip, here))
+               for skip in STACK_RECOMPUTE_BELOW_SKIPS):
             return False
     if ieee and "ATOMIC_WEIGHT_GRADS" in meta and config.num_stages < 2:
         return False
@@ -542,8 +557,8 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
     lows = list(reversed(range(0, depth, chunk)))
     # Each chunk but the top one is recomputed beside the backward of the chunk above (RECOMPUTE_BELOW), into
     # the other of two buffers; but with IEEE fp32 dots, whose FMA operands fill a thread's 128 registers at 16
-    # warps, the two loops in one kernel spilled up to 184 bytes (triton 3.6, sm_90), and every chunk is
-    # recomputed in a forward launch of its own before its backward.
+    # warps, the two loops in one kernel spilled (8 bytes at 32x64, 2 stages, on sm_90 with triton 3.9, where
+    # neither loop alone does), and every chunk is recomputed in a forward launch of its own before its backward.
     beside = recompute and not fp32_dots_ieee(dy.dtype)
     inputs = [new(chunk, M, N) for _ in range(2 if beside else 1)] if recompute else None
     g = dy

@@ -70,12 +70,14 @@ def launches(dtype: torch.dtype):
         inputs = randn(3, 128, width)  # each layer's saved input
         yield f"stack forward, width {width}", lambda: highway_stack_fwd(xs, ws, bs, "gelu", 1)
         yield f"stack forward saving every 2nd input, width {width}", lambda: highway_stack_fwd(xs, ws, bs, "gelu", 2)
-        checkpoints = randn(2, 128, width)  # every 2nd layer's input, for the recomputing backward
+        # the recomputing backward: 4 layers saved every 2nd, so that no launch has a layer count of 1, which
+        # triton specializes on (and compiles otherwise: a depth-1 stack gets its own launches above too)
+        checkpoints, ws4, bs4 = randn(2, 128, width), randn(4, 2 * width, width), randn(4, 2 * width)
         for weight_grads in ("gemm", "atomic"):
             yield (f"stack backward ({weight_grads} dW), width {width}",
                    lambda weight_grads=weight_grads: highway_stack_bwd(xs, inputs, ws, bs, "gelu", 1, weight_grads))
             yield (f"stack backward ({weight_grads} dW), recomputing, width {width}",
-                   lambda weight_grads=weight_grads: highway_stack_bwd(xs, checkpoints, ws, bs, "gelu", 2,
+                   lambda weight_grads=weight_grads: highway_stack_bwd(xs, checkpoints, ws4, bs4, "gelu", 2,
                                                                        weight_grads))
 
 

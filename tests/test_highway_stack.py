@@ -4,6 +4,7 @@ every gradient, conversion to and from layers, launches that do not grow with de
 On CPU the kernels run under Triton's interpreter."""
 import pytest
 import torch
+import triton
 
 import highway.kernels.highway_stack as stack_kernels
 from highway import HighwayLinear, HighwayStack, highway_mlp
@@ -520,3 +521,14 @@ def test_the_stack_prunes_by_its_own_shared_memory_bound():
     for arch in (80, 90):
         assert stages(128, 4, arch) == {1, 2}  # 1 alone before
     assert stages(128, 2, 90) == {1, 2, 3, 4}
+
+
+def test_the_backward_recomputing_beside_it_leaves_out_the_tile_that_spilled():
+    """With atomic dW and the chunk below recomputed beside it, the 32-row tile at width 32 spilled 8 bytes in
+    bf16 on sm_80 (`STACK_RECOMPUTE_BELOW_SKIPS`); the same tile alone, and the other tiles, stay."""
+    config = triton.Config({}, num_warps=4, num_stages=1)
+    meta = lambda m, atomic, below: dict(BLOCK_M=m, BLOCK_N=32, INPUT_PRECISION="tf32",  # noqa: E731
+                                         ATOMIC_WEIGHT_GRADS=atomic, RECOMPUTE_BELOW=below)
+    assert not stack_kernels.stack_config_allowed(meta(32, True, True), config)
+    assert all(stack_kernels.stack_config_allowed(meta(m, atomic, below), config)
+               for m, atomic, below in [(32, True, False), (32, False, True), (16, True, True), (64, True, True)])

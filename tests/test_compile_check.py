@@ -1,7 +1,7 @@
 """`highway-bench compile-check`: every kernel compiled for sm_80 and sm_90 with the ptxas in the triton
 wheel, no GPU needed. The full check runs here, so CI fails on a spill, a shared-memory overflow or a
-compile error that Triton's interpreter cannot see. It takes about 11 minutes on 2 cores with a cold
-Triton cache (~/.triton/cache), under 3 minutes with a warm one."""
+compile error that Triton's interpreter cannot see. It takes about 15 minutes on 2 cores with a cold
+Triton cache (~/.triton/cache), a few minutes with a warm one."""
 import csv
 import os
 import subprocess

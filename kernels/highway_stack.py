@@ -561,6 +561,7 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
     # neither loop alone does), and every chunk is recomputed in a forward launch of its own before its backward.
     beside = recompute and not fp32_dots_ieee(dy.dtype)
     inputs = [new(chunk, M, N) for _ in range(2 if beside else 1)] if recompute else None
+    recomputed_out = torch.empty_like(dy) if recompute else None  # the recomputing forward's y, not needed
     g = dy
     for i, low in enumerate(lows):
         layers = slice(low, min(low + chunk, depth))
@@ -568,7 +569,7 @@ def highway_stack_bwd(dy, xs, weight, bias, activation: str, save_every: int = 1
         w_c, b_c = weight[..., layers, :, :], bias[..., layers, :]
         xs_c = inputs[i % len(inputs)][..., :n, :, :] if recompute else xs[..., layers, :, :]
         if recompute and (i == 0 or not beside):
-            _launch_forward(xs[..., low // save_every, :, :], w_c, b_c, torch.empty_like(dy), xs_c, activation, 1)
+            _launch_forward(xs[..., low // save_every, :, :], w_c, b_c, recomputed_out, xs_c, activation, 1)
         below = lows[i + 1] if beside and i + 1 < len(lows) else None
         if fp32_grads:
             dz_c, dw_c, db_c = dy, grads[0][..., layers, :, :], grads[1][..., layers, :]  # dz: not written

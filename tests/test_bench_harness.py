@@ -548,8 +548,9 @@ def test_the_campaign_estimates_the_paper_preset_at_each_precision_once(tmp_path
     from highway.bench.cli import campaign
 
     seen = []
-    monkeypatch.setattr(cv, "expected_study_seconds", lambda study, device: seen.append(study) or
-                        (3600.0 if study.precision == "fp32" else 1200.0))
+    monkeypatch.setattr(cv, "study_data", lambda *args: "the images")  # loaded once, for both precisions
+    monkeypatch.setattr(cv, "expected_study_seconds", lambda study, device, data: seen.append(study) or
+                        (3600.0 if study.precision == "fp32" and data == "the images" else 1200.0))
     step = {s.name: s for s in campaign.campaign_steps(tmp_path, torch.device("cpu"), False, [])}[
         "the paper preset's expected time, IEEE and 3xTF32"]
     outcome = step.run(time.monotonic() + 600)

@@ -296,13 +296,15 @@ def campaign_steps(out: Path, device, progress: bool, argv, executor=None, datas
                 f"started, in {out / 'converge'}")
 
     def paper_estimate_step(deadline):
-        from highway.bench.study.convergence import expected_study_seconds
+        from highway.bench.study.convergence import expected_study_seconds, study_data
 
         path = out / PAPER_ESTIMATE_FILE
         if path.exists():
             return f"already done: {path}"
         paper = replace(study, depths=tuple(PAPER_TIME["depths"]))
-        seconds = {p: expected_study_seconds(replace(paper, precision=p), device) for p in PAPER_ESTIMATE_PRECISIONS}
+        data = study_data(paper.dataset, paper.seed, paper.max_train, paper.max_val)  # once for both precisions
+        seconds = {p: expected_study_seconds(replace(paper, precision=p), device, data)
+                   for p in PAPER_ESTIMATE_PRECISIONS}
         path.write_text(json.dumps({"study": paper.name, "dataset": dataset, "depths": list(paper.depths),
                                     "trials": paper.trials, "epochs": paper.epochs, "device": str(device),
                                     "target_minutes": PAPER_TIME["minutes"], "expected_seconds": seconds}, indent=1))

@@ -224,13 +224,15 @@ def _population_sizes(study: Study, data: ImageData, device):
     return size
 
 
-def expected_study_seconds(study: Study, device, data: ImageData | None = None) -> float:
-    """How long `study` should take on `device`, at its precision, with the population sizes it would use:
-    timed on a few steps and extrapolated (`highway.bench.study.planning.expected_seconds`)."""
+def expected_study_seconds(study: Study, device, data: ImageData | None = None, population_for=None) -> float:
+    """How long `study` should take on `device`, at its precision, with the population sizes it would use
+    (`population_for`, or worked out here): timed on a few steps and extrapolated
+    (`highway.bench.study.planning.expected_seconds`)."""
     device = resolve_device(device)
     data = data or study_data(study.dataset, study.seed, study.max_train, study.max_val)
+    population_for = population_for or _population_sizes(study, data, device)
     with float32_precision(study.precision):
-        return expected_seconds(study, data, device, _population_sizes(study, data, device), WIDTHS)
+        return expected_seconds(study, data, device, population_for, WIDTHS)
 
 
 def convergence_study(out, study: Study, device=None, progress: bool = True, overwrite: bool = False, argv=None,
@@ -253,7 +255,7 @@ def convergence_study(out, study: Study, device=None, progress: bool = True, ove
         print(FALLBACK_NOTE)
     population_for = _population_sizes(study, data, device)
     if estimate or dry_run:
-        seconds = expected_study_seconds(study, device, data)
+        seconds = expected_study_seconds(study, device, data, population_for)
         print(f"expected time on this machine: about {describe_seconds(seconds)} for all "
               f"{len(study.arms()) * len(study.depths) * study.trials} trials (measured on a few steps; "
               f"finished trials in {out} are not subtracted)")

@@ -221,12 +221,15 @@ def _stack_forward(x_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, M, N, DEPTH, stride_xp, s
         tl.store(y_ptr + rows, h_lo, mask=mask)
 
 
+# DEPTH is never specialized: triton makes an int argument of 1 a constant, and a launch of one layer (a
+# depth-1 stack, or a last chunk of one layer) then compiled a loop-free body of its own, which spilled 88 to
+# 304 bytes in IEEE fp32 at width 64 with triton 3.6 (sm_90), where any other depth spills none.
 # The autotuners' keys name the constexprs that change the work (Triton keys on the listed arguments and the
 # tensors' dtypes only), so that a forward that saves its inputs, or a backward that adds dW up itself, is
 # not run with the config another variant was timed with.
 @tuned(STACK_FWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS", "ACTIVATION", "SAVE_INPUTS", "SAVE_EVERY"],
        interpret_config=INTERPRET_STACK_CONFIG, shared_memory=stack_shared_memory, allowed=stack_config_allowed)
-@triton.jit
+@triton.jit(do_not_specialize=["DEPTH"])
 def _highway_stack_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, M, N, DEPTH, TRIALS,
     stride_xp, stride_xm, stride_xk, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl, stride_xsp,
@@ -322,7 +325,7 @@ def _stack_backward(dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, dw_ptr, db_ptr
 @tuned(STACK_BWD_CONFIGS, key=["M", "BLOCK_N", "TRIALS", "ACTIVATION", "ATOMIC_WEIGHT_GRADS", "RECOMPUTE_BELOW"],
        interpret_config=INTERPRET_STACK_CONFIG, shared_memory=stack_shared_memory, allowed=stack_config_allowed,
        reset_to_zero=["dw_ptr", "db_ptr"])
-@triton.jit
+@triton.jit(do_not_specialize=["DEPTH", "R_DEPTH"])
 def _highway_stack_bwd_kernel(
     dy_ptr, xs_ptr, w_ptr, b_ptr, dx_ptr, dz_ptr, dw_ptr, db_ptr, M, N, DEPTH, TRIALS,
     stride_dyp, stride_dym, stride_dyn, stride_wp, stride_wl, stride_wn, stride_wk, stride_bp, stride_bl,

@@ -70,6 +70,10 @@ def launches(dtype: torch.dtype):
         inputs = randn(3, 128, width)  # each layer's saved input
         yield f"stack forward, width {width}", lambda: highway_stack_fwd(xs, ws, bs, "gelu", 1)
         yield f"stack forward saving every 2nd input, width {width}", lambda: highway_stack_fwd(xs, ws, bs, "gelu", 2)
+        # a launch of one layer (a depth-1 stack, or a last chunk of one layer): compiled as any other depth
+        yield f"stack forward, depth 1, width {width}", lambda: highway_stack_fwd(xs, ws[:1], bs[:1], "gelu", 1)
+        yield (f"stack backward, depth 1, width {width}",
+               lambda: highway_stack_bwd(xs, inputs[:1], ws[:1], bs[:1], "gelu", 1, "gemm"))
         # the recomputing backward: 4 layers saved every 2nd, so that no launch has a layer count of 1, which
         # triton specializes on (and compiles otherwise: a depth-1 stack gets its own launches above too)
         checkpoints, ws4, bs4 = randn(2, 128, width), randn(4, 2 * width, width), randn(4, 2 * width)
@@ -81,7 +85,7 @@ def launches(dtype: torch.dtype):
                                                                        weight_grads))
 
 
-def compile_all(arch: int, dtypes, only: str = "") -> tuple[list, list]:
+def compile_all(arch: int, dtypes, only=("",)) -> tuple[list, list]:
     """(compiled, failed): rows (launch, dtype, kernel, config, regs, spill bytes, tensor cores) and (launch,
     dtype, error)."""
     import highway.kernels.launch as launch
@@ -109,7 +113,7 @@ def compile_all(arch: int, dtypes, only: str = "") -> tuple[list, list]:
     for dtype_name in dtypes:
         with float32_precision(dtype_name):  # tf32: TF32 dots; fp32: IEEE, torch's default; tf32x3: the stack's 3xTF32
             for name, run in launches(DTYPES[dtype_name]):
-                if only not in name:
+                if not any(part in name for part in only):
                     continue
                 current.update(name=name, dtype=dtype_name)
                 try:
@@ -124,7 +128,7 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", type=int, choices=(80, 90), default=90)
     parser.add_argument("--dtype", nargs="+", choices=("bf16", "tf32", "fp32", "tf32x3"),
                         default=["bf16", "tf32", "fp32", "tf32x3"])
-    parser.add_argument("--only", default="", help="only the launches whose name contains this")
+    parser.add_argument("--only", nargs="+", default=[""], help="only the launches whose name contains one of these")
     args = parser.parse_args(argv)
     compiled, failed = compile_all(args.arch, args.dtype, args.only)
     spills = [row for row in compiled if row[5] and row[1] == "bf16"]

@@ -115,6 +115,37 @@ def test_launchers_compile_fp32_at_the_precision_torch_is_set_to():
     assert cores["tf32"] and cores["tf32"] <= {"wgmma", "mma"} and cores["fp32"] == {"no"}, cores
 
 
+def test_a_one_layer_stack_compiles_as_any_other_depth():
+    """Triton makes an int argument of 1 a constant; DEPTH is kept from that, so a launch of one layer (a
+    depth-1 stack, a last chunk of one layer) runs the kernel every other depth does, config by config. With
+    DEPTH specialized, IEEE fp32 at width 64 took other registers here, and spilled 88 to 304 bytes on triton 3.6."""
+    out = compile_through_launchers("--arch", "90", "--dtype", "fp32", "--only", "stack forward, width 64",
+                                    "stack forward, depth 1, width 64")
+    assert out.returncode == 0 and "0 launches failed" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    by_depth = {}
+    for line in out.stdout.splitlines():
+        if "_highway_stack_fwd_kernel" in line:
+            launch, compiled = line.split("fp32", 1)
+            by_depth.setdefault("depth 1" in launch, []).append(compiled.split())
+    assert len(by_depth[True]) == 8 and by_depth[True] == by_depth[False], by_depth
+
+
+@compiles
+def test_the_stack_layer_loop_is_counted_in_its_sass():
+    """scripts/stack_loop_sass.py finds the layer loop: the tensor cores' HMMA in bf16, the FMA units' FFMA and
+    no HMMA in IEEE fp32, and three times TF32's HMMA in 3xTF32."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "stack_loop_sass.py"
+    out = subprocess.run([sys.executable, str(script), "--width", "32", "--rows", "16", "--dtype", "bf16", "tf32",
+                          "tf32x3", "fp32"], env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    ops = {}
+    for line in out.stdout.splitlines()[1:]:
+        dtype, counts = line.split()[0], line.split("|")[1]
+        ops[dtype] = {op: int(n) for op, n in (pair.split() for pair in counts.split(","))}
+    assert ops["bf16"].get("HMMA", 0) > 0 and ops["fp32"].get("FFMA", 0) > 0 and "HMMA" not in ops["fp32"], ops
+    assert ops["tf32x3"]["HMMA"] == 3 * ops["tf32"]["HMMA"], ops
+
+
 def test_a_triton_older_than_the_check_is_named_before_any_work(monkeypatch):
     import triton
     import triton.compiler

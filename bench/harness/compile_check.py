@@ -197,7 +197,8 @@ def _signature(spec: KernelSpec, jitted, dtype: str, config_kwargs: dict):
             attrs[(i,)] = [["tt.divisibility", 16]]
         else:  # sizes and the other strides of a GEMM-sized layer: multiples of 16
             signature[name] = "i32"
-            attrs[(i,)] = [["tt.divisibility", 16]]
+            if not getattr(param, "do_not_specialize", False):  # a launch never tells the kernel (the stack's DEPTH)
+                attrs[(i,)] = [["tt.divisibility", 16]]
     return signature, constants, attrs
 
 

@@ -39,19 +39,12 @@ def layer_loop_opcodes(sass: str) -> collections.Counter:
 
 def count(kernel: str, dtype: str, arch: int, width: int, rows: int, warps: int, stages: int):
     import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
 
     from highway.bench.harness import compile_check
 
     spec = next(s for s in compile_check.kernel_specs() if (s.label or s.name) == LABELS[kernel])
-    jitted = compile_check._kernel(spec).fn
-    signature, constants, attrs = compile_check._signature(spec, jitted, dtype,
-                                                           dict(BLOCK_M=rows, BLOCK_N=width, BLOCK_K=width))
-    target = GPUTarget("cuda", arch, 32)
-    options = triton.compiler.make_backend(target).parse_options({"num_warps": warps, "num_stages": stages})
-    compiled = triton.compile(ASTSource(fn=jitted, signature=signature, constexprs=constants, attrs=attrs),
-                              target=target, options=options.__dict__)
+    config = triton.Config(dict(BLOCK_M=rows, BLOCK_N=width, BLOCK_K=width), num_warps=warps, num_stages=stages)
+    compiled = compile_check.compile_config(spec, dtype, arch, config)
     regs, spill = compile_check.registers_and_spills(compiled.asm["cubin"], spec.name)
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(compiled.asm["cubin"])

@@ -283,17 +283,30 @@ def triton_too_old() -> str | None:
             f"or, from a checkout, scripts/compile_through_launchers.py, which compiles through any triton 3.x")
 
 
-def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config=None) -> Result:
-    """Compile one kernel × config (its autotune config `config_index`, or `config`) × dtype × arch and
-    judge it."""
+def compile_config(spec: KernelSpec, dtype: str, arch: int, config):
+    """`spec`'s kernel compiled for sm_`arch` in `dtype` with `config` (a triton.Config with full
+    meta-parameters), the constexprs a launch passes beside it: triton's CompiledKernel (asm, metadata)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    jitted = _kernel(spec).fn  # the autotuner wraps the @triton.jit kernel
+    signature, constants, attrs = _signature(spec, jitted, dtype, config.kwargs)
+    target = GPUTarget("cuda", arch, 32)
+    options = triton.compiler.make_backend(target).parse_options({"num_warps": config.num_warps,
+                                                                  "num_stages": config.num_stages})
+    return triton.compile(ASTSource(fn=jitted, signature=signature, constexprs=constants, attrs=attrs),
+                          target=target, options=options.__dict__)
+
+
+def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config=None) -> Result:
+    """Compile one kernel × config (its autotune config `config_index`, or `config`) × dtype × arch and
+    judge it."""
+    import triton
+
     from highway.kernels.launch import SHARED_MEMORY_LIMITS
 
     tuner = _kernel(spec)
-    jitted = tuner.fn  # the autotuner wraps the @triton.jit kernel
     config = config or tuner.configs[config_index]
     meta = config.kwargs
     element = DTYPE_BYTES[dtype]
@@ -304,12 +317,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
                     autotuner_tries=bound <= limit, triton=triton.__version__)
     start = time.perf_counter()
     try:
-        signature, constants, attrs = _signature(spec, jitted, dtype, meta)
-        target = GPUTarget("cuda", arch, 32)
-        backend = triton.compiler.make_backend(target)
-        options = backend.parse_options({"num_warps": config.num_warps, "num_stages": config.num_stages})
-        compiled = triton.compile(ASTSource(fn=jitted, signature=signature, constexprs=constants, attrs=attrs),
-                                  target=target, options=options.__dict__)
+        compiled = compile_config(spec, dtype, arch, config)
         result.regs, result.spill_bytes = registers_and_spills(compiled.asm["cubin"], spec.name)
         result.shared_bytes = int(compiled.metadata.shared)
         result.tensor_cores = tensor_cores(compiled.asm["ptx"], arch)

@@ -44,6 +44,17 @@ _CONV_CONFIGS = configs(
 # BLOCK_K for IEEE fp32 dots, which run on the FMA units and hold a whole BLOCK_K of both operands in registers
 # (`highway.kernels.launch.fma_configs`): at 16 the forward, gate and dx kernels spilled (up to 336 bytes).
 _FMA_BLOCK_K = 8
+
+
+def _dual_fma_fits(meta: dict, config) -> bool:
+    """Whether the dual GEMMs (forward, gates) may try `config`: not the 128 × 64 tile with IEEE fp32 dots at a
+    BLOCK_K of 16, the least that triton 3.6's fp32 dot takes (the GPU image's; 3.9 takes our 8). With 3.6 it
+    spilled inside its K loop on sm_90 on 8 and 16 warps, 2 and 3 stages (2 to 198 local loads and stores an
+    iteration), and on sm_80 too on 16 warps and 3 stages, the config `fma_configs` gives it (186 and 208;
+    `highway-bench compile-check`, `spills_in_loops`)."""
+    tile = config.kwargs
+    return not (getattr(config, "fma_dots", False) and tile["BLOCK_K"] > _FMA_BLOCK_K
+                and tile["BLOCK_M"] * tile["BLOCK_N"] >= 128 * 64)
 _INT32_MAX = 2**31 - 1
 
 
@@ -114,7 +125,7 @@ def highway_conv_preactivations(
 
 
 @tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES,
-       fma_block_k=_FMA_BLOCK_K, b_tiles=2)
+       fma_block_k=_FMA_BLOCK_K, b_tiles=2, allowed=_dual_fma_fits)
 @triton.jit
 def _highway_conv2d_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, P, C, H, W,
@@ -143,7 +154,7 @@ def _highway_conv2d_fwd_kernel(
 
 
 @tuned(_CONV2_CONFIGS, key=["P", "C", "KS"], interpret_config=INTERPRET_CONV_TILES,
-       fma_block_k=_FMA_BLOCK_K, b_tiles=2)
+       fma_block_k=_FMA_BLOCK_K, b_tiles=2, allowed=_dual_fma_fits)
 @triton.jit
 def _highway_conv2d_bwd_gates_kernel(
     dy_ptr, x_ptr, w_ptr, b_ptr, dz_ptr, dx_ptr, P, C, H, W,

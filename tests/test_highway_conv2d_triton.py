@@ -89,3 +89,19 @@ def test_empty_batch(device):
 )
 def test_hypothesis_shapes(b, c, h, w, k, activation, dtype, seed, device):
     check_conv(b, c, h, w, k, activation, dtype, device, seed=seed)
+
+
+def test_the_dual_gemms_leave_out_the_ieee_tile_that_spills_in_its_loop_on_older_tritons(monkeypatch):
+    """Where the fp32 dot takes no BLOCK_K below 16 (triton 3.6, the GPU image's), the dual GEMMs' 128 × 64 IEEE
+    tile spilled inside its K loop, so their autotuners leave it out there; with 8 (triton 3.9) it stays, as do
+    the tensor-core tiles."""
+    from highway.kernels import highway_conv2d as conv, launch
+
+    tensor_core = conv._CONV2_CONFIGS
+    largest = lambda configs: [c for c in configs if c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] >= 128 * 64]  # noqa
+    monkeypatch.setattr(launch, "smallest_fp32_dot_k", lambda: 8)  # as triton 3.9 says
+    assert all(conv._dual_fma_fits({}, c) for c in tensor_core + launch.fma_configs(tensor_core, conv._FMA_BLOCK_K))
+    monkeypatch.setattr(launch, "smallest_fp32_dot_k", lambda: 16)  # as triton 3.6 says
+    fma = launch.fma_configs(tensor_core, conv._FMA_BLOCK_K)
+    assert len(largest(fma)) == 1 and [c for c in fma if not conv._dual_fma_fits({}, c)] == largest(fma)
+    assert all(conv._dual_fma_fits({}, c) for c in tensor_core)

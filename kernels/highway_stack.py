@@ -32,8 +32,10 @@ def padded_width(width: int) -> int:
 
 # The largest row tile and the warps by padded width: enough warps, and few enough rows, that the row tile,
 # both pre-activation tiles, dx and a layer's weight tiles stay in registers (the backward holds the most;
-# `highway-bench compile-check` finds no bf16 spill in any candidate below). TF32's backward at width 128 spills
-# 8 to 72 bytes on 8 warps (triton 3.9); 16 warps cap a thread at 128 registers and spill 104 to 232.
+# `highway-bench compile-check` finds no bf16 spill in any candidate below). TF32 at width 128 spills on 8 warps
+# (triton 3.9): the backward 192 to 312 bytes, 53 to 100 local loads and stores a layer beside some 1,900 other
+# instructions (`spills_in_loops`), the forward 80 or 88 on 2 stages (on 1, none); 16 warps cap a thread at 128
+# registers and spill more (the backward on sm_90: 328 bytes, 88 a layer beside 1,100).
 STACK_TILES = {16: (64, 4), 32: (64, 4), 64: (32, 8), 128: (16, 8)}
 # The same for IEEE fp32 dots (torch's default "highest" matmul precision), which run on the FMA units and hold
 # a whole row of both operands in registers: twice the warps, and at width 16 at most 32 rows (64 spilled 8

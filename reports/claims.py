@@ -445,9 +445,13 @@ def compile_claims(df: pd.DataFrame) -> list[dict]:
         rows.append(_row(compiles, f"{len(g) - len(failed)} of {configs} compile", failed.empty, basis))
         flagged = g[g["problem"] != ""]
         if len(flagged):
-            first = flagged.iloc[0]
-            measured = (f"{configs}: {len(flagged)} flagged, e.g. {first['kernel']} sm_{first['arch']} "
-                        f"{first['dtype']} {first['tile']}: {first['problem']}")
+            # a spill whose local memory sits outside every loop (compile-check reads the SASS) costs once a program
+            once = flagged["problem"].str.fullmatch(r"spills \d+ bytes \(outside its loops[^)]*\)")
+            first = flagged[~once].iloc[0] if (~once).any() else flagged.iloc[0]
+            measured = (f"{configs}: {len(flagged)} flagged"
+                        + (f" ({once.sum()} of them only for a spill outside the loops)" if once.any() else "")
+                        + f", e.g. {first['kernel']} sm_{first['arch']} {first['dtype']} {first['tile']}: "
+                        f"{first['problem']}")
         else:
             measured = f"{configs}: none flagged"
         rows.append(_row(clean, measured, flagged.empty, basis))

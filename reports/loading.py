@@ -133,14 +133,15 @@ def read_study_times(paths) -> pd.DataFrame:
 
 def read_compile_checks(paths) -> pd.DataFrame:
     """Every compile-check CSV under `paths`, each row with its `source` folder; `triton` says which version
-    compiled it (empty in files written before that column)."""
+    compiled it (empty in files written before that column), `spills_in_loops` where its spills sit (-1 there)."""
     frames = [pd.read_csv(f, keep_default_na=False).assign(source=str(f.parent))  # an empty problem is ""
               for f in _files(paths, COMPILE_CHECK_FILE)]
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)  # a column one file lacks is NaN in its rows
     return df.assign(triton=df["triton"].fillna("").astype(str) if "triton" in df else "",
-                     blocks_per_sm=df["blocks_per_sm"].fillna(-1).astype(int) if "blocks_per_sm" in df else -1)
+                     blocks_per_sm=df["blocks_per_sm"].fillna(-1).astype(int) if "blocks_per_sm" in df else -1,
+                     spills_in_loops=df["spills_in_loops"].fillna(-1).astype(int) if "spills_in_loops" in df else -1)
 
 
 def load_results(paths) -> ReportData:

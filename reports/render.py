@@ -136,7 +136,9 @@ COMPILE_HEADING = "GPU readiness: every kernel compiled for sm_80 and sm_90"
 COMPILE_NOTE = ("From `highway-bench compile-check`, which compiles every autotune config of every kernel in bf16, "
                 "tf32 and fp32 with the ptxas in the triton wheel, no GPU needed. Per kernel, over the configs its "
                 "autotuner may try on both archs and in every dtype: the most registers a thread, the most bytes "
-                "spilled (in which dtypes), the blocks an SM holds at once and the share of its 64 warps that fills, "
+                "spilled (in which dtypes, and how many configs spill inside a loop, where local memory is read and "
+                "written every iteration, not once a program), the blocks an SM holds at once and the share of its "
+                "64 warps that fills, "
                 "the tensor-core instructions of the bf16 configs, and the configs compile-check flagged.")
 
 

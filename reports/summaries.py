@@ -56,9 +56,25 @@ def triton_versions(rows: pd.DataFrame) -> str:
     return ", ".join(sorted(set(rows["triton"]) - {""}))
 
 
+def _spills(spilled: pd.DataFrame) -> str:
+    """The most bytes a config spills and in which dtypes; then the configs whose spills sit in a loop, where they
+    cost every iteration (the most local loads and stores there), or that none does."""
+    if spilled.empty:
+        return "none"
+    text = f"{int(spilled['spill_bytes'].max())} B ({'/'.join(sorted(set(spilled['dtype'])))})"
+    known = spilled[spilled["spills_in_loops"] >= 0]
+    if known.empty:  # a file written before compile-check read the SASS
+        return text
+    looped = known[known["spills_in_loops"] > 0]
+    if looped.empty:
+        return f"{text}, all outside loops"
+    return (f"{text}; in loops: {len(looped)} of {len(spilled)} ({'/'.join(sorted(set(looped['dtype'])))}), up to "
+            f"{int(looped['spills_in_loops'].max())} local loads and stores")
+
+
 def compile_summary(df: pd.DataFrame) -> pd.DataFrame:
     """One row per compile-check run and kernel, over the configs its autotuner may try on every arch and in
-    every dtype: how many, the most registers a thread, the most bytes spilled (and in which dtypes), the blocks
+    every dtype: how many, the most registers a thread, the most bytes spilled (in which dtypes, and where), the blocks
     an SM holds at once (fewest to most, and the share of its 64 warps), the tensor-core instructions of the
     bf16 configs, and how many configs compile-check flagged."""
     if df.empty:
@@ -72,8 +88,7 @@ def compile_summary(df: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "triton": triton_versions(g) or source.rstrip("/").split("/")[-1],  # else its folder names it
             "kernel": kernel, "configs": len(g), "registers": int(g["regs"].max()),
-            "spills": f"{int(spilled['spill_bytes'].max())} B ({'/'.join(sorted(set(spilled['dtype'])))})"
-                      if len(spilled) else "none",
+            "spills": _spills(spilled),
             "blocks / SM": f"{blocks.min()}-{blocks.max()} ({occupancy.min():.0%}-{occupancy.max():.0%} of the warps)"
                            if len(blocks) else "-",
             "bf16 tensor cores": "/".join(sorted(set(g.loc[g["dtype"] == "bf16", "tensor_cores"]) - {""})) or "-",

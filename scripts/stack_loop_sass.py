@@ -10,31 +10,23 @@ chain of layers waits.
 import argparse
 import collections
 import os
-import re
-import subprocess
 import sys
-import tempfile
 
 os.environ.pop("TRITON_INTERPRET", None)  # compile for a GPU, not the interpreter: read when triton is imported
 
 LABELS = {"forward": "_highway_stack_fwd_kernel", "backward": "_highway_stack_bwd_kernel",
           "backward-atomic": "_highway_stack_bwd_kernel (atomic dW)"}
-LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)[^;]*;")
 
 
 def layer_loop_opcodes(sass: str) -> collections.Counter:
-    """Opcodes between the target of the widest backward branch and the branch: the stack's layer loop."""
-    lines = [(int(m.group(1), 16), m.group(2), m.group(0)) for m in LINE.finditer(sass)]
-    labels = {m.group(1): int(m.group(2), 16) for m in re.finditer(r"\.(L_x_\d+):\s*\n\s*/\*([0-9a-f]+)\*/", sass)}
-    loops = []
-    for address, op, text in lines:
-        target = re.search(r"`\(\.(L_x_\d+)\)", text)
-        if op == "BRA" and target and labels.get(target.group(1), address + 1) < address:
-            loops.append((labels[target.group(1)], address))
+    """Opcodes of the widest loop (compile-check's `sass_loops`): the stack's layer loop."""
+    from highway.bench.harness.compile_check import sass_loops
+
+    instructions, loops = sass_loops(sass)
     if not loops:
         return collections.Counter()
     start, end = max(loops, key=lambda span: span[1] - span[0])
-    return collections.Counter(op for address, op, _ in lines if start <= address <= end)
+    return collections.Counter(op for address, op in instructions if start <= address <= end)
 
 
 def count(kernel: str, dtype: str, arch: int, width: int, rows: int, warps: int, stages: int):
@@ -46,12 +38,7 @@ def count(kernel: str, dtype: str, arch: int, width: int, rows: int, warps: int,
     config = triton.Config(dict(BLOCK_M=rows, BLOCK_N=width, BLOCK_K=width), num_warps=warps, num_stages=stages)
     compiled = compile_check.compile_config(spec, dtype, arch, config)
     regs, spill = compile_check.registers_and_spills(compiled.asm["cubin"], spec.name)
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(compiled.asm["cubin"])
-        f.flush()
-        sass = subprocess.run([os.path.join(compile_check._tools_dir(), "nvdisasm"), "-c", f.name],
-                              capture_output=True, text=True, check=True).stdout
-    return layer_loop_opcodes(sass), regs, spill
+    return layer_loop_opcodes(compile_check.disassemble(compiled.asm["cubin"])), regs, spill
 
 
 def main(argv=None) -> int:

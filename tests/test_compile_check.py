@@ -4,6 +4,7 @@ compile error that Triton's interpreter cannot see. It takes about 15 minutes on
 Triton cache (~/.triton/cache), a few minutes with a warm one."""
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import triton
 import triton.language as tl
 
 from highway.bench.harness.compile_check import KernelSpec, Result, blocks_per_sm, judge, loads_a_dot_waits_for, \
-    triton_too_old
+    spills_in_loops, triton_too_old
 
 ENV = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile for GPUs, not the interpreter
 compiles = pytest.mark.skipif(triton_too_old() is not None, reason=str(triton_too_old()))
@@ -87,7 +88,33 @@ def test_the_check_catches_a_spilling_tile():
         "r = check_one(spec, 0, 'bf16', 90, config)\n"
         "print('SPILL', r.spill_bytes, 'PROBLEM', r.problem)\n"
     )
-    assert "PROBLEM spills" in python_for_gpus(code)
+    out = python_for_gpus(code)  # and where, read off the SASS: here gelu's epilogue, after the K loop
+    where = r"outside its loops|\d+ local (loads and stores|load or store) in its loops"
+    assert re.search(rf"PROBLEM spills \d+ bytes \(({where})", out), out
+
+
+# nvdisasm's form: an address comment, a guard predicate or none, the opcode; a label line before its target.
+SASS = """
+        /*0000*/                   STL [R1], R3 ;
+        /*0010*/              @P1 BRA `(.L_x_1) ;
+.L_x_0:
+        /*0020*/                   LDL R9, [R1] ;
+        /*0030*/                   HMMA.16816.F32.BF16 R4, R8, R12, R4 ;
+        /*0040*/                   STL.64 [R1+0x8], R4 ;
+        /*0050*/              @!P0 BRA `(.L_x_0) ;
+.L_x_1:
+        /*0060*/                   LDL R2, [R1] ;
+        /*0070*/                   EXIT ;
+.L_x_2:
+        /*0080*/                   BRA `(.L_x_2);
+"""
+
+
+def test_spills_count_where_a_backward_branch_repeats_them():
+    """Local loads and stores between a backward branch and its target cost every iteration; a forward branch and
+    the trap loop after EXIT (a branch to itself) are no loops; a kernel without loops pays every one each time."""
+    assert spills_in_loops(SASS) == 2
+    assert spills_in_loops(SASS.replace("@!P0 BRA `(.L_x_0)", "NOP")) == 4
 
 
 def compile_through_launchers(*args) -> subprocess.CompletedProcess:
@@ -180,6 +207,11 @@ def test_the_check_names_its_dtypes_as_the_harness_does():
 @pytest.mark.parametrize("result,spec,words", [
     (Result("k", 90, "bf16", "64x64x64", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_bound=1,
             shared_limit=2), None, "spills 8 bytes"),
+    # where the spill sits is said, not excused: outside the loops a bf16 spill is still one
+    (Result("k", 90, "bf16", "64x64x64", 4, 4, regs=255, spill_bytes=8, spills_in_loops=0, shared_bytes=1,
+            shared_bound=1, shared_limit=2), None, "spills 8 bytes (outside its loops"),
+    (Result("k", 90, "bf16", "64x64x64", 4, 4, regs=255, spill_bytes=8, spills_in_loops=3, shared_bytes=1,
+            shared_bound=1, shared_limit=2), None, "spills 8 bytes (3 local loads and stores in its loops)"),
     (Result("k", 90, "tf32", "64x64x64", 4, 4, regs=255, spill_bytes=8, shared_bytes=1, shared_bound=1,
             shared_limit=2), None, ""),
     # IEEE fp32 has configs of its own, so a spill there is a problem, unless the kernel's spec allows it

@@ -15,8 +15,9 @@ gives a block and the autotuner would still try it, when it uses more shared mem
 prunes by (the kernel's `shared_memory`, `highway.kernels.launch.tuned`), when a bf16 GEMM tile of 64 or more
 misses the tensor cores, or when a pipelined config (2 stages or more) leaves a load in a loop that a dot of the
 same iteration waits for (`loads_a_dot_waits_for`), in any dtype. tf32 spills are reported and allowed,
-as is a wait a kernel's spec explains (`waits_allowed`). The Triton interpreter, which the tests run, sees none
-of this.
+as is a wait a kernel's spec explains (`waits_allowed`). Where a config spills, its SASS says where: the local
+loads and stores inside its loops (`spills_in_loops`) cost every iteration, those outside once a program.
+The Triton interpreter, which the tests run, sees none of this.
 """
 import csv
 import os
@@ -156,6 +157,7 @@ class Result:
     stages: int
     regs: int = -1
     spill_bytes: int = -1
+    spills_in_loops: int = -1  # local loads and stores of spilled registers in its loops (`spills_in_loops`)
     shared_bytes: int = -1
     shared_bound: int = 0  # the kernel's upper bound on it, by which its autotuner prunes
     shared_limit: int = 0
@@ -216,6 +218,40 @@ def blocks_per_sm(regs: int, warps: int, shared_bytes: int, arch: int) -> int:
 def tensor_cores(ptx: str, arch: int) -> str:
     """The best tensor-core instruction a kernel's PTX uses ("wgmma", "mma"), or "no": IEEE fp32 dots use none."""
     return next((op.split(".")[0] for op in TENSOR_CORE_OPS[arch] if op in ptx), "no")
+
+
+# One SASS instruction of `nvdisasm -c`: its address and its opcode, past any guard predicate.
+SASS_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)[^;]*;")
+
+
+def disassemble(cubin: bytes) -> str:
+    """The SASS of a cubin, from nvdisasm (shipped beside ptxas in the triton wheel)."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        return subprocess.run([os.path.join(_tools_dir(), "nvdisasm"), "-c", f.name], capture_output=True,
+                              text=True, check=True, timeout=120).stdout
+
+
+def sass_loops(sass: str) -> tuple[list[tuple[int, str]], list[tuple[int, int]]]:
+    """A kernel's SASS as (address, opcode) and its loops as (first, last) addresses: each backward branch, from
+    its target to itself. Triton's loops (a GEMM's K loop, the depth-fused stack's layer loop) compile to one."""
+    matches = [(int(m.group(1), 16), m.group(2), m.group(0)) for m in SASS_INSTRUCTION.finditer(sass)]
+    labels = {m.group(1): int(m.group(2), 16) for m in re.finditer(r"\.(L_x_\d+):\s*\n\s*/\*([0-9a-f]+)\*/", sass)}
+    loops = []
+    for address, op, text in matches:
+        target = re.search(r"`\(\.(L_x_\d+)\)", text)
+        if op == "BRA" and target and labels.get(target.group(1), address + 1) < address:
+            loops.append((labels[target.group(1)], address))
+    return [(address, op) for address, op, _ in matches], loops
+
+
+def spills_in_loops(sass: str) -> int:
+    """The local-memory loads and stores (LDL, STL: spilled registers) inside a kernel's loops, or anywhere in a
+    kernel without one: what a spill costs every iteration. A spill outside the loops is paid once a program."""
+    instructions, loops = sass_loops(sass)
+    return sum(op in ("LDL", "STL") and (not loops or any(a <= address <= b for a, b in loops))
+               for address, op in instructions)
 
 
 def registers_and_spills(cubin: bytes, name: str) -> tuple[int, int]:
@@ -319,6 +355,7 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
     try:
         compiled = compile_config(spec, dtype, arch, config)
         result.regs, result.spill_bytes = registers_and_spills(compiled.asm["cubin"], spec.name)
+        result.spills_in_loops = spills_in_loops(disassemble(compiled.asm["cubin"])) if result.spill_bytes else 0
         result.shared_bytes = int(compiled.metadata.shared)
         result.tensor_cores = tensor_cores(compiled.asm["ptx"], arch)
         result.waits_on_loads = " ".join(loads_a_dot_waits_for(compiled.asm["ttgir"]))
@@ -334,7 +371,10 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
 def judge(r: Result, spec: KernelSpec) -> str:
     problems = []
     if r.spill_bytes > 0 and r.dtype != "tf32" and r.dtype not in spec.spills_allowed:
-        problems.append(f"spills {r.spill_bytes} bytes")
+        where = {-1: "", 0: " (outside its loops: once a program)",
+                 1: " (1 local load or store in its loops)"}.get(
+            r.spills_in_loops, f" ({r.spills_in_loops} local loads and stores in its loops)")
+        problems.append(f"spills {r.spill_bytes} bytes{where}")
     if r.autotuner_tries and r.shared_bytes > r.shared_limit:
         problems.append(f"needs {r.shared_bytes} bytes of shared memory, the arch gives {r.shared_limit}")
     if r.shared_bytes > r.shared_bound:
@@ -404,13 +444,13 @@ def write_csv(results: list[Result], path):
 
 
 def table(results: list[Result]) -> str:
-    head = f"{'kernel':46} {'sm':>3} {'dtype':9} {'tile':>10} {'w':>2} {'s':>2} {'regs':>4} {'spill':>5} " \
+    head = f"{'kernel':46} {'sm':>3} {'dtype':9} {'tile':>10} {'w':>2} {'s':>2} {'regs':>4} {'spill':>5} {'loop':>4} " \
            f"{'shared':>7} {'bound':>7} {'tries':>5} {'tc':>3} {'blk/SM':>6} {'occ':>4} {'dots wait on':>12}  problem"
     lines = [head, "-" * len(head)]
     for r in results:
         occupancy = f"{100 * r.blocks_per_sm * r.warps // 64}%" if r.blocks_per_sm >= 0 else "-"
         lines.append(f"{r.kernel[:46]:46} {r.arch:>3} {r.dtype:9} {r.tile:>10} {r.warps:>2} {r.stages:>2} "
-                     f"{r.regs:>4} {r.spill_bytes:>5} {r.shared_bytes:>7} {r.shared_bound:>7} "
+                     f"{r.regs:>4} {r.spill_bytes:>5} {r.spills_in_loops:>4} {r.shared_bytes:>7} {r.shared_bound:>7} "
                      f"{'yes' if r.autotuner_tries else 'no':>5} "
                      f"{r.tensor_cores:>3} {r.blocks_per_sm:>6} {occupancy:>4} {r.waits_on_loads:>12}  {r.problem}")
     return "\n".join(lines)

@@ -138,8 +138,8 @@ COMPILE_NOTE = ("From `highway-bench compile-check`, which compiles every autotu
                 "autotuner may try on both archs and in every dtype: the most registers a thread, the most bytes "
                 "spilled (in which dtypes, and how many configs spill inside a loop, where local memory is read and "
                 "written every iteration, not once a program), the blocks an SM holds at once and the share of its "
-                "64 warps that fills, "
-                "the tensor-core instructions of the bf16 configs, and the configs compile-check flagged.")
+                "64 warps that fills, the tensor-core instructions of the bf16 configs, and the configs "
+                "compile-check flagged.")
 
 
 def _contents_md(sections, tables=()) -> list[str]:

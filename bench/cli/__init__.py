@@ -156,6 +156,10 @@ def cmd_compile_check(args) -> int:
              "tf32x3 but those a kernel's spec allows, no shared memory overflow the autotuner would try, none "
              "above the bound it prunes by, tensor cores in every bf16 GEMM tile of 64 and up, no load left in a pipelined "
              "loop for a dot to wait on but those a kernel's spec explains"))
+    looped = [r for r in results if r.spills_in_loops > 0]
+    if looped:  # allowed or not, what a spill costs every iteration is worth a line
+        print(f"{len(looped)} configs spill inside a loop ({'/'.join(sorted({r.dtype for r in looped}))}): "
+              f"up to {max(r.spills_in_loops for r in looped)} local loads and stores an iteration (column 'loop')")
     return 1 if failed else 0
 
 
@@ -373,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile-check", help="compile every kernel for sm_80/sm_90 without a GPU: registers, "
                                              "spills, shared memory, occupancy, tensor cores",
                        description="Compiles every kernel x autotune config x dtype for each arch with the ptxas "
-                                   "in the triton wheel, prints registers, spill bytes, shared memory, the blocks an "
+                                   "in the triton wheel, prints registers, spill bytes and the local loads and "
+                                   "stores of a spill inside a loop (column 'loop'), shared memory, the blocks an "
                                    "SM holds at once and whether the tensor cores are used, and exits 1 on a compile failure, a bf16/fp16 "
                                    "spill, a shared-memory overflow the autotuner would try, shared memory above "
                                    "the bound the autotuner prunes by, a bf16 GEMM tile of 64+ off the tensor "

@@ -55,6 +55,8 @@ def _dual_fma_fits(meta: dict, config) -> bool:
     tile = config.kwargs
     return not (getattr(config, "fma_dots", False) and tile["BLOCK_K"] > _FMA_BLOCK_K
                 and tile["BLOCK_M"] * tile["BLOCK_N"] >= 128 * 64)
+
+
 _INT32_MAX = 2**31 - 1
 
 

@@ -224,13 +224,18 @@ def tensor_cores(ptx: str, arch: int) -> str:
 SASS_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)[^;]*;")
 
 
-def disassemble(cubin: bytes) -> str:
-    """The SASS of a cubin, from nvdisasm (shipped beside ptxas in the triton wheel)."""
+def _read_cubin(tool: str, flag: str, cubin: bytes) -> str:
+    """What one of the CUDA tools shipped beside ptxas in the triton wheel prints for a cubin."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        return subprocess.run([os.path.join(_tools_dir(), "nvdisasm"), "-c", f.name], capture_output=True,
-                              text=True, check=True, timeout=120).stdout
+        return subprocess.run([os.path.join(_tools_dir(), tool), flag, f.name], capture_output=True, text=True,
+                              check=True, timeout=120).stdout
+
+
+def disassemble(cubin: bytes) -> str:
+    """The SASS of a cubin, from nvdisasm."""
+    return _read_cubin("nvdisasm", "-c", cubin)
 
 
 def sass_loops(sass: str) -> tuple[list[tuple[int, str]], list[tuple[int, int]]]:
@@ -256,11 +261,7 @@ def spills_in_loops(sass: str) -> int:
 
 def registers_and_spills(cubin: bytes, name: str) -> tuple[int, int]:
     """(registers, stack + local bytes) of `name` in a cubin, from cuobjdump -res-usage."""
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        out = subprocess.run([os.path.join(_tools_dir(), "cuobjdump"), "-res-usage", f.name], capture_output=True,
-                             text=True, timeout=120).stdout
+    out = _read_cubin("cuobjdump", "-res-usage", cubin)
     match = re.search(rf"Function {re.escape(name)}:\s*\n\s*REG:(\d+) STACK:(\d+) SHARED:\d+ LOCAL:(\d+)", out)
     if not match:
         raise RuntimeError(f"cuobjdump did not report {name}: {out[-300:]}")
@@ -371,9 +372,14 @@ def check_one(spec: KernelSpec, config_index: int, dtype: str, arch: int, config
 def judge(r: Result, spec: KernelSpec) -> str:
     problems = []
     if r.spill_bytes > 0 and r.dtype != "tf32" and r.dtype not in spec.spills_allowed:
-        where = {-1: "", 0: " (outside its loops: once a program)",
-                 1: " (1 local load or store in its loops)"}.get(
-            r.spills_in_loops, f" ({r.spills_in_loops} local loads and stores in its loops)")
+        if r.spills_in_loops < 0:  # not read off the SASS
+            where = ""
+        elif r.spills_in_loops == 0:
+            where = " (outside its loops: once a program)"
+        else:
+            accesses = "1 local load or store" if r.spills_in_loops == 1 else \
+                f"{r.spills_in_loops} local loads and stores"
+            where = f" ({accesses} in its loops)"
         problems.append(f"spills {r.spill_bytes} bytes{where}")
     if r.autotuner_tries and r.shared_bytes > r.shared_limit:
         problems.append(f"needs {r.shared_bytes} bytes of shared memory, the arch gives {r.shared_limit}")

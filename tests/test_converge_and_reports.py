@@ -278,6 +278,14 @@ def test_trials_redraw_the_same_hyperparameters():
     assert a == b and a != c
 
 
+def test_the_digits_preset_is_the_papers_protocol_at_its_depths_on_digits():
+    from dataclasses import replace
+
+    paper = cv.PRESETS["paper"]
+    assert cv.PRESETS["paper-digits"] == replace(paper, name="paper-digits", dataset="digits", depths=cv.PAPER_DEPTHS)
+    assert paper.trials == 100 and paper.max_train is None  # every training image, the paper's 100 trials a net
+
+
 def known_gate_net():
     """Two highway layers with W_T = 0, so T = σ(b_T) exactly: layer 1 open (doubles x), layer 2 closed."""
     net = highway_mlp(4, 3, 3, 2, activation="identity", backend="torch")
